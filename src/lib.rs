@@ -1,9 +1,22 @@
 //! newswatch: watch public news feeds for named topics and keep every match for review.
 //!
 //! One module per pipeline stage: [`fetch`] → [`parse`] → [`normalise`] → [`matcher`] →
-//! [`dedup`] → [`store`], driven by [`poll`] (one cycle) and configured by [`config`].
+//! [`dedup`] → [`store`], driven by [`poll`] (one cycle) on a [`schedule`], configured by
+//! [`config`], and served to people by [`cli`].
 
+// External data must never panic the daemon: no unwrap/expect/panic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod cli;
+pub mod config;
+pub mod dedup;
 pub mod fetch;
 pub mod matcher;
 pub mod normalise;
 pub mod parse;
+pub mod poll;
+pub mod schedule;
+pub mod store;

@@ -1,0 +1,603 @@
+//! Config: the TOML file people write, checked once into a runtime [`Settings`].
+//!
+//! Two stages: serde structs mirror the file exactly (`deny_unknown_fields`, typed defaults);
+//! [`load_str`] validates them (unique names, URLs, rule syntax, schedules) into [`Settings`],
+//! reporting every mistake with file:line:column and a one-line reason. A reload builds a new
+//! `Settings`; a bad file never replaces a good one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use url::Url;
+
+use crate::fetch::{self, FetchOptions};
+use crate::matcher::Query;
+
+/// The built-in default configuration (config/newswatch.toml), used when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/newswatch.toml");
+
+/// Default number of feeds fetched at once.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default number of simultaneous requests to one host.
+pub const DEFAULT_PER_HOST: usize = 2;
+
+/// A config error: where, and why, in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}{}: {message}", position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file name (or `<built-in default config>`).
+    pub origin: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage one: the file as written.
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    feeds: Vec<RawFeed>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    concurrency: Option<Spanned<usize>>,
+    per_host: Option<Spanned<usize>>,
+    connect_timeout: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    max_redirects: Option<usize>,
+    max_body_bytes: Option<u64>,
+    user_agent: Option<String>,
+    proxy: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    poll: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    schedule: Option<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
+    user_agent: Option<String>,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    query: Spanned<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage two: validated settings.
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the config came from (a path, or `None` for the built-in default).
+    pub source: Option<PathBuf>,
+    /// The SQLite database file.
+    pub database: PathBuf,
+    pub concurrency: usize,
+    pub per_host: usize,
+    pub schedule: ScheduleSettings,
+    pub feeds: Vec<FeedSettings>,
+    pub rules: Vec<RuleSettings>,
+}
+
+/// Global schedule settings.
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// Cron line for feeds without their own.
+    pub poll: String,
+    /// Time zone the cron lines are read in.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// One feed.
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    pub name: String,
+    pub url: Url,
+    /// Cron line; `None` means the global one.
+    pub schedule: Option<String>,
+    pub fetch: FetchOptions,
+    pub tags: Vec<String>,
+}
+
+/// One rule.
+#[derive(Debug, Clone)]
+pub struct RuleSettings {
+    pub name: String,
+    pub query: Query,
+    /// The query as written.
+    pub source: String,
+}
+
+impl Settings {
+    /// The cron line that applies to `feed`.
+    pub fn feed_schedule<'a>(&'a self, feed: &'a FeedSettings) -> &'a str {
+        feed.schedule.as_deref().unwrap_or(&self.schedule.poll)
+    }
+}
+
+/// Which config to use, as decided from `--config`, `NEWSWATCH_CONFIG` and the working folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    BuiltIn,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::BuiltIn => f.write_str("<built-in default config>"),
+        }
+    }
+}
+
+/// `--config`/`NEWSWATCH_CONFIG` if given, else `./newswatch.toml` if it exists, else built-in.
+pub fn resolve_source(explicit: Option<&Path>) -> ConfigSource {
+    if let Some(p) = explicit {
+        return ConfigSource::File(p.to_path_buf());
+    }
+    let local = PathBuf::from("newswatch.toml");
+    if local.is_file() {
+        ConfigSource::File(local)
+    } else {
+        ConfigSource::BuiltIn
+    }
+}
+
+/// The folder the built-in config keeps its database in (platform data directory).
+pub fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "newswatch")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Load and validate a config from its source.
+pub fn load(source: &ConfigSource) -> Result<Settings, ConfigError> {
+    match source {
+        ConfigSource::BuiltIn => load_str(DEFAULT_CONFIG, None, &default_data_dir()),
+        ConfigSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                origin: path.display().to_string(),
+                position: None,
+                message: format!("cannot read config: {e}"),
+            })?;
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            load_str(&text, Some(path), &base)
+        }
+    }
+}
+
+/// Validate config text. `path` names the file in errors; relative paths resolve against `base`.
+pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings, ConfigError> {
+    let origin = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<built-in default config>".to_string());
+    let lines = LineIndex::new(text);
+    let err = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
+        origin: origin.clone(),
+        position: span.map(|s| lines.position(s.start)),
+        message,
+    };
+
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        // toml's message is multi-line with a source excerpt; keep the first line only.
+        let msg = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .trim()
+            .to_string();
+        err(e.span(), msg)
+    })?;
+
+    let database = match &raw.storage.path {
+        Some(p) if p.get_ref().trim().is_empty() => {
+            return Err(err(Some(p.span()), "storage.path is empty".into()));
+        }
+        Some(p) => base.join(p.get_ref()),
+        None => base.join("newswatch.db"),
+    };
+
+    let positive = |v: &Option<Spanned<usize>>, default: usize, what: &str| match v {
+        Some(s) if *s.get_ref() == 0 => {
+            Err(err(Some(s.span()), format!("{what} must be at least 1")))
+        }
+        Some(s) => Ok(*s.get_ref()),
+        None => Ok(default),
+    };
+    let concurrency = positive(
+        &raw.http.concurrency,
+        DEFAULT_CONCURRENCY,
+        "http.concurrency",
+    )?;
+    let per_host = positive(&raw.http.per_host, DEFAULT_PER_HOST, "http.per_host")?;
+
+    let duration =
+        |v: &Option<Spanned<String>>, default: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) => humantime::parse_duration(s.get_ref()).map_err(|e| {
+                    err(
+                        Some(s.span()),
+                        format!("invalid duration {:?}: {e}", s.get_ref()),
+                    )
+                }),
+            }
+        };
+    let check_proxy = |v: &Option<Spanned<String>>| -> Result<Option<String>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(s) => {
+                let u = Url::parse(s.get_ref()).map_err(|e| {
+                    err(
+                        Some(s.span()),
+                        format!("invalid proxy URL {:?}: {e}", s.get_ref()),
+                    )
+                })?;
+                match u.scheme() {
+                    "http" | "https" | "socks5" | "socks5h" => Ok(Some(s.get_ref().clone())),
+                    other => Err(err(
+                        Some(s.span()),
+                        format!(
+                            "unsupported proxy scheme {other:?} (use http, https, socks5 or socks5h)"
+                        ),
+                    )),
+                }
+            }
+        }
+    };
+
+    let mut base_fetch = FetchOptions {
+        connect_timeout: duration(&raw.http.connect_timeout, fetch::DEFAULT_CONNECT_TIMEOUT)?,
+        timeout: duration(&raw.http.timeout, fetch::DEFAULT_TIMEOUT)?,
+        max_redirects: raw
+            .http
+            .max_redirects
+            .unwrap_or(fetch::DEFAULT_MAX_REDIRECTS),
+        max_body_bytes: raw
+            .http
+            .max_body_bytes
+            .unwrap_or(fetch::DEFAULT_MAX_BODY_BYTES),
+        user_agent: raw
+            .http
+            .user_agent
+            .clone()
+            .unwrap_or_else(fetch::default_user_agent),
+        proxy: check_proxy(&raw.http.proxy)?,
+        headers: Vec::new(),
+    };
+    base_fetch.headers = sorted_headers(&raw.http.headers);
+
+    let timezone = match &raw.schedule.timezone {
+        None => chrono_tz::UTC,
+        Some(s) => s.get_ref().parse::<chrono_tz::Tz>().map_err(|_| {
+            err(
+                Some(s.span()),
+                format!(
+                    "unknown time zone {:?} (use an IANA name like \"Europe/London\")",
+                    s.get_ref()
+                ),
+            )
+        })?,
+    };
+    let poll = match &raw.schedule.poll {
+        None => crate::schedule::DEFAULT_POLL.to_string(),
+        Some(s) => {
+            crate::schedule::Schedule::parse(s.get_ref())
+                .map_err(|e| err(Some(s.span()), format!("schedule.poll: {e}")))?;
+            s.get_ref().clone()
+        }
+    };
+
+    let mut feeds = Vec::with_capacity(raw.feeds.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for f in &raw.feeds {
+        let name = f.name.get_ref().trim();
+        if name.is_empty() {
+            return Err(err(Some(f.name.span()), "feed name is empty".into()));
+        }
+        if let Some(first) = seen.insert(name.to_string(), lines.position(f.name.span().start).0) {
+            return Err(err(
+                Some(f.name.span()),
+                format!("duplicate feed name {name:?} (first defined on line {first})"),
+            ));
+        }
+        let url = Url::parse(f.url.get_ref().trim()).map_err(|e| {
+            err(
+                Some(f.url.span()),
+                format!("feed {name:?}: invalid URL {:?}: {e}", f.url.get_ref()),
+            )
+        })?;
+        match url.scheme() {
+            "http" | "https" | "file" => {}
+            other => {
+                return Err(err(
+                    Some(f.url.span()),
+                    format!(
+                        "feed {name:?}: unsupported URL scheme {other:?} (use http, https or file)"
+                    ),
+                ));
+            }
+        }
+        if url.scheme() != "file" && url.host_str().is_none_or(str::is_empty) {
+            return Err(err(
+                Some(f.url.span()),
+                format!("feed {name:?}: URL has no host"),
+            ));
+        }
+        if let Some(s) = &f.schedule {
+            crate::schedule::Schedule::parse(s.get_ref())
+                .map_err(|e| err(Some(s.span()), format!("feed {name:?}: schedule: {e}")))?;
+        }
+        let mut fetch = base_fetch.clone();
+        if let Some(p) = check_proxy(&f.proxy)? {
+            fetch.proxy = Some(p);
+        }
+        if let Some(ua) = &f.user_agent {
+            fetch.user_agent = ua.clone();
+        }
+        if !f.headers.is_empty() {
+            let mut all: HashMap<String, String> = raw.http.headers.clone();
+            all.extend(f.headers.clone());
+            fetch.headers = sorted_headers(&all);
+        }
+        fetch.timeout = duration(&f.timeout, fetch.timeout)?;
+        feeds.push(FeedSettings {
+            name: name.to_string(),
+            url,
+            schedule: f.schedule.as_ref().map(|s| s.get_ref().clone()),
+            fetch,
+            tags: f.tags.clone(),
+        });
+    }
+
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in &raw.rules {
+        let name = r.name.get_ref().trim();
+        if name.is_empty() {
+            return Err(err(Some(r.name.span()), "rule name is empty".into()));
+        }
+        if let Some(first) = seen.insert(name.to_string(), lines.position(r.name.span().start).0) {
+            return Err(err(
+                Some(r.name.span()),
+                format!("duplicate rule name {name:?} (first defined on line {first})"),
+            ));
+        }
+        let source = r.query.get_ref();
+        let query = Query::parse(source).map_err(|e| {
+            // Point at the offending character inside the query string when we can.
+            let span = r.query.span();
+            let at = query_offset(text, span.clone(), e.column);
+            ConfigError {
+                origin: origin.clone(),
+                position: Some(lines.position(at)),
+                message: format!("rule {name:?}: {} (query column {})", e.message, e.column),
+            }
+        })?;
+        rules.push(RuleSettings {
+            name: name.to_string(),
+            query,
+            source: source.clone(),
+        });
+    }
+
+    Ok(Settings {
+        source: path.map(Path::to_path_buf),
+        database,
+        concurrency,
+        per_host,
+        schedule: ScheduleSettings { poll, timezone },
+        feeds,
+        rules,
+    })
+}
+
+fn sorted_headers(h: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = h.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort();
+    v
+}
+
+/// Byte offset in the file of the query's `column`-th character (1-based), assuming a
+/// single-line string literal without escapes; falls back to the literal's start.
+fn query_offset(text: &str, span: std::ops::Range<usize>, column: usize) -> usize {
+    let Some(literal) = text.get(span.clone()) else {
+        return span.start;
+    };
+    let quote_len = if literal.starts_with("'''") || literal.starts_with("\"\"\"") {
+        3
+    } else {
+        1
+    };
+    if literal.contains('\\') || literal.contains('\n') {
+        return span.start;
+    }
+    let inner_start = span.start + quote_len;
+    let inner = text.get(inner_start..span.end).unwrap_or("");
+    let skip = column.saturating_sub(1);
+    inner
+        .char_indices()
+        .nth(skip)
+        .map(|(i, _)| inner_start + i)
+        .unwrap_or(span.start)
+}
+
+/// Byte offset → 1-based (line, column in characters).
+struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts[line - 1];
+        let col = self
+            .text
+            .get(start..offset.min(self.text.len()))
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
+        (line, col + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        load_str(text, Some(Path::new("test.toml")), Path::new("/base"))
+    }
+
+    #[test]
+    fn built_in_default_config_is_valid() {
+        let s = load_str(DEFAULT_CONFIG, None, Path::new("/data")).unwrap();
+        assert!(s.feeds.len() >= 8, "default config lists real feeds");
+        let names: Vec<_> = s.rules.iter().map(|r| r.name.as_str()).collect();
+        for want in ["joc", "nca", "gchq", "ipb", "darkweb"] {
+            assert!(
+                names.contains(&want),
+                "default rule {want} missing: {names:?}"
+            );
+        }
+        assert_eq!(s.database, Path::new("/data/newswatch.db"));
+    }
+
+    #[test]
+    fn relative_storage_path_resolves_against_config_folder() {
+        let s = load("[storage]\npath = \"db/x.db\"\n").unwrap();
+        assert_eq!(s.database, Path::new("/base/db/x.db"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = load("[[feeds]]\nname = \"a\"\nurl = \"http://x/\"\nurll = \"y\"\n").unwrap_err();
+        assert_eq!(e.position, Some((4, 1)), "{e}");
+        assert!(e.message.contains("unknown field `urll`"), "{e}");
+        assert!(e.to_string().starts_with("test.toml:4:1: "), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let e = load("[[feeds]]\nname = \"a\"\nurl = \"http://x/\"\n[[feeds]]\nname = \"a\"\nurl = \"http://y/\"\n")
+            .unwrap_err();
+        assert_eq!(e.position, Some((5, 8)));
+        assert!(
+            e.message
+                .contains("duplicate feed name \"a\" (first defined on line 2)"),
+            "{e}"
+        );
+        let e = load(
+            "[[rules]]\nname = \"r\"\nquery = \"x\"\n[[rules]]\nname = \"r\"\nquery = \"y\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("duplicate rule name"), "{e}");
+    }
+
+    #[test]
+    fn bad_urls_are_rejected() {
+        let e = load("[[feeds]]\nname = \"a\"\nurl = \"not a url\"\n").unwrap_err();
+        assert_eq!(e.position, Some((3, 7)));
+        assert!(e.message.contains("invalid URL"), "{e}");
+        let e = load("[[feeds]]\nname = \"a\"\nurl = \"ftp://x/feed\"\n").unwrap_err();
+        assert!(e.message.contains("unsupported URL scheme \"ftp\""), "{e}");
+    }
+
+    #[test]
+    fn bad_and_empty_queries_point_into_the_query() {
+        let e = load("[[rules]]\nname = \"r\"\nquery = '\"unclosed'\n").unwrap_err();
+        assert!(e.message.starts_with("rule \"r\": "), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(3));
+        let e = load("[[rules]]\nname = \"r\"\nquery = \"   \"\n").unwrap_err();
+        assert!(e.message.starts_with("rule \"r\": "), "{e}");
+    }
+
+    #[test]
+    fn bad_schedule_and_timezone_are_rejected() {
+        let e = load("[schedule]\npoll = \"every day\"\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 8)));
+        let e = load("[schedule]\ntimezone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(e.message.contains("unknown time zone"), "{e}");
+    }
+
+    #[test]
+    fn toml_syntax_error_is_one_line_with_position() {
+        let e = load("[[feeds]\nname = 1\n").unwrap_err();
+        assert!(e.position.is_some());
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn per_feed_http_settings_override_defaults() {
+        let s = load(
+            "[http]\ntimeout = \"20s\"\nheaders = { X-A = \"1\" }\n[[feeds]]\nname = \"a\"\nurl = \"http://x/\"\ntimeout = \"5s\"\nproxy = \"socks5h://127.0.0.1:9050\"\nheaders = { X-B = \"2\" }\n[[feeds]]\nname = \"b\"\nurl = \"http://y/\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.feeds[0].fetch.timeout, Duration::from_secs(5));
+        assert_eq!(
+            s.feeds[0].fetch.proxy.as_deref(),
+            Some("socks5h://127.0.0.1:9050")
+        );
+        assert_eq!(s.feeds[0].fetch.headers.len(), 2);
+        assert_eq!(s.feeds[1].fetch.timeout, Duration::from_secs(20));
+        assert_eq!(
+            s.feeds[1].fetch.headers,
+            vec![("X-A".to_string(), "1".to_string())]
+        );
+    }
+}

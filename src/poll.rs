@@ -1,0 +1,478 @@
+//! Poll: one pass of the pipeline over feeds — fetch → parse → normalise → match → dedup →
+//! store — with bounded concurrency (global and per host).
+//!
+//! A feed's failure is a message, not an abort: it is recorded on that feed, logged with the
+//! feed's name, and the cycle goes on. Each feed's results are committed in one transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::config::{FeedSettings, Settings};
+use crate::dedup;
+use crate::fetch::{FetchError, FetchOptions, Fetcher};
+use crate::matcher::Matcher;
+use crate::normalise::to_plain_text;
+use crate::parse;
+use crate::store::{CommitCounts, EntryRecord, FetchFacts, MatchedEntry, Store, StoreError};
+
+/// Longest summary or content kept in the database per item (characters beyond are cut).
+pub const MAX_STORED_TEXT: usize = 64 * 1024;
+
+/// A validated config turned into working parts: compiled matcher, one HTTP client per
+/// distinct set of fetch options, per-host limits. Built once per (re)load.
+pub struct Runtime {
+    pub settings: Settings,
+    pub matcher: Matcher,
+    fetchers: HashMap<FetchOptions, Fetcher>,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// Why a runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("feed {feed:?}: {source}")]
+pub struct RuntimeError {
+    pub feed: String,
+    #[source]
+    pub source: FetchError,
+}
+
+impl Runtime {
+    pub fn new(settings: Settings) -> Result<Runtime, RuntimeError> {
+        let matcher = Matcher::new(
+            settings
+                .rules
+                .iter()
+                .map(|r| (r.name.clone(), r.query.clone()))
+                .collect(),
+        );
+        let mut fetchers = HashMap::new();
+        for f in &settings.feeds {
+            if !fetchers.contains_key(&f.fetch) {
+                let fetcher = Fetcher::new(f.fetch.clone()).map_err(|source| RuntimeError {
+                    feed: f.name.clone(),
+                    source,
+                })?;
+                fetchers.insert(f.fetch.clone(), fetcher);
+            }
+        }
+        Ok(Runtime {
+            settings,
+            matcher,
+            fetchers,
+            hosts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn fetcher(&self, feed: &FeedSettings) -> Option<&Fetcher> {
+        self.fetchers.get(&feed.fetch)
+    }
+
+    fn host_permit(&self, host: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host)))
+            .clone()
+    }
+}
+
+/// How one feed's poll ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Fetched and stored.
+    Ok(CommitCounts),
+    /// 304 Not Modified.
+    Unchanged,
+    /// Failed; the reason is one line.
+    Failed {
+        reason: String,
+        http_status: Option<u16>,
+        retry_after: Option<DateTime<Utc>>,
+    },
+}
+
+/// What happened to one feed.
+#[derive(Debug, Clone)]
+pub struct FeedReport {
+    pub feed: String,
+    pub outcome: Outcome,
+    pub duration: Duration,
+    pub bytes: usize,
+    /// Entries in the fetched document.
+    pub entries: usize,
+    /// Earliest next poll the server asked for (max-age, Expires, RSS ttl), if any.
+    pub fresh_until: Option<DateTime<Utc>>,
+}
+
+/// Totals of a cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub ok: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub new_entries: usize,
+    pub new_matches: usize,
+}
+
+impl Summary {
+    pub fn of(reports: &[FeedReport]) -> Summary {
+        let mut s = Summary::default();
+        for r in reports {
+            match &r.outcome {
+                Outcome::Ok(c) => {
+                    s.ok += 1;
+                    s.new_entries += c.new_entries;
+                    s.new_matches += c.new_matches;
+                }
+                Outcome::Unchanged => s.unchanged += 1,
+                Outcome::Failed { .. } => s.failed += 1,
+            }
+        }
+        s
+    }
+}
+
+/// The writer connection, shared by the feeds of a cycle (one writer at a time).
+pub type SharedStore = Arc<Mutex<Store>>;
+
+/// Decides a feed's next due time once its poll ended (the daemon's scheduler); `poll` alone
+/// records none.
+pub type DuePolicy = dyn Fn(&FeedSettings, &FeedReport, u32) -> Option<DateTime<Utc>> + Send + Sync;
+
+/// Poll every configured feed once (or only `only`), with bounded concurrency.
+pub async fn poll_all(
+    runtime: &Arc<Runtime>,
+    store: &SharedStore,
+    only: Option<&str>,
+) -> Vec<FeedReport> {
+    let feeds: Vec<FeedSettings> = runtime
+        .settings
+        .feeds
+        .iter()
+        .filter(|f| only.is_none_or(|n| f.name == n))
+        .cloned()
+        .collect();
+    futures_util::stream::iter(feeds)
+        .map(|feed| {
+            let runtime = runtime.clone();
+            let store = store.clone();
+            async move { poll_feed(&runtime, &store, &feed, None).await }
+        })
+        .buffer_unordered(runtime.settings.concurrency)
+        .collect()
+        .await
+}
+
+/// Poll one feed: fetch, process, commit (or record the failure). Never returns an error:
+/// every problem becomes the feed's recorded outcome.
+pub async fn poll_feed(
+    runtime: &Arc<Runtime>,
+    store: &SharedStore,
+    feed: &FeedSettings,
+    due: Option<&DuePolicy>,
+) -> FeedReport {
+    let span = tracing::info_span!("feed", feed = %feed.name);
+    async {
+        let started = Instant::now();
+        let mut report = poll_feed_inner(runtime, store, feed, due).await;
+        report.duration = started.elapsed();
+        match &report.outcome {
+            Outcome::Ok(c) => tracing::info!(
+                status = "ok",
+                duration_ms = report.duration.as_millis() as u64,
+                bytes = report.bytes,
+                entries = report.entries,
+                new_items = c.new_entries,
+                changed_items = c.changed_entries,
+                new_matches = c.new_matches,
+                "fetched"
+            ),
+            Outcome::Unchanged => tracing::info!(
+                status = "unchanged",
+                duration_ms = report.duration.as_millis() as u64,
+                "not modified"
+            ),
+            Outcome::Failed { reason, .. } => tracing::warn!(
+                status = "failed",
+                duration_ms = report.duration.as_millis() as u64,
+                reason = %reason,
+                "fetch failed"
+            ),
+        }
+        report
+    }
+    .instrument(span)
+    .await
+}
+
+async fn poll_feed_inner(
+    runtime: &Arc<Runtime>,
+    store: &SharedStore,
+    feed: &FeedSettings,
+    due: Option<&DuePolicy>,
+) -> FeedReport {
+    let mut report = FeedReport {
+        feed: feed.name.clone(),
+        outcome: Outcome::Unchanged,
+        duration: Duration::ZERO,
+        bytes: 0,
+        entries: 0,
+        fresh_until: None,
+    };
+    let state = match with_store(store, {
+        let name = feed.name.clone();
+        move |s| s.feed_state(&name)
+    })
+    .await
+    {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            report.outcome = failed(format!(
+                "feed {:?} is not in the database (config not synced)",
+                feed.name
+            ));
+            return report;
+        }
+        Err(e) => {
+            report.outcome = failed(e.to_string());
+            return report;
+        }
+    };
+    let url = state
+        .effective_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .unwrap_or_else(|| feed.url.clone());
+
+    let Some(fetcher) = runtime.fetcher(feed) else {
+        report.outcome = failed("no HTTP client for this feed's settings".into());
+        return report;
+    };
+    let host = url.host_str().unwrap_or("").to_string();
+    let fetched = {
+        let limit = runtime.host_permit(&host);
+        let _permit = limit.acquire_owned().await;
+        fetcher.fetch(&url, &state.validators).await
+    };
+
+    let now = Utc::now();
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            let (http_status, retry_after) = match &e {
+                FetchError::Status {
+                    status,
+                    retry_after,
+                } => (Some(*status), *retry_after),
+                _ => (None, None),
+            };
+            report.outcome = Outcome::Failed {
+                reason: e.to_string(),
+                http_status,
+                retry_after,
+            };
+            record_failure(store, feed, &state.id, &mut report, due, now).await;
+            return report;
+        }
+    };
+    report.fresh_until = fetched.fresh_until;
+    let effective_url = fetched.permanent_redirect.as_ref().map(|u| u.to_string());
+    let Some(body) = fetched.body else {
+        let mut facts = FetchFacts {
+            http_status: Some(fetched.status),
+            validators: fetched.validators.clone(),
+            effective_url,
+            title: None,
+            next_due_at: None,
+        };
+        report.outcome = Outcome::Unchanged;
+        facts.next_due_at = due.and_then(|d| d(feed, &report, 0));
+        let id = state.id;
+        if let Err(e) = with_store(store, move |s| s.record_unchanged(id, &facts, now)).await {
+            report.outcome = failed(e.to_string());
+        }
+        return report;
+    };
+    report.bytes = body.len();
+
+    // Parsing and matching are CPU work: keep them off the async workers.
+    let rt = runtime.clone();
+    let st = store.clone();
+    let feed_id = state.id;
+    let content_type = fetched.content_type.clone();
+    let base = fetched.final_url.to_string();
+    let processed = tokio::task::spawn_blocking(move || {
+        let parsed = parse::parse_feed(&body, content_type.as_deref(), Some(&base))?;
+        let known = lock(&st)
+            .known_entries(feed_id)
+            .map_err(ProcessError::Store)?;
+        let records = process_entries(&rt.matcher, &parsed.entries, &known);
+        Ok::<_, ProcessError>((parsed, records))
+    })
+    .await;
+    let (parsed, records) = match processed {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            report.outcome = failed(e.to_string());
+            record_failure(store, feed, &state.id, &mut report, due, now).await;
+            return report;
+        }
+        Err(join) => {
+            report.outcome = failed(format!("internal error while parsing: {join}"));
+            record_failure(store, feed, &state.id, &mut report, due, now).await;
+            return report;
+        }
+    };
+    report.entries = parsed.entries.len();
+    if let Some(ttl) = parsed.ttl_minutes {
+        let ttl_until = now + chrono::Duration::minutes(i64::from(ttl.min(24 * 60)));
+        report.fresh_until = Some(report.fresh_until.map_or(ttl_until, |f| f.max(ttl_until)));
+    }
+    report.outcome = Outcome::Ok(CommitCounts::default());
+    let facts = FetchFacts {
+        http_status: Some(fetched.status),
+        validators: fetched.validators,
+        effective_url,
+        title: parsed.title.clone(),
+        next_due_at: due.and_then(|d| d(feed, &report, 0)),
+    };
+    match with_store(store, move |s| {
+        s.commit_feed(feed_id, &facts, &records, now)
+    })
+    .await
+    {
+        Ok(counts) => report.outcome = Outcome::Ok(counts),
+        Err(e) => {
+            // The transaction rolled back: nothing of this feed was written. Try to note why.
+            report.outcome = failed(format!("cannot store results: {e}"));
+            record_failure(store, feed, &state.id, &mut report, due, now).await;
+        }
+    }
+    report
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ProcessError {
+    #[error(transparent)]
+    Parse(#[from] parse::ParseError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Normalise and match the entries that are new or changed since the feed was last seen.
+pub fn process_entries(
+    matcher: &Matcher,
+    entries: &[parse::Entry],
+    known: &HashMap<[u8; 16], [u8; 16]>,
+) -> Vec<EntryRecord> {
+    let mut out = Vec::new();
+    for (i, identity) in dedup::identify(entries) {
+        let Some(e) = entries.get(i) else { continue };
+        let fingerprint = dedup::fingerprint(e);
+        if known.get(&identity.key_hash) == Some(&fingerprint) {
+            continue;
+        }
+        let title = to_plain_text(&e.title);
+        let summary = to_plain_text(&e.summary);
+        let content = to_plain_text(&e.content);
+        let body = if content.is_empty() || content == summary {
+            summary.clone()
+        } else if summary.is_empty() {
+            content.clone()
+        } else {
+            format!("{summary} {content}")
+        };
+        let matched = matcher.match_item(&title, &body).map(|m| MatchedEntry {
+            guid: e.guid.clone(),
+            link: e.link.clone(),
+            title: title.clone(),
+            summary: truncate_chars(&summary, MAX_STORED_TEXT),
+            content: if content == summary {
+                String::new()
+            } else {
+                truncate_chars(&content, MAX_STORED_TEXT)
+            },
+            authors: e.authors.clone(),
+            published: e.published,
+            rules: m.rules,
+            snippet: m.snippet,
+        });
+        out.push(EntryRecord {
+            identity,
+            fingerprint,
+            matched,
+        });
+    }
+    out
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn failed(reason: String) -> Outcome {
+    Outcome::Failed {
+        reason,
+        http_status: None,
+        retry_after: None,
+    }
+}
+
+async fn record_failure(
+    store: &SharedStore,
+    feed: &FeedSettings,
+    feed_id: &i64,
+    report: &mut FeedReport,
+    due: Option<&DuePolicy>,
+    now: DateTime<Utc>,
+) {
+    let Outcome::Failed {
+        reason,
+        http_status,
+        ..
+    } = &report.outcome
+    else {
+        return;
+    };
+    let (reason, http_status, id) = (reason.clone(), *http_status, *feed_id);
+    let failures = with_store(store, {
+        let reason = reason.clone();
+        move |s| s.record_failure(id, &reason, http_status, None, now)
+    })
+    .await;
+    match failures {
+        Ok(n) => {
+            if let Some(next) = due.and_then(|d| d(feed, report, n)) {
+                let _ = with_store(store, move |s| s.set_next_due(id, next)).await;
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot record failure"),
+    }
+}
+
+fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
+    // A panic while holding the lock cannot leave a half-written transaction (rusqlite rolls
+    // back on drop), so a poisoned lock is still usable.
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Run a store operation on a blocking thread.
+async fn with_store<T: Send + 'static>(
+    store: &SharedStore,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(&mut lock(&store))).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Corrupt(format!("internal error: {e}"))),
+    }
+}

@@ -1,0 +1,729 @@
+//! Store: everything newswatch remembers, in one SQLite file.
+//!
+//! Set-up lives in one place ([`Store::open`]: pragmas, then the ordered migrations in
+//! `migrations/`). Each feed's results are written in one transaction ([`Store::commit_feed`]),
+//! so a crash or kill never leaves half a feed. `rusqlite::Connection` is not `Sync`: one
+//! `Store` is owned by one writer; readers open their own.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::config::FeedSettings;
+use crate::dedup::Identity;
+use crate::fetch::Validators;
+use crate::matcher::RuleMatch;
+
+/// How long a statement waits for another connection's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, as ordered migrations. Append only.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file (or its folder) could not be created or opened.
+    #[error("cannot open database {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    /// Applying the schema migrations failed.
+    #[error("cannot migrate database {path}: {reason}")]
+    Migrate { path: PathBuf, reason: String },
+    /// Any SQLite error while reading or writing.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A row holds data this version cannot read.
+    #[error("database holds unreadable data: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// RFC 3339 UTC with milliseconds: sorts lexicographically in time order.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parse a timestamp written by [`ts`] (or any RFC 3339 text).
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// What the store remembers about a feed between polls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedState {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub effective_url: Option<String>,
+    pub validators: Validators,
+    pub consecutive_failures: u32,
+    pub next_due_at: Option<DateTime<Utc>>,
+}
+
+/// A matched entry, ready to store (text already normalised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedEntry {
+    pub guid: Option<String>,
+    pub link: Option<String>,
+    pub title: String,
+    pub summary: String,
+    pub content: String,
+    pub authors: Vec<String>,
+    pub published: Option<DateTime<Utc>>,
+    pub rules: Vec<RuleMatch>,
+    pub snippet: String,
+}
+
+/// One new or changed entry of a fetched document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRecord {
+    pub identity: Identity,
+    pub fingerprint: [u8; 16],
+    /// `None` when it matched no rule.
+    pub matched: Option<MatchedEntry>,
+}
+
+/// Facts of a successful fetch to remember on the feed.
+#[derive(Debug, Clone, Default)]
+pub struct FetchFacts {
+    pub http_status: Option<u16>,
+    pub validators: Validators,
+    pub effective_url: Option<String>,
+    pub title: Option<String>,
+    pub next_due_at: Option<DateTime<Utc>>,
+}
+
+/// What one feed's commit changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    /// Entries never seen before in this feed.
+    pub new_entries: usize,
+    /// Entries seen before whose text changed.
+    pub changed_entries: usize,
+    /// Items stored for the first time (new matches).
+    pub new_matches: usize,
+    /// Existing items that gained a feed, a rule or new text.
+    pub updated_matches: usize,
+}
+
+/// Filters for reading matches back.
+#[derive(Debug, Clone, Default)]
+pub struct MatchFilter {
+    pub rule: Option<String>,
+    pub feed: Option<String>,
+    /// Only items whose published time (else first-seen time) is at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Only items first seen at or after this.
+    pub first_seen_since: Option<DateTime<Utc>>,
+    pub statuses: Vec<String>,
+    pub ids: Vec<i64>,
+    /// `None`: no limit.
+    pub limit: Option<usize>,
+}
+
+/// A stored match as read back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MatchRow {
+    pub id: i64,
+    pub title: String,
+    pub link: Option<String>,
+    pub published: Option<String>,
+    pub first_seen: String,
+    pub feeds: Vec<String>,
+    pub rules: Vec<String>,
+    pub terms: Vec<String>,
+    pub snippet: String,
+    pub status: String,
+    #[serde(skip)]
+    pub summary: String,
+    #[serde(skip)]
+    pub content: String,
+}
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path`, set pragmas and apply migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| open_err(e.to_string()))?;
+        // WAL lets readers (query, feeds) work while a poll or the daemon writes.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| open_err(e.to_string()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::debug!(mode, "database not in WAL mode");
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| open_err(e.to_string()))?;
+        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+        migrations
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migrate {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Raw connection, for modules that own their own tables (digest state, locks).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Make the feeds table agree with the config: add new feeds, update changed URLs
+    /// (forgetting validators and redirects that belonged to the old URL), and mark feeds no
+    /// longer configured. Matches and history are kept.
+    pub fn sync_feeds(&mut self, feeds: &[FeedSettings]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("UPDATE feeds SET in_config = 0", [])?;
+        for f in feeds {
+            tx.execute(
+                "INSERT INTO feeds (name, url, in_config) VALUES (?1, ?2, 1)
+                 ON CONFLICT(name) DO UPDATE SET in_config = 1,
+                   etag = CASE WHEN url = excluded.url THEN etag END,
+                   last_modified = CASE WHEN url = excluded.url THEN last_modified END,
+                   effective_url = CASE WHEN url = excluded.url THEN effective_url END,
+                   next_due_at = CASE WHEN url = excluded.url THEN next_due_at END,
+                   url = excluded.url",
+                params![f.name, f.url.as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The remembered state of feed `name`.
+    pub fn feed_state(&self, name: &str) -> Result<Option<FeedState>> {
+        self.conn
+            .query_row(
+                "SELECT id, name, url, effective_url, etag, last_modified, consecutive_failures, next_due_at
+                 FROM feeds WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(FeedState {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        url: r.get(2)?,
+                        effective_url: r.get(3)?,
+                        validators: Validators { etag: r.get(4)?, last_modified: r.get(5)? },
+                        consecutive_failures: r.get(6)?,
+                        next_due_at: r.get::<_, Option<String>>(7)?.as_deref().and_then(parse_ts),
+                    })
+                },
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// Identity hash → fingerprint of every entry ever seen in feed `feed_id`.
+    pub fn known_entries(&self, feed_id: i64) -> Result<HashMap<[u8; 16], [u8; 16]>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT entry_key, fingerprint FROM sightings WHERE feed_id = ?1")?;
+        let rows = stmt.query_map([feed_id], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (k, f) = row?;
+            let (Ok(k), Ok(f)) = (
+                <[u8; 16]>::try_from(k.as_slice()),
+                <[u8; 16]>::try_from(f.as_slice()),
+            ) else {
+                return Err(StoreError::Corrupt(format!(
+                    "sighting of feed {feed_id} has a malformed key"
+                )));
+            };
+            out.insert(k, f);
+        }
+        Ok(out)
+    }
+
+    /// Write one feed's fetch results atomically: new/changed entries, matches, feed state.
+    pub fn commit_feed(
+        &mut self,
+        feed_id: i64,
+        facts: &FetchFacts,
+        entries: &[EntryRecord],
+        now: DateTime<Utc>,
+    ) -> Result<CommitCounts> {
+        let now_s = ts(now);
+        let tx = self.conn.transaction()?;
+        let mut counts = CommitCounts::default();
+        for rec in entries {
+            let existing: Option<(Vec<u8>, Option<i64>)> = tx
+                .prepare_cached("SELECT fingerprint, item_id FROM sightings WHERE feed_id = ?1 AND entry_key = ?2")?
+                .query_row(params![feed_id, &rec.identity.key_hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((fp, _)) = &existing {
+                if fp.as_slice() == rec.fingerprint {
+                    continue;
+                }
+                counts.changed_entries += 1;
+            } else {
+                counts.new_entries += 1;
+            }
+            let mut item_id = existing.as_ref().and_then(|(_, id)| *id);
+            if let Some(m) = &rec.matched {
+                let own_item = item_id.is_some();
+                if item_id.is_none()
+                    && let Some(canon) = &rec.identity.canonical_url
+                {
+                    item_id = tx
+                        .prepare_cached("SELECT id FROM items WHERE canonical_url = ?1")?
+                        .query_row([canon], |r| r.get(0))
+                        .optional()?;
+                }
+                let authors = serde_json::to_string(&m.authors).unwrap_or_else(|_| "[]".into());
+                let published = m.published.map(ts);
+                let id = match item_id {
+                    Some(id) => {
+                        if own_item {
+                            // The same entry, edited: update the stored text in place.
+                            tx.prepare_cached(
+                                "UPDATE items SET title = ?2, summary = ?3, content = ?4, authors = ?5,
+                                   published_at = COALESCE(?6, published_at), snippet = ?7, updated_at = ?8,
+                                   link = COALESCE(link, ?9)
+                                 WHERE id = ?1",
+                            )?
+                            .execute(params![
+                                id, m.title, m.summary, m.content, authors, published, m.snippet, now_s, m.link
+                            ])?;
+                        }
+                        counts.updated_matches += 1;
+                        id
+                    }
+                    None => {
+                        tx.prepare_cached(
+                            "INSERT INTO items (canonical_url, link, guid, title, summary, content, authors,
+                               published_at, first_seen_at, updated_at, snippet)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+                        )?
+                        .execute(params![
+                            rec.identity.canonical_url,
+                            m.link,
+                            m.guid,
+                            m.title,
+                            m.summary,
+                            m.content,
+                            authors,
+                            published,
+                            now_s,
+                            m.snippet
+                        ])?;
+                        counts.new_matches += 1;
+                        tx.last_insert_rowid()
+                    }
+                };
+                for rule in &m.rules {
+                    let terms = serde_json::to_string(&rule.terms).unwrap_or_else(|_| "[]".into());
+                    // Rules and terms accumulate: union the new terms into the stored ones.
+                    tx.prepare_cached(
+                        "INSERT INTO item_rules (item_id, rule, terms, first_matched_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(item_id, rule) DO UPDATE SET terms = (
+                           SELECT json_group_array(value) FROM (
+                             SELECT value FROM json_each(item_rules.terms)
+                             UNION SELECT value FROM json_each(excluded.terms)))",
+                    )?
+                    .execute(params![id, rule.rule, terms, now_s])?;
+                }
+                item_id = Some(id);
+            }
+            tx.prepare_cached(
+                "INSERT INTO sightings (feed_id, entry_key, fingerprint, item_id, first_seen_at, changed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT(feed_id, entry_key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                   item_id = COALESCE(excluded.item_id, sightings.item_id), changed_at = excluded.changed_at",
+            )?
+            .execute(params![feed_id, &rec.identity.key_hash[..], &rec.fingerprint[..], item_id, now_s])?;
+        }
+        tx.prepare_cached(
+            "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
+               title = COALESCE(?5, title), last_fetch_at = ?6, last_success_at = ?6, last_status = 'ok',
+               last_http_status = ?7, last_error = NULL, consecutive_failures = 0, next_due_at = ?8
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            feed_id,
+            facts.validators.etag,
+            facts.validators.last_modified,
+            facts.effective_url,
+            facts.title,
+            now_s,
+            facts.http_status,
+            facts.next_due_at.map(ts)
+        ])?;
+        tx.commit()?;
+        Ok(counts)
+    }
+
+    /// Remember a 304 Not Modified.
+    pub fn record_unchanged(
+        &mut self,
+        feed_id: i64,
+        facts: &FetchFacts,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
+                   last_fetch_at = ?5, last_success_at = ?5, last_status = 'unchanged', last_http_status = ?6,
+                   last_error = NULL, consecutive_failures = 0, next_due_at = ?7
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                feed_id,
+                facts.validators.etag,
+                facts.validators.last_modified,
+                facts.effective_url,
+                ts(now),
+                facts.http_status,
+                facts.next_due_at.map(ts)
+            ])?;
+        Ok(())
+    }
+
+    /// Remember a failure; returns the new count of consecutive failures.
+    pub fn record_failure(
+        &mut self,
+        feed_id: i64,
+        reason: &str,
+        http_status: Option<u16>,
+        next_due_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE feeds SET last_fetch_at = ?2, last_status = 'failed', last_http_status = ?3,
+                   last_error = ?4, consecutive_failures = consecutive_failures + 1, next_due_at = ?5
+                 WHERE id = ?1 RETURNING consecutive_failures",
+            )?
+            .query_row(params![feed_id, ts(now), http_status, reason, next_due_at.map(ts)], |r| r.get(0))?;
+        Ok(n)
+    }
+
+    /// Set a feed's next due time (the daemon's scheduler).
+    pub fn set_next_due(&mut self, feed_id: i64, at: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE feeds SET next_due_at = ?2 WHERE id = ?1")?
+            .execute(params![feed_id, ts(at)])?;
+        Ok(())
+    }
+
+    /// Stored matches, newest first (published time, else first-seen time).
+    pub fn matches(&self, filter: &MatchFilter) -> Result<Vec<MatchRow>> {
+        let mut sql = String::from(
+            "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.snippet, i.status, i.summary, i.content,
+               (SELECT json_group_array(name) FROM (SELECT DISTINCT f.name AS name FROM sightings s
+                  JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name)),
+               (SELECT json_group_array(rule) FROM (SELECT rule FROM item_rules WHERE item_id = i.id ORDER BY rule)),
+               (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id)
+             FROM items i WHERE 1 = 1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(rule) = &filter.rule {
+            args.push(rule.clone().into());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM item_rules r WHERE r.item_id = i.id AND r.rule = ?{})",
+                args.len()
+            ));
+        }
+        if let Some(feed) = &filter.feed {
+            args.push(feed.clone().into());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM sightings s JOIN feeds f ON f.id = s.feed_id
+                   WHERE s.item_id = i.id AND f.name = ?{})",
+                args.len()
+            ));
+        }
+        if let Some(since) = filter.since {
+            args.push(ts(since).into());
+            sql.push_str(&format!(
+                " AND COALESCE(i.published_at, i.first_seen_at) >= ?{}",
+                args.len()
+            ));
+        }
+        if let Some(since) = filter.first_seen_since {
+            args.push(ts(since).into());
+            sql.push_str(&format!(" AND i.first_seen_at >= ?{}", args.len()));
+        }
+        if !filter.statuses.is_empty() {
+            let mut marks = Vec::new();
+            for s in &filter.statuses {
+                args.push(s.clone().into());
+                marks.push(format!("?{}", args.len()));
+            }
+            sql.push_str(&format!(" AND i.status IN ({})", marks.join(", ")));
+        }
+        if !filter.ids.is_empty() {
+            let mut marks = Vec::new();
+            for id in &filter.ids {
+                args.push((*id).into());
+                marks.push(format!("?{}", args.len()));
+            }
+            sql.push_str(&format!(" AND i.id IN ({})", marks.join(", ")));
+        }
+        sql.push_str(" ORDER BY COALESCE(i.published_at, i.first_seen_at) DESC, i.id DESC");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                MatchRow {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    link: r.get(2)?,
+                    published: r.get(3)?,
+                    first_seen: r.get(4)?,
+                    snippet: r.get(5)?,
+                    status: r.get(6)?,
+                    summary: r.get(7)?,
+                    content: r.get(8)?,
+                    feeds: Vec::new(),
+                    rules: Vec::new(),
+                    terms: Vec::new(),
+                },
+                r.get::<_, String>(9)?,
+                r.get::<_, String>(10)?,
+                r.get::<_, Option<String>>(11)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut m, feeds, rules, terms) = row?;
+            let json = |s: &str| -> Result<Vec<String>> {
+                serde_json::from_str(s)
+                    .map_err(|e| StoreError::Corrupt(format!("item {}: {e}", m.id)))
+            };
+            m.feeds = json(&feeds)?;
+            m.rules = json(&rules)?;
+            m.terms = json(terms.as_deref().unwrap_or("[]"))?;
+            out.push(m);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup;
+    use crate::parse::Entry;
+
+    fn feed(name: &str, url: &str) -> FeedSettings {
+        FeedSettings {
+            name: name.into(),
+            url: url::Url::parse(url).unwrap(),
+            schedule: None,
+            fetch: Default::default(),
+            tags: vec![],
+        }
+    }
+
+    fn record(guid: &str, link: &str, title: &str, rule: Option<&str>) -> EntryRecord {
+        let e = Entry {
+            guid: Some(guid.into()),
+            link: Some(link.into()),
+            title: title.into(),
+            ..Default::default()
+        };
+        let (_, identity) = dedup::identify(std::slice::from_ref(&e)).remove(0);
+        EntryRecord {
+            identity,
+            fingerprint: dedup::fingerprint(&e),
+            matched: rule.map(|r| MatchedEntry {
+                guid: e.guid.clone(),
+                link: e.link.clone(),
+                title: title.into(),
+                summary: String::new(),
+                content: String::new(),
+                authors: vec![],
+                published: None,
+                rules: vec![RuleMatch {
+                    rule: r.into(),
+                    terms: vec![title.split(' ').next().unwrap_or("").into()],
+                }],
+                snippet: title.into(),
+            }),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("sub/db.sqlite")).unwrap();
+        store
+            .sync_feeds(&[feed("a", "http://a/feed"), feed("b", "http://b/feed")])
+            .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn same_canonical_url_in_two_feeds_is_one_item_with_both_feeds_and_rules() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        let b = s.feed_state("b").unwrap().unwrap().id;
+        let now = Utc::now();
+        let c = s
+            .commit_feed(
+                a,
+                &FetchFacts::default(),
+                &[record(
+                    "a1",
+                    "http://x.com/s?utm_source=a",
+                    "NCA raid",
+                    Some("nca"),
+                )],
+                now,
+            )
+            .unwrap();
+        assert_eq!((c.new_entries, c.new_matches), (1, 1));
+        let c = s
+            .commit_feed(
+                b,
+                &FetchFacts::default(),
+                &[record(
+                    "b9",
+                    "https://X.com/s#top",
+                    "NCA raid GCHQ",
+                    Some("gchq"),
+                )],
+                now,
+            )
+            .unwrap();
+        assert_eq!((c.new_entries, c.new_matches, c.updated_matches), (1, 0, 1));
+        let rows = s.matches(&MatchFilter::default()).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].feeds, vec!["a", "b"]);
+        assert_eq!(rows[0].rules, vec!["gchq", "nca"]);
+    }
+
+    #[test]
+    fn unchanged_entries_add_nothing_and_edits_update_in_place() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        let now = Utc::now();
+        s.commit_feed(
+            a,
+            &FetchFacts::default(),
+            &[record("g", "http://x/1", "NCA one", Some("nca"))],
+            now,
+        )
+        .unwrap();
+        let again = s
+            .commit_feed(
+                a,
+                &FetchFacts::default(),
+                &[record("g", "http://x/1", "NCA one", Some("nca"))],
+                now,
+            )
+            .unwrap();
+        assert_eq!(again, CommitCounts::default());
+        let edit = s
+            .commit_feed(
+                a,
+                &FetchFacts::default(),
+                &[record("g", "http://x/1", "JOC two", Some("joc"))],
+                now,
+            )
+            .unwrap();
+        assert_eq!((edit.changed_entries, edit.new_matches), (1, 0));
+        let rows = s.matches(&MatchFilter::default()).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].title, "JOC two");
+        assert_eq!(rows[0].rules, vec!["joc", "nca"], "rules accumulate");
+        assert_eq!(rows[0].terms.len(), 2);
+    }
+
+    #[test]
+    fn unmatched_entries_are_remembered_compactly() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        s.commit_feed(
+            a,
+            &FetchFacts::default(),
+            &[record("g", "http://x/1", "weather", None)],
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(s.known_entries(a).unwrap().len(), 1);
+        assert!(s.matches(&MatchFilter::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn failures_count_up_and_success_resets() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        assert_eq!(
+            s.record_failure(a, "HTTP 500", Some(500), None, Utc::now())
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.record_failure(a, "HTTP 500", Some(500), None, Utc::now())
+                .unwrap(),
+            2
+        );
+        s.record_unchanged(a, &FetchFacts::default(), Utc::now())
+            .unwrap();
+        assert_eq!(s.feed_state("a").unwrap().unwrap().consecutive_failures, 0);
+    }
+
+    #[test]
+    fn changing_a_feed_url_forgets_its_validators() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        let facts = FetchFacts {
+            validators: Validators {
+                etag: Some("\"v1\"".into()),
+                last_modified: None,
+            },
+            ..Default::default()
+        };
+        s.record_unchanged(a, &facts, Utc::now()).unwrap();
+        s.sync_feeds(&[feed("a", "http://a/feed"), feed("b", "http://b/feed")])
+            .unwrap();
+        assert_eq!(
+            s.feed_state("a")
+                .unwrap()
+                .unwrap()
+                .validators
+                .etag
+                .as_deref(),
+            Some("\"v1\"")
+        );
+        s.sync_feeds(&[feed("a", "http://a/other")]).unwrap();
+        assert_eq!(s.feed_state("a").unwrap().unwrap().validators.etag, None);
+    }
+}
