@@ -1,3 +1,5 @@
 //! The one integration-test binary (one link step on a 2-core machine).
 
 mod support;
+
+mod fetch;

@@ -285,3 +285,20 @@ fn reason(status: u16) -> &'static str {
         _ => "Status",
     }
 }
+
+/// Write a response head with `Connection: close` and no Content-Length (unless given in
+/// `headers`): the body then runs until the connection closes. For custom handlers.
+pub fn write_head(stream: &mut TcpStream, status: u16, headers: &[(&str, &str)]) -> bool {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).is_ok()
+}
+
+/// Make the connection end with a TCP reset (RST) instead of an orderly close when it is
+/// dropped: SO_LINGER with a zero timeout.
+pub fn reset_on_close(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
