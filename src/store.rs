@@ -319,6 +319,14 @@ impl Store {
                             .execute(params![
                                 id, m.title, m.summary, m.content, authors, published, m.snippet, now_s, m.link
                             ])?;
+                        } else if published.is_some() {
+                            // Another outlet's copy of a stored story: the story was first
+                            // published at the earliest time any outlet gives.
+                            tx.prepare_cached(
+                                "UPDATE items SET published_at = ?2
+                                 WHERE id = ?1 AND (published_at IS NULL OR published_at > ?2)",
+                            )?
+                            .execute(params![id, published])?;
                         }
                         counts.updated_matches += 1;
                         id

@@ -2,4 +2,5 @@
 
 mod support;
 
+mod cli_poll;
 mod fetch;
