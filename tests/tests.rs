@@ -1,3 +1,4 @@
 //! The one integration-test binary (one link step on a 2-core machine).
 
+mod corpus;
 mod support;

@@ -141,7 +141,12 @@ fn http_charset(content_type: &str) -> Option<&'static Encoding> {
         if !name.trim().eq_ignore_ascii_case("charset") {
             return None;
         }
-        Encoding::for_label(value.trim().trim_matches(|c| c == '"' || c == '\'').as_bytes())
+        Encoding::for_label(
+            value
+                .trim()
+                .trim_matches(|c| c == '"' || c == '\'')
+                .as_bytes(),
+        )
     })
 }
 
@@ -236,7 +241,10 @@ mod tests {
 
     #[test]
     fn valid_utf8_beats_a_legacy_http_charset() {
-        let (text, _) = dec("<rss>é</rss>".as_bytes(), Some("text/xml; charset=iso-8859-1"));
+        let (text, _) = dec(
+            "<rss>é</rss>".as_bytes(),
+            Some("text/xml; charset=iso-8859-1"),
+        );
         assert_eq!(text, "<rss>é</rss>");
     }
 

@@ -89,15 +89,94 @@ pub fn parse_feed(
         return Err(ParseError::Empty);
     }
 
-    let (input, root) = if is_json {
-        (text.as_ref().into(), None)
-    } else {
-        match repair::scan(&text) {
-            Scan::Html => return Err(ParseError::Html(html_hint(&text))),
-            Scan::Xml { text, root } => (text, root),
-        }
+    if is_json {
+        return parse_json(&text);
+    }
+    let (input, root) = match repair::scan(&text) {
+        Scan::Xml { text, root } => (text, root),
+        Scan::Html => match embedded_feed(&text) {
+            // A feed wrapped in an HTML page (seen in the wild): parse the feed part.
+            Some(inner) => match repair::scan(inner) {
+                Scan::Xml { text, root } => (text, root),
+                Scan::Html => return Err(ParseError::Html(html_hint(&text))),
+            },
+            None => return Err(ParseError::Html(html_hint(&text))),
+        },
     };
+    run_feed_rs(input.as_bytes(), root.as_deref(), base_url)
+}
 
+/// JSON Feed. feed-rs is strict where publishers are not; on failure we retry once with
+/// the common deviations fixed (see `lenient_json`), so valid feeds pay nothing extra.
+fn parse_json(text: &str) -> Result<ParsedFeed, ParseError> {
+    match run_feed_rs(text.as_bytes(), None, None) {
+        Ok(feed) => Ok(feed),
+        Err(first) => match lenient_json(text) {
+            Some(fixed) => run_feed_rs(fixed.as_bytes(), None, None).map_err(|_| first),
+            None => Err(first),
+        },
+    }
+}
+
+/// Fix what real JSON Feeds get wrong and feed-rs rejects: the version URL with `http:`
+/// (or missing), a missing feed title, and `tags` given as a single string instead of an array.
+fn lenient_json(text: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let obj = v.as_object_mut()?;
+    let version = obj.get("version").and_then(|v| v.as_str()).unwrap_or("");
+    let fixed_version = match version.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None if version.starts_with("https://jsonfeed.org/version/") => version.to_string(),
+        None => "https://jsonfeed.org/version/1.1".to_string(),
+    };
+    obj.insert("version".into(), fixed_version.into());
+    // feed-rs requires the (spec-required) feed title.
+    if !obj.get("title").is_some_and(|t| t.is_string()) {
+        obj.insert("title".into(), "".into());
+    }
+    if let Some(items) = obj.get_mut("items").and_then(|i| i.as_array_mut()) {
+        for item in items.iter_mut().filter_map(|i| i.as_object_mut()) {
+            if let Some(serde_json::Value::String(tags)) = item.get("tags") {
+                let tags: Vec<serde_json::Value> = tags
+                    .split(',')
+                    .map(|t| t.trim())
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.into())
+                    .collect();
+                item.insert("tags".into(), tags.into());
+            }
+        }
+    }
+    serde_json::to_string(&v).ok()
+}
+
+/// The part of an HTML page that is a feed, if it embeds a complete `<rss>`/`<feed>`.
+fn embedded_feed(text: &str) -> Option<&str> {
+    for (open, close) in [
+        ("<rss", "</rss>"),
+        ("<feed", "</feed>"),
+        ("<rdf:RDF", "</rdf:RDF>"),
+    ] {
+        if let (Some(start), Some(end)) = (text.find(open), text.rfind(close)) {
+            let after = text
+                .as_bytes()
+                .get(start + open.len())
+                .copied()
+                .unwrap_or(b'>');
+            if end > start && (after.is_ascii_whitespace() || after == b'>') {
+                return text.get(start..end + close.len());
+            }
+        }
+    }
+    None
+}
+
+/// Run feed-rs on prepared UTF-8 input and convert the result.
+fn run_feed_rs(
+    input: &[u8],
+    root: Option<&str>,
+    base_url: Option<&str>,
+) -> Result<ParsedFeed, ParseError> {
     let parser = feed_rs::parser::Builder::new()
         // No base_uri: relative links are resolved by us (feed-rs still applies xml:base),
         // so that the feed's own link can take precedence over the fetch URL; see `resolve`.
@@ -106,11 +185,15 @@ pub fn parse_feed(
         .build();
     // feed-rs has `unwrap()`s on attacker-controlled numbers (e.g. media durations that
     // overflow u64); a bad feed must never take the poller down.
-    let result = catch_unwind(AssertUnwindSafe(|| parser.parse(input.as_bytes())));
+    let result = catch_unwind(AssertUnwindSafe(|| parser.parse(input)));
     let feed = match result {
         Ok(Ok(feed)) => feed,
-        Ok(Err(e)) => return Err(explain(e, root.as_deref())),
-        Err(_) => return Err(ParseError::Malformed("feed parser crashed on this document".into())),
+        Ok(Err(e)) => return Err(explain(e, root)),
+        Err(_) => {
+            return Err(ParseError::Malformed(
+                "feed parser crashed on this document".into(),
+            ));
+        }
     };
     Ok(convert(feed, base_url))
 }
@@ -202,6 +285,8 @@ fn convert(feed: feed_rs::model::Feed, base_url: Option<&str>) -> ParsedFeed {
                     .media
                     .into_iter()
                     .find_map(|m| m.description.map(|d| d.content))
+                    // An empty media:description was given one space by `repair`.
+                    .filter(|d| !d.trim().is_empty())
                     .unwrap_or_default();
             }
             let authors = e
@@ -232,7 +317,10 @@ fn convert(feed: feed_rs::model::Feed, base_url: Option<&str>) -> ParsedFeed {
         .collect();
 
     ParsedFeed {
-        title: feed.title.map(|t| t.content).filter(|t| !t.trim().is_empty()),
+        title: feed
+            .title
+            .map(|t| t.content)
+            .filter(|t| !t.trim().is_empty()),
         ttl_minutes: feed.ttl,
         entries,
     }
@@ -243,7 +331,11 @@ fn convert(feed: feed_rs::model::Feed, base_url: Option<&str>) -> ParsedFeed {
 fn best_link(links: &[feed_rs::model::Link]) -> Option<&str> {
     links
         .iter()
-        .find(|l| l.rel.as_deref().is_none_or(|r| r.eq_ignore_ascii_case("alternate")))
+        .find(|l| {
+            l.rel
+                .as_deref()
+                .is_none_or(|r| r.eq_ignore_ascii_case("alternate"))
+        })
         .or_else(|| links.first())
         .map(|l| l.href.trim())
         .filter(|h| !h.is_empty())

@@ -33,6 +33,17 @@ pub(crate) enum Scan<'a> {
 /// are all 2.0-compatible in practice).
 const RSS_VERSIONS: [&str; 3] = ["2.0", "0.91", "0.92"];
 
+/// Media RSS elements feed-rs requires text in (only these are touched, so the many
+/// self-closing `<media:thumbnail/>`/`<media:content/>` keep the zero-copy path).
+const MEDIA_TEXT_ELEMENTS: [&str; 6] = [
+    "title",
+    "description",
+    "text",
+    "keywords",
+    "credit",
+    "copyright",
+];
+
 /// Longest entity name we consider (the longest HTML entity name is 31 characters).
 const MAX_ENTITY_NAME: usize = 32;
 
@@ -73,17 +84,26 @@ pub(crate) fn scan(src: &str) -> Scan<'_> {
         } else if rest.get(1) == Some(&b'/') {
             i += 2;
         } else if rest.get(1).is_some_and(|&c| is_name_start(c)) {
+            let name_end = i + 1 + rest[1..].iter().take_while(|&&c| is_name_char(c)).count();
+            let qname = src.get(i + 1..name_end).unwrap_or("");
             if root.is_none() {
-                let name_end = i + 1 + rest[1..].iter().take_while(|&&c| is_name_char(c)).count();
-                let qname = src.get(i + 1..name_end).unwrap_or("");
-                let local = qname.rsplit(':').next().unwrap_or(qname).to_ascii_lowercase();
+                let local = qname
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or(qname)
+                    .to_ascii_lowercase();
                 if matches!(local.as_str(), "html" | "head" | "body") {
                     return Scan::Html;
                 }
-                if local == "rss" {
-                    fix_rss_version(&mut w, b, name_end);
+                if local == "rss" || local == "rdf" {
+                    fix_root(&mut w, b, name_end, local == "rss");
                 }
                 root = Some(local);
+            } else if qname
+                .strip_prefix("media:")
+                .is_some_and(|l| MEDIA_TEXT_ELEMENTS.contains(&l))
+            {
+                fill_empty_media(&mut w, b, i, qname);
             }
             i += 1;
         } else {
@@ -160,9 +180,16 @@ fn entity(w: &mut Writer<'_>, b: &[u8], i: usize) -> usize {
     end
 }
 
-/// Make the root `<rss …>` carry a version feed-rs understands. `name_end` is just after
-/// `<rss`.
-fn fix_rss_version(w: &mut Writer<'_>, b: &[u8], name_end: usize) {
+/// Fix the root element's attributes, `name_end` being just after `<rss` / `<rdf:RDF`:
+/// - `<rss>` gets a version feed-rs understands;
+/// - `<rss xmlns="…">` (e.g. `http://backend.userland.com/rss2`): feed-rs treats elements
+///   in an unknown namespace as foreign and finds no items. RSS 0.9x/2.0 has no namespace,
+///   so the default namespace declaration is renamed to an unused prefix;
+/// - `<rdf:RDF xmlns="http://my.netscape.com/rdf/simple/0.9/">` (RSS 0.90): feed-rs only
+///   knows the RSS 1.0 namespace, whose structure 0.90 shares, so that URI is substituted.
+fn fix_root(w: &mut Writer<'_>, b: &[u8], name_end: usize, is_rss: bool) {
+    let mut edits: Vec<(usize, usize, &str)> = Vec::new();
+    let mut has_version = false;
     let mut j = name_end;
     loop {
         while j < b.len() && b[j].is_ascii_whitespace() {
@@ -194,21 +221,64 @@ fn fix_rss_version(w: &mut Writer<'_>, b: &[u8], name_end: usize) {
             break;
         };
         let value_end = value_start + len;
-        if attr == b"version" {
-            let value = w.src.get(value_start..value_end).unwrap_or("").trim();
-            if !RSS_VERSIONS.contains(&value) {
-                w.replace(value_start, value_end, "2.0");
+        let value = w.src.get(value_start..value_end).unwrap_or("").trim();
+        match attr {
+            b"version" if is_rss => {
+                has_version = true;
+                if !RSS_VERSIONS.contains(&value) {
+                    edits.push((value_start, value_end, "2.0"));
+                }
             }
-            return;
+            b"xmlns" if is_rss => edits.push((attr_start, attr_start + 5, "xmlns:nwdefault")),
+            b"xmlns" if value.starts_with("http://my.netscape.com/rdf/simple/0.9") => {
+                edits.push((value_start, value_end, "http://purl.org/rss/1.0/"));
+            }
+            _ => {}
         }
         j = value_end + 1;
     }
-    w.replace(name_end, name_end, " version=\"2.0\"");
+    if is_rss && !has_version {
+        w.replace(name_end, name_end, " version=\"2.0\"");
+    }
+    for (start, end, with) in edits {
+        w.replace(start, end, with);
+    }
+}
+
+/// feed-rs fails the whole document on an empty Media RSS text element
+/// (`<media:description></media:description>`, common in YouTube feeds). Give such an
+/// element a single space of content. `i` is at the `<` of a start tag named `qname`.
+fn fill_empty_media(w: &mut Writer<'_>, b: &[u8], i: usize, qname: &str) {
+    let Some(gt) = tag_end(b, i) else { return };
+    if gt > i && b[gt - 1] == b'/' {
+        let closing = format!("> </{qname}>");
+        w.replace(gt - 1, gt + 1, &closing);
+    } else if b.get(gt + 1..gt + 3) == Some(b"</") {
+        w.replace(gt + 1, gt + 1, " ");
+    }
+}
+
+/// Index of the `>` closing the tag starting at `i`, skipping quoted attribute values.
+fn tag_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut quote: Option<u8> = None;
+    for (k, &c) in b.iter().enumerate().skip(i) {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'>' => return Some(k),
+            None => {}
+        }
+    }
+    None
 }
 
 /// Index just past the first `end` at or after `from` (or the end of input).
 fn skip_past(b: &[u8], from: usize, end: &[u8]) -> usize {
-    match b.get(from..).and_then(|r| crate::parse::decode::find(r, end)) {
+    match b
+        .get(from..)
+        .and_then(|r| crate::parse::decode::find(r, end))
+    {
         Some(p) => from + p + end.len(),
         None => b.len(),
     }
@@ -299,13 +369,25 @@ mod tests {
     #[test]
     fn valid_input_is_borrowed() {
         let s = "<rss version=\"2.0\"><a>&amp;&#233;&#xE9;<![CDATA[& &nbsp;]]></a></rss>";
-        assert!(matches!(scan(s), Scan::Xml { text: Cow::Borrowed(_), .. }));
+        assert!(matches!(
+            scan(s),
+            Scan::Xml {
+                text: Cow::Borrowed(_),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn bare_ampersand_and_html_entities() {
-        assert_eq!(fixed("<a>AT&T &nbsp;&eacute;&lt;</a>"), "<a>AT&amp;T &#160;&#233;&lt;</a>");
-        assert_eq!(fixed("<a>&bogus; & &#; &#0; &#x41;</a>"), "<a>&amp;bogus; &amp; &amp;#; &#xFFFD; &#x41;</a>");
+        assert_eq!(
+            fixed("<a>AT&T &nbsp;&eacute;&lt;</a>"),
+            "<a>AT&amp;T &#160;&#233;&lt;</a>"
+        );
+        assert_eq!(
+            fixed("<a>&bogus; & &#; &#0; &#x41;</a>"),
+            "<a>&amp;bogus; &amp; &amp;#; &#xFFFD; &#x41;</a>"
+        );
     }
 
     #[test]
@@ -321,7 +403,10 @@ mod tests {
 
     #[test]
     fn rss_version_added_or_normalised() {
-        assert_eq!(fixed("<rss><channel/></rss>"), "<rss version=\"2.0\"><channel/></rss>");
+        assert_eq!(
+            fixed("<rss><channel/></rss>"),
+            "<rss version=\"2.0\"><channel/></rss>"
+        );
         assert_eq!(
             fixed("<rss xmlns:a='x' version='0.94'>"),
             "<rss xmlns:a='x' version='2.0'>"
@@ -332,9 +417,37 @@ mod tests {
     }
 
     #[test]
+    fn foreign_default_namespaces() {
+        assert_eq!(
+            fixed("<rss xmlns=\"http://backend.userland.com/rss2\" version=\"2.0\">"),
+            "<rss xmlns:nwdefault=\"http://backend.userland.com/rss2\" version=\"2.0\">"
+        );
+        assert_eq!(
+            fixed("<rdf:RDF xmlns='http://my.netscape.com/rdf/simple/0.9/'>"),
+            "<rdf:RDF xmlns='http://purl.org/rss/1.0/'>"
+        );
+    }
+
+    #[test]
+    fn empty_media_elements_filled() {
+        assert_eq!(
+            fixed("<f><media:description></media:description><media:title a='/>'/></f>"),
+            "<f><media:description> </media:description><media:title a='/>'> </media:title></f>"
+        );
+        let s = "<f><media:description>x</media:description><media:thumbnail url='u'/></f>";
+        assert_eq!(fixed(s), s);
+    }
+
+    #[test]
     fn html_sniffed() {
         assert!(matches!(scan("<!DOCTYPE html><html>"), Scan::Html));
-        assert!(matches!(scan("  <HTML lang=en><title>x</title>"), Scan::Html));
-        assert!(matches!(scan("<?xml version='1.0'?><html xmlns='x'>"), Scan::Html));
+        assert!(matches!(
+            scan("  <HTML lang=en><title>x</title>"),
+            Scan::Html
+        ));
+        assert!(matches!(
+            scan("<?xml version='1.0'?><html xmlns='x'>"),
+            Scan::Html
+        ));
     }
 }

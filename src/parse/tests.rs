@@ -20,9 +20,11 @@ fn rss(items: &str) -> String {
 
 #[test]
 fn basic_rss2() {
-    let f = parse(&rss("<ttl>30</ttl><item><title>A &amp; B</title><guid>g1</guid>\
+    let f = parse(&rss(
+        "<ttl>30</ttl><item><title>A &amp; B</title><guid>g1</guid>\
          <link>https://example.org/a</link><description>&lt;p&gt;Hi&lt;/p&gt;</description>\
-         <pubDate>Tue, 15 Nov 2022 20:15:04 GMT</pubDate><author>jo@example.org (Jo)</author></item>"));
+         <pubDate>Tue, 15 Nov 2022 20:15:04 GMT</pubDate><author>jo@example.org (Jo)</author></item>",
+    ));
     assert_eq!(f.title.as_deref(), Some("T"));
     assert_eq!(f.ttl_minutes, Some(30));
     let e = &f.entries[0];
@@ -38,13 +40,18 @@ fn basic_rss2() {
 fn missing_fields_are_empty_not_none_literal() {
     let f = parse(&rss("<item><link>https://example.org/x</link></item>"));
     let e = &f.entries[0];
-    assert_eq!((e.title.as_str(), e.summary.as_str(), e.content.as_str()), ("", "", ""));
+    assert_eq!(
+        (e.title.as_str(), e.summary.as_str(), e.content.as_str()),
+        ("", "", "")
+    );
 }
 
 #[test]
 fn invented_ids_are_never_exposed() {
     // No link either: feed-rs would invent a random UUID on every parse.
-    let f = parse(&rss("<item><title>x</title></item><item><link>/y</link></item>"));
+    let f = parse(&rss(
+        "<item><title>x</title></item><item><link>/y</link></item>",
+    ));
     assert!(f.entries.iter().all(|e| e.guid.is_none()), "{f:?}");
     let atom = parse(
         "<feed xmlns=\"http://www.w3.org/2005/Atom\"><title>t</title>\
@@ -62,7 +69,9 @@ fn rss_without_version() {
 
 #[test]
 fn bare_ampersand_and_html_entities() {
-    let f = parse(&rss("<item><title>AT&T &eacute;t&eacute;&nbsp;ok &copy; &bogus;</title></item>"));
+    let f = parse(&rss(
+        "<item><title>AT&T &eacute;t&eacute;&nbsp;ok &copy; &bogus;</title></item>",
+    ));
     assert_eq!(f.entries[0].title, "AT&T été\u{a0}ok © &bogus;");
 }
 
@@ -72,25 +81,37 @@ fn encoding_from_declaration() {
     body.extend_from_slice(b"\xcf\xf0\xe8\xe2\xe5\xf2"); // Привет
     body.extend_from_slice(b"</title></item></channel></rss>");
     let f = parse_feed(&body, Some("text/xml; charset=utf-8"), None);
-    assert_eq!(f.map(|f| f.entries[0].title.clone()), Ok("Привет".to_string()));
+    assert_eq!(
+        f.map(|f| f.entries[0].title.clone()),
+        Ok("Привет".to_string())
+    );
 
     let latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss version=\"2.0\"><channel><item><title>caf\xe9</title></item></channel></rss>";
     let f = parse_feed(latin1, None, None);
-    assert_eq!(f.map(|f| f.entries[0].title.clone()), Ok("café".to_string()));
+    assert_eq!(
+        f.map(|f| f.entries[0].title.clone()),
+        Ok("café".to_string())
+    );
 }
 
 #[test]
 fn encoding_from_http_header_only() {
     let body = b"<rss version=\"2.0\"><channel><item><title>caf\xe9</title></item></channel></rss>";
     let f = parse_feed(body, Some("application/rss+xml; charset=ISO-8859-1"), None);
-    assert_eq!(f.map(|f| f.entries[0].title.clone()), Ok("café".to_string()));
+    assert_eq!(
+        f.map(|f| f.entries[0].title.clone()),
+        Ok("café".to_string())
+    );
 }
 
 #[test]
 fn invalid_utf8_replaced() {
     let body = b"<rss version=\"2.0\"><channel><item><title>caf\xe9</title></item></channel></rss>";
     let f = parse_feed(body, None, None);
-    assert_eq!(f.map(|f| f.entries[0].title.clone()), Ok("caf\u{FFFD}".to_string()));
+    assert_eq!(
+        f.map(|f| f.entries[0].title.clone()),
+        Ok("caf\u{FFFD}".to_string())
+    );
 }
 
 #[test]
@@ -100,7 +121,10 @@ fn dates_fall_back_to_updated_and_bad_dates_are_none() {
          <updated>2024-01-02T03:04:05Z</updated></entry>\
          <entry><id>2</id><published>yesterday-ish</published></entry></feed>",
     );
-    assert_eq!(atom.entries[0].published.map(|d| d.timestamp()), Some(1_704_164_645));
+    assert_eq!(
+        atom.entries[0].published.map(|d| d.timestamp()),
+        Some(1_704_164_645)
+    );
     assert_eq!(atom.entries[1].published, None);
 }
 
@@ -111,15 +135,24 @@ fn links_best_and_resolved() {
          <entry><id>1</id><link rel=\"enclosure\" href=\"x.mp3\"/><link rel=\"alternate\" href=\"post/1\"/></entry>\
          <entry><id>2</id><link rel=\"related\" href=\"/r\"/></entry></feed>",
     );
-    assert_eq!(atom.entries[0].link.as_deref(), Some("https://a.example/blog/post/1"));
+    assert_eq!(
+        atom.entries[0].link.as_deref(),
+        Some("https://a.example/blog/post/1")
+    );
     assert_eq!(atom.entries[1].link.as_deref(), Some("https://a.example/r"));
     // RSS: relative to the channel link.
     let f = parse(&rss("<item><link>a/1.html</link></item>"));
-    assert_eq!(f.entries[0].link.as_deref(), Some("https://example.org/news/a/1.html"));
+    assert_eq!(
+        f.entries[0].link.as_deref(),
+        Some("https://example.org/news/a/1.html")
+    );
     // No channel link: relative to the fetch URL.
     let body = "<rss version=\"2.0\"><channel><item><link>/p?id=3</link></item></channel></rss>";
     let f = parse_feed(body.as_bytes(), None, Some("http://feeds.example/rss.xml"));
-    assert_eq!(f.map(|f| f.entries[0].link.clone()), Ok(Some("http://feeds.example/p?id=3".into())));
+    assert_eq!(
+        f.map(|f| f.entries[0].link.clone()),
+        Ok(Some("http://feeds.example/p?id=3".into()))
+    );
 }
 
 #[test]
@@ -142,12 +175,21 @@ fn json_feed() {
 fn errors_empty_html_malformed() {
     assert_eq!(parse_feed(b"", None, None), Err(ParseError::Empty));
     assert_eq!(parse_feed(b" \r\n\t ", None, None), Err(ParseError::Empty));
-    let html = b"<!DOCTYPE html>\n<html><head><title>\n  Sign in &amp; continue\n</title></head></html>";
+    let html =
+        b"<!DOCTYPE html>\n<html><head><title>\n  Sign in &amp; continue\n</title></head></html>";
     let err = parse_feed(html, Some("text/html"), None);
-    assert_eq!(err, Err(ParseError::Html(" (title: \"Sign in & continue\")".into())));
+    assert_eq!(
+        err,
+        Err(ParseError::Html(" (title: \"Sign in & continue\")".into()))
+    );
     let err = parse_feed(b"<html><body>no title", None, None);
     assert_eq!(err, Err(ParseError::Html(String::new())));
-    for bad in [&b"<rss version=\"2.0\"><channel><item>"[..], b"<foo/>", b"hello", b"{\"x\":"] {
+    for bad in [
+        &b"<rss version=\"2.0\"><channel><item>"[..],
+        b"<foo/>",
+        b"hello",
+        b"{\"x\":",
+    ] {
         match parse_feed(bad, None, None) {
             Err(ParseError::Malformed(m)) => assert!(!m.contains('\n') && !m.is_empty(), "{m}"),
             other => panic!("{other:?}"),
@@ -159,11 +201,20 @@ fn errors_empty_html_malformed() {
 fn billion_laughs_not_expanded() {
     let mut doctype = String::from("<?xml version=\"1.0\"?><!DOCTYPE rss [<!ENTITY lol \"lol\">");
     for i in 1..10 {
-        let prev = if i == 1 { "lol".to_string() } else { format!("lol{}", i - 1) };
-        doctype.push_str(&format!("<!ENTITY lol{i} \"{}\">", format!("&{prev};").repeat(10)));
+        let prev = if i == 1 {
+            "lol".to_string()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        doctype.push_str(&format!(
+            "<!ENTITY lol{i} \"{}\">",
+            format!("&{prev};").repeat(10)
+        ));
     }
     doctype.push_str("]>");
-    let body = format!("{doctype}<rss version=\"2.0\"><channel><item><title>&lol9;</title></item></channel></rss>");
+    let body = format!(
+        "{doctype}<rss version=\"2.0\"><channel><item><title>&lol9;</title></item></channel></rss>"
+    );
     let start = Instant::now();
     let r = parse_feed(body.as_bytes(), None, None);
     assert!(start.elapsed() < Duration::from_secs(2));
@@ -179,7 +230,10 @@ fn external_entities_not_read() {
                 <rss version=\"2.0\"><channel><item><title>a&xxe;b</title><description>&xxe;</description></item></channel></rss>";
     if let Ok(f) = parse_feed(body.as_bytes(), None, None) {
         for e in &f.entries {
-            assert!(!e.title.contains("root:") && !e.summary.contains("root:"), "{e:?}");
+            assert!(
+                !e.title.contains("root:") && !e.summary.contains("root:"),
+                "{e:?}"
+            );
         }
     }
 }
@@ -191,18 +245,71 @@ fn deep_nesting_does_not_overflow() {
     // As the root element …
     assert!(parse_feed(nested.as_bytes(), None, None).is_err());
     // … and inside an item's description (serialised as markup by feed-rs).
-    let f = parse_feed(rss(&format!("<item><title>t</title><description>{nested}</description></item>")).as_bytes(), None, None);
+    let f = parse_feed(
+        rss(&format!(
+            "<item><title>t</title><description>{nested}</description></item>"
+        ))
+        .as_bytes(),
+        None,
+        None,
+    );
     assert!(f.is_ok() || f.is_err());
     // Unclosed nesting.
-    let open = format!("<rss version=\"2.0\"><channel><item>{}", "<a>".repeat(depth));
+    let open = format!(
+        "<rss version=\"2.0\"><channel><item>{}",
+        "<a>".repeat(depth)
+    );
     assert!(parse_feed(open.as_bytes(), None, None).is_err());
 }
 
 #[test]
 fn panics_inside_feed_rs_become_errors() {
-    // feed-rs unwraps media duration digits parsed as u64.
-    let body = rss("<item><title>t</title><media:content xmlns:media=\"http://search.yahoo.com/mrss/\" \
-                    url=\"http://x/v.mp4\" duration=\"99999999999999999999999\"/></item>");
+    // feed-rs 3.0 `unwrap()`s itunes:duration digits parsed as u64: overflow panics inside.
+    let body = rss("<item><title>t</title><itunes:duration \
+                    xmlns:itunes=\"http://www.itunes.com/dtds/podcast-1.0.dtd\">\
+                    99999999999999999999999</itunes:duration></item>");
     let r = parse_feed(body.as_bytes(), None, None);
-    assert!(r.is_ok() || matches!(r, Err(ParseError::Malformed(_))));
+    assert!(
+        r.is_ok() || matches!(r, Err(ParseError::Malformed(_))),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn youtube_style_empty_media_description() {
+    let body = "<feed xmlns=\"http://www.w3.org/2005/Atom\" xmlns:media=\"http://search.yahoo.com/mrss/\">\
+        <entry><id>yt:1</id><title>v</title><media:group><media:title>v</media:title>\
+        <media:description></media:description></media:group></entry>\
+        <entry><id>yt:2</id><title>w</title><media:group><media:description>About w</media:description></media:group></entry></feed>";
+    let f = parse(body);
+    assert_eq!(f.entries.len(), 2);
+    // The filler space never surfaces.
+    assert!(
+        f.entries.iter().all(|e| e.summary.trim() == e.summary),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn rss_in_a_foreign_default_namespace() {
+    let body = "<rss version=\"2.0\" xmlns=\"http://backend.userland.com/rss2\"><channel><title>c</title>\
+        <item><title>i</title></item></channel></rss>";
+    assert_eq!(parse(body).entries.len(), 1);
+    let rss090 = "<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \
+        xmlns=\"http://my.netscape.com/rdf/simple/0.9/\"><channel><title>c</title></channel>\
+        <item><title>i</title><link>http://x/1</link></item></rdf:RDF>";
+    assert_eq!(parse(rss090).entries.len(), 1);
+}
+
+#[test]
+fn lenient_json_feed() {
+    let body = r#"{"version":"http://jsonfeed.org/version/1","items":[{"id":"1","tags":"a,b","content_text":"x"}]}"#;
+    assert_eq!(parse(body).entries.len(), 1);
+}
+
+#[test]
+fn feed_wrapped_in_html() {
+    let body = "<!DOCTYPE html><html><body><feed xmlns=\"http://www.w3.org/2005/Atom\">\
+        <entry><id>1</id></entry></feed></body></html>";
+    assert_eq!(parse(body).entries.len(), 1);
 }
