@@ -156,6 +156,7 @@ fn corpus_illformed_never_panics() {
     let (mut ok, mut errors, mut entries) = (0usize, 0usize, 0usize);
     let mut panicked = Vec::new();
     let mut multiline = Vec::new();
+    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
     for path in files(&dir.join("illformed")) {
         let name = path
             .file_name()
@@ -175,6 +176,15 @@ fn corpus_illformed_never_panics() {
             Ok(Err(e)) => {
                 errors += 1;
                 let msg = e.to_string();
+                // Group messages by their text before any position/detail for the summary.
+                let kind: String = msg
+                    .split(" at ")
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(60)
+                    .collect();
+                *kinds.entry(kind).or_default() += 1;
                 if msg.contains('\n') || msg.contains('\r') {
                     multiline.push(format!("{name}: {msg:?}"));
                 }
@@ -185,6 +195,9 @@ fn corpus_illformed_never_panics() {
         }
     }
     println!("illformed/: {ok} parsed ({entries} entries), {errors} clean errors");
+    for (kind, n) in &kinds {
+        println!("{n:>5}  {kind}");
+    }
     assert!(panicked.is_empty(), "panicked on: {panicked:?}");
     assert!(
         multiline.is_empty(),

@@ -208,6 +208,10 @@ fn looks_like_json(body: &[u8]) -> bool {
 fn explain(e: feed_rs::parser::ParseFeedError, root: Option<&str>) -> ParseError {
     use feed_rs::parser::{ParseErrorKind, ParseFeedError};
     let reason = match (&e, root) {
+        // feed-rs reports a missing <channel> as "no root" too; say what is really wrong.
+        (ParseFeedError::ParseError(ParseErrorKind::NoFeedRoot), Some("rss")) => {
+            "RSS document without a <channel> element".to_string()
+        }
         (ParseFeedError::ParseError(ParseErrorKind::NoFeedRoot), Some(root)) => {
             format!("not RSS, Atom or JSON Feed (root element <{root}>)")
         }
