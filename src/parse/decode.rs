@@ -1,0 +1,288 @@
+//! Character decoding: turn the raw bytes of a feed into UTF-8 text before feed-rs sees it.
+//!
+//! feed-rs (through quick-xml) only honours a BOM and the XML declaration; a charset that is
+//! given only in the HTTP `Content-Type` is ignored, and invalid UTF-8 fails the whole
+//! document. We therefore do all decoding here and hand feed-rs a UTF-8 string whose prolog
+//! no longer names another encoding (otherwise quick-xml would decode it a second time).
+//!
+//! Precedence: **BOM > XML declaration > HTTP charset > UTF-8**.
+//! RFC 7303 says the HTTP charset wins for `text/xml`, but in practice the header is often a
+//! server-wide default (historically ISO-8859-1) stamped on every file, whereas the BOM and
+//! the declaration were written by the software that produced the bytes. Putting the
+//! document first is what browsers' feed readers and Python's feedparser effectively do for
+//! real feeds, and it decodes more real-world feeds correctly. One more guard for the same
+//! reason: when only the HTTP header names a legacy charset but the bytes are valid UTF-8
+//! containing non-ASCII text, we keep UTF-8 — valid multi-byte UTF-8 essentially never
+//! arises by accident from a legacy encoding, while mislabelled UTF-8 is common.
+
+use std::borrow::Cow;
+
+use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE};
+
+/// The outcome of decoding: the text, and which encoding was used (for tests/diagnostics).
+pub(crate) struct Decoded<'a> {
+    pub text: Cow<'a, str>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub encoding: &'static str,
+}
+
+/// How far into the document we look for the XML declaration. A real declaration is at
+/// the very start (after a BOM / whitespace) and is short.
+const PROLOG_SCAN: usize = 512;
+
+/// Decode `body` to UTF-8. `is_json` skips XML-declaration handling (JSON is UTF-8 by RFC 8259).
+pub(crate) fn decode<'a>(body: &'a [u8], content_type: Option<&str>, is_json: bool) -> Decoded<'a> {
+    // 1. Byte order marks (UTF-32 first: its little-endian BOM starts like UTF-16LE's).
+    if let Some(big_endian) = utf32_bom(body) {
+        return Decoded {
+            text: Cow::Owned(decode_utf32(&body[4..], big_endian)),
+            encoding: if big_endian { "UTF-32BE" } else { "UTF-32LE" },
+        };
+    }
+    if let Some((enc, bom_len)) = Encoding::for_bom(body) {
+        return finish(enc, &body[bom_len..], is_json);
+    }
+    // UTF-16/32 without BOM: recognisable from how the first `<` is laid out.
+    match body {
+        [0, 0, 0, b'<', ..] => {
+            return Decoded {
+                text: Cow::Owned(decode_utf32(body, true)),
+                encoding: "UTF-32BE",
+            };
+        }
+        [b'<', 0, 0, 0, ..] => {
+            return Decoded {
+                text: Cow::Owned(decode_utf32(body, false)),
+                encoding: "UTF-32LE",
+            };
+        }
+        [0, b'<', 0, _, ..] => return finish(UTF_16BE, body, is_json),
+        [b'<', 0, _, 0, ..] => return finish(UTF_16LE, body, is_json),
+        _ => {}
+    }
+    // 2. The XML declaration (the document is ASCII-compatible if we can read it).
+    if !is_json {
+        if let Some(enc) = declared_encoding(body) {
+            // A UTF-16 label in a document we just read as ASCII is a lie: ignore it.
+            if enc != UTF_16LE && enc != UTF_16BE {
+                return finish(enc, body, is_json);
+            }
+        }
+    }
+    // 3. The HTTP charset, unless the bytes are clearly UTF-8 (see module doc).
+    if let Some(enc) = content_type.and_then(http_charset) {
+        let utf8_with_non_ascii = !body.is_ascii() && std::str::from_utf8(body).is_ok();
+        if enc != UTF_16LE && enc != UTF_16BE && !utf8_with_non_ascii {
+            return finish(enc, body, is_json);
+        }
+    }
+    // 4. Default: UTF-8.
+    finish(UTF_8, body, is_json)
+}
+
+/// Decode with `enc` (BOM already removed) and, when the text came out of a non-UTF-8
+/// encoding or the declaration names one, neutralise the XML declaration.
+fn finish<'a>(enc: &'static Encoding, bytes: &'a [u8], is_json: bool) -> Decoded<'a> {
+    // Invalid sequences become U+FFFD instead of failing the whole feed.
+    let (text, _had_errors) = enc.decode_without_bom_handling(bytes);
+    let text = if is_json {
+        text
+    } else {
+        neutralise_declaration(text)
+    };
+    Decoded {
+        text,
+        encoding: enc.name(),
+    }
+}
+
+/// quick-xml re-decodes the input according to the declaration's `encoding`; our text is
+/// already UTF-8, so any declaration naming something else is replaced. Fast path: no copy
+/// when the declaration is absent or already says UTF-8.
+fn neutralise_declaration(text: Cow<'_, str>) -> Cow<'_, str> {
+    let Some((start, end, label)) = find_declaration(text.as_bytes()) else {
+        return text;
+    };
+    match label {
+        Some(label) if Encoding::for_label(label) != Some(UTF_8) => {}
+        _ => return text,
+    }
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    out.push_str("<?xml version=\"1.0\"?>");
+    out.push_str(&text[end..]);
+    Cow::Owned(out)
+}
+
+/// Locate `<?xml ... ?>` at the start (after whitespace) and its `encoding` value.
+/// Returns (start, end-exclusive, encoding label) as byte offsets.
+fn find_declaration(bytes: &[u8]) -> Option<(usize, usize, Option<&[u8]>)> {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = &bytes[start..];
+    if !rest.starts_with(b"<?xml") {
+        return None;
+    }
+    let scan = &rest[..rest.len().min(PROLOG_SCAN)];
+    let close = find(scan, b"?>")?;
+    let decl = &scan[..close];
+    Some((start, start + close + 2, attribute(decl, b"encoding")))
+}
+
+/// The encoding named by the XML declaration, if any and known to encoding_rs.
+fn declared_encoding(body: &[u8]) -> Option<&'static Encoding> {
+    let (_, _, label) = find_declaration(body)?;
+    Encoding::for_label(label?)
+}
+
+/// The `charset` parameter of a Content-Type header, if known to encoding_rs.
+fn http_charset(content_type: &str) -> Option<&'static Encoding> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("charset") {
+            return None;
+        }
+        Encoding::for_label(
+            value
+                .trim()
+                .trim_matches(|c| c == '"' || c == '\'')
+                .as_bytes(),
+        )
+    })
+}
+
+/// Value of pseudo-attribute `name` inside an XML declaration (`name = "value"` or '...').
+fn attribute<'a>(decl: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let at = find(decl, name)?;
+    let rest = &decl[at + name.len()..];
+    let rest = trim_start(rest).strip_prefix(b"=")?;
+    let rest = trim_start(rest);
+    let (&quote, rest) = rest.split_first()?;
+    if quote != b'"' && quote != b'\'' {
+        return None;
+    }
+    let end = rest.iter().position(|&b| b == quote)?;
+    Some(&rest[..end])
+}
+
+fn trim_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    &b[n..]
+}
+
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `Some(big_endian)` if `body` starts with a UTF-32 BOM.
+fn utf32_bom(body: &[u8]) -> Option<bool> {
+    match body {
+        [0, 0, 0xFE, 0xFF, ..] => Some(true),
+        [0xFF, 0xFE, 0, 0, ..] => Some(false),
+        _ => None,
+    }
+}
+
+/// encoding_rs has no UTF-32 (the WHATWG standard dropped it); it is trivial to do by hand.
+fn decode_utf32(bytes: &[u8], big_endian: bool) -> String {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let arr = [
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+                c.get(2).copied().unwrap_or(0),
+                c.get(3).copied().unwrap_or(0),
+            ];
+            let n = if big_endian {
+                u32::from_be_bytes(arr)
+            } else {
+                u32::from_le_bytes(arr)
+            };
+            if c.len() == 4 {
+                char::from_u32(n).unwrap_or(char::REPLACEMENT_CHARACTER)
+            } else {
+                char::REPLACEMENT_CHARACTER
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(body: &[u8], ct: Option<&str>) -> (String, &'static str) {
+        let d = decode(body, ct, false);
+        (d.text.into_owned(), d.encoding)
+    }
+
+    #[test]
+    fn utf8_fast_path_borrows() {
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><rss>é</rss>".as_bytes();
+        let d = decode(body, None, false);
+        assert!(matches!(d.text, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn declaration_wins_and_is_neutralised() {
+        let body = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss>\xe9</rss>";
+        let (text, enc) = dec(body, Some("text/xml; charset=utf-8"));
+        assert_eq!(enc, "windows-1252");
+        assert_eq!(text, "<?xml version=\"1.0\"?><rss>é</rss>");
+    }
+
+    #[test]
+    fn http_charset_used_when_document_silent() {
+        let body = b"<rss>\xcf\xf0\xe8\xe2\xe5\xf2</rss>"; // "Привет" in windows-1251
+        let (text, enc) = dec(body, Some("application/rss+xml; charset=\"windows-1251\""));
+        assert_eq!(enc, "windows-1251");
+        assert_eq!(text, "<rss>Привет</rss>");
+    }
+
+    #[test]
+    fn valid_utf8_beats_a_legacy_http_charset() {
+        let (text, _) = dec(
+            "<rss>é</rss>".as_bytes(),
+            Some("text/xml; charset=iso-8859-1"),
+        );
+        assert_eq!(text, "<rss>é</rss>");
+    }
+
+    #[test]
+    fn bom_beats_declaration() {
+        let mut body = vec![0xFF, 0xFE];
+        for u in "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?><a>ж</a>".encode_utf16() {
+            body.extend_from_slice(&u.to_le_bytes());
+        }
+        let (text, enc) = dec(&body, None);
+        assert_eq!(enc, "UTF-16LE");
+        assert_eq!(text, "<?xml version=\"1.0\"?><a>ж</a>");
+    }
+
+    #[test]
+    fn utf32_and_bomless_utf16() {
+        let mut be32 = vec![0, 0, 0xFE, 0xFF];
+        let mut le16 = Vec::new();
+        for c in "<a>ж</a>".chars() {
+            be32.extend_from_slice(&(c as u32).to_be_bytes());
+        }
+        for u in "<a>ж</a>".encode_utf16() {
+            le16.extend_from_slice(&u.to_le_bytes());
+        }
+        assert_eq!(dec(&be32, None).0, "<a>ж</a>");
+        assert_eq!(dec(&le16, None).0, "<a>ж</a>");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        let (text, _) = dec(b"<rss>a\xffb</rss>", None);
+        assert_eq!(text, "<rss>a\u{FFFD}b</rss>");
+    }
+
+    #[test]
+    fn lying_utf16_declaration_ignored() {
+        let (text, enc) = dec(b"<?xml version=\"1.0\" encoding=\"utf-16\"?><a>x</a>", None);
+        assert_eq!(enc, "UTF-8");
+        assert_eq!(text, "<?xml version=\"1.0\"?><a>x</a>");
+    }
+}

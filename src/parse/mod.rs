@@ -1,0 +1,367 @@
+//! Parse: bytes of a feed document (RSS 0.9x/1.0/2.0, Atom, JSON Feed) into entries.
+//!
+//! Why this module exists: feed-rs does the format work, but real-world feeds hit gaps that
+//! would otherwise lose whole documents or leak nonsense into the pipeline. This thin
+//! wrapper closes them:
+//! - [`decode`]: charset from BOM > XML declaration > HTTP header > UTF-8, lossy on invalid
+//!   bytes (feed-rs ignores the HTTP charset and fails on invalid UTF-8);
+//! - [`repair`]: one linear pass fixing bare `&`, HTML named entities, stray `<`, and `<rss>`
+//!   without a usable version; it also sniffs HTML pages served instead of a feed, and
+//!   guarantees DOCTYPE-declared entities are never expanded;
+//! - invented ids: feed-rs makes up an id (random when there is no link) for entries without
+//!   one; we register an id generator that returns a sentinel and map it to `None`;
+//! - links resolved against xml:base, then the feed's own link, then the fetch URL.
+//!
+//! Everything here sees untrusted bytes, so nothing panics on purpose, and a panic inside
+//! feed-rs (it has a few `unwrap()`s on parsed numbers) is caught and reported as
+//! [`ParseError::Malformed`].
+
+mod decode;
+mod repair;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use chrono::{DateTime, Utc};
+use url::Url;
+
+use repair::Scan;
+
+/// A parsed feed document.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedFeed {
+    pub title: Option<String>,
+    /// RSS `<ttl>` in minutes, if present.
+    pub ttl_minutes: Option<u32>,
+    pub entries: Vec<Entry>,
+}
+
+/// One entry, text fields as found in the feed (may contain HTML; normalise does the rest).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entry {
+    /// The document's own id/guid. `None` when the document has none (never an invented id).
+    pub guid: Option<String>,
+    /// Absolute link (resolved against the feed's base when relative), if any.
+    pub link: Option<String>,
+    pub title: String,
+    pub summary: String,
+    pub content: String,
+    /// Published time, else updated time; `None` when absent or unparseable.
+    pub published: Option<DateTime<Utc>>,
+    pub authors: Vec<String>,
+}
+
+/// Why a document could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The body is empty.
+    #[error("empty document")]
+    Empty,
+    /// The body is an HTML page (e.g. an error or login page), not a feed.
+    #[error("not a feed: got an HTML page{0}")]
+    Html(String),
+    /// Not a feed format we know, or malformed beyond repair.
+    #[error("malformed feed: {0}")]
+    Malformed(String),
+}
+
+/// What our id generator returns. It cannot occur in a real id: feed-rs trims ids and a
+/// NUL character is not allowed in XML or sensible in JSON Feed ids.
+const INVENTED_ID: &str = "\u{0}newswatch:invented-id";
+
+/// Longest error detail we pass on (error messages end up in logs and the store).
+const MAX_REASON: usize = 200;
+
+/// Parse a feed document from raw bytes. `content_type` is the HTTP Content-Type header if
+/// any (its charset is honoured when the document declares none); `base_url` resolves
+/// relative links.
+pub fn parse_feed(
+    body: &[u8],
+    content_type: Option<&str>,
+    base_url: Option<&str>,
+) -> Result<ParsedFeed, ParseError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ParseError::Empty);
+    }
+    let is_json = looks_like_json(body);
+    let decoded = decode::decode(body, content_type, is_json);
+    let text = decoded.text;
+    if text.trim().is_empty() {
+        return Err(ParseError::Empty);
+    }
+
+    if is_json {
+        return parse_json(&text);
+    }
+    let (input, root) = match repair::scan(&text) {
+        Scan::Xml { text, root } => (text, root),
+        Scan::Html => match embedded_feed(&text) {
+            // A feed wrapped in an HTML page (seen in the wild): parse the feed part.
+            Some(inner) => match repair::scan(inner) {
+                Scan::Xml { text, root } => (text, root),
+                Scan::Html => return Err(ParseError::Html(html_hint(&text))),
+            },
+            None => return Err(ParseError::Html(html_hint(&text))),
+        },
+    };
+    run_feed_rs(input.as_bytes(), root.as_deref(), base_url)
+}
+
+/// JSON Feed. feed-rs is strict where publishers are not; on failure we retry once with
+/// the common deviations fixed (see `lenient_json`), so valid feeds pay nothing extra.
+fn parse_json(text: &str) -> Result<ParsedFeed, ParseError> {
+    match run_feed_rs(text.as_bytes(), None, None) {
+        Ok(feed) => Ok(feed),
+        Err(first) => match lenient_json(text) {
+            Some(fixed) => run_feed_rs(fixed.as_bytes(), None, None).map_err(|_| first),
+            None => Err(first),
+        },
+    }
+}
+
+/// Fix what real JSON Feeds get wrong and feed-rs rejects: the version URL with `http:`
+/// (or missing), a missing feed title, and `tags` given as a single string instead of an array.
+fn lenient_json(text: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let obj = v.as_object_mut()?;
+    let version = obj.get("version").and_then(|v| v.as_str()).unwrap_or("");
+    let fixed_version = match version.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None if version.starts_with("https://jsonfeed.org/version/") => version.to_string(),
+        None => "https://jsonfeed.org/version/1.1".to_string(),
+    };
+    obj.insert("version".into(), fixed_version.into());
+    // feed-rs requires the (spec-required) feed title.
+    if !obj.get("title").is_some_and(|t| t.is_string()) {
+        obj.insert("title".into(), "".into());
+    }
+    if let Some(items) = obj.get_mut("items").and_then(|i| i.as_array_mut()) {
+        for item in items.iter_mut().filter_map(|i| i.as_object_mut()) {
+            if let Some(serde_json::Value::String(tags)) = item.get("tags") {
+                let tags: Vec<serde_json::Value> = tags
+                    .split(',')
+                    .map(|t| t.trim())
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.into())
+                    .collect();
+                item.insert("tags".into(), tags.into());
+            }
+        }
+    }
+    serde_json::to_string(&v).ok()
+}
+
+/// The part of an HTML page that is a feed, if it embeds a complete `<rss>`/`<feed>`.
+fn embedded_feed(text: &str) -> Option<&str> {
+    for (open, close) in [
+        ("<rss", "</rss>"),
+        ("<feed", "</feed>"),
+        ("<rdf:RDF", "</rdf:RDF>"),
+    ] {
+        if let (Some(start), Some(end)) = (text.find(open), text.rfind(close)) {
+            let after = text
+                .as_bytes()
+                .get(start + open.len())
+                .copied()
+                .unwrap_or(b'>');
+            if end > start && (after.is_ascii_whitespace() || after == b'>') {
+                return text.get(start..end + close.len());
+            }
+        }
+    }
+    None
+}
+
+/// Run feed-rs on prepared UTF-8 input and convert the result.
+fn run_feed_rs(
+    input: &[u8],
+    root: Option<&str>,
+    base_url: Option<&str>,
+) -> Result<ParsedFeed, ParseError> {
+    let parser = feed_rs::parser::Builder::new()
+        // No base_uri: relative links are resolved by us (feed-rs still applies xml:base),
+        // so that the feed's own link can take precedence over the fetch URL; see `resolve`.
+        .sanitize_content(false)
+        .id_generator(|_, _, _| INVENTED_ID.to_string())
+        .build();
+    // feed-rs has `unwrap()`s on attacker-controlled numbers (e.g. media durations that
+    // overflow u64); a bad feed must never take the poller down.
+    let result = catch_unwind(AssertUnwindSafe(|| parser.parse(input)));
+    let feed = match result {
+        Ok(Ok(feed)) => feed,
+        Ok(Err(e)) => return Err(explain(e, root)),
+        Err(_) => {
+            return Err(ParseError::Malformed(
+                "feed parser crashed on this document".into(),
+            ));
+        }
+    };
+    Ok(convert(feed, base_url))
+}
+
+/// JSON Feed if the first non-whitespace character (after a UTF-8 BOM) is `{`.
+fn looks_like_json(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Turn a feed-rs error into ours, one line.
+fn explain(e: feed_rs::parser::ParseFeedError, root: Option<&str>) -> ParseError {
+    use feed_rs::parser::{ParseErrorKind, ParseFeedError};
+    let reason = match (&e, root) {
+        // feed-rs reports a missing <channel> as "no root" too; say what is really wrong.
+        (ParseFeedError::ParseError(ParseErrorKind::NoFeedRoot), Some("rss")) => {
+            "RSS document without a <channel> element".to_string()
+        }
+        (ParseFeedError::ParseError(ParseErrorKind::NoFeedRoot), Some(root)) => {
+            format!("not RSS, Atom or JSON Feed (root element <{root}>)")
+        }
+        (ParseFeedError::ParseError(ParseErrorKind::NoFeedRoot), None) => {
+            "not RSS, Atom or JSON Feed (no root element)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    ParseError::Malformed(one_line(&reason, MAX_REASON))
+}
+
+/// Collapse all whitespace runs (including newlines) to one space and cap the length.
+fn one_line(s: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    for (n, word) in s.split_whitespace().enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.chars().count() > max_chars {
+        out = out.chars().take(max_chars).collect();
+        out.push('…');
+    }
+    out
+}
+
+/// ` (title: "…")` from an HTML page's `<title>`, to tell a login page from a 404 in logs.
+fn html_hint(text: &str) -> String {
+    // Only look at the head of the page; titles are near the top.
+    let head = match text.char_indices().nth(64 * 1024) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    };
+    let lower = head.to_ascii_lowercase();
+    let Some(open) = lower.find("<title") else {
+        return String::new();
+    };
+    let Some(gt) = lower[open..].find('>').map(|p| open + p + 1) else {
+        return String::new();
+    };
+    let Some(close) = lower[gt..].find("</title").map(|p| gt + p) else {
+        return String::new();
+    };
+    // ASCII lower-casing keeps byte offsets, so these slice `head` at the same places.
+    let title = html_escape::decode_html_entities(head.get(gt..close).unwrap_or(""));
+    let title = one_line(&title, 80);
+    if title.is_empty() {
+        String::new()
+    } else {
+        format!(" (title: {title:?})")
+    }
+}
+
+/// Map the feed-rs model to ours.
+fn convert(feed: feed_rs::model::Feed, base_url: Option<&str>) -> ParsedFeed {
+    let fetch_base = base_url.and_then(|u| Url::parse(u.trim()).ok());
+    // The feed's own (site) link, absolute, as a base for relative entry links.
+    let feed_base = best_link(&feed.links)
+        .and_then(|href| resolve(href, fetch_base.as_ref(), None))
+        .and_then(|href| Url::parse(&href).ok());
+
+    let entries = feed
+        .entries
+        .into_iter()
+        .map(|e| {
+            let guid = Some(e.id).filter(|id| id != INVENTED_ID && !id.trim().is_empty());
+            let link = best_link(&e.links)
+                .and_then(|href| resolve(href, feed_base.as_ref(), fetch_base.as_ref()));
+            let mut summary = e.summary.map(|t| t.content).unwrap_or_default();
+            let content = e.content.and_then(|c| c.body).unwrap_or_default();
+            if summary.is_empty() && content.is_empty() {
+                // YouTube and other media feeds keep the only description in media:group.
+                summary = e
+                    .media
+                    .into_iter()
+                    .find_map(|m| m.description.map(|d| d.content))
+                    // An empty media:description was given one space by `repair`.
+                    .filter(|d| !d.trim().is_empty())
+                    .unwrap_or_default();
+            }
+            let authors = e
+                .authors
+                .into_iter()
+                .filter_map(|p| p.name)
+                // feed-rs splits "jo@example.org (Jo)" but keeps the parentheses.
+                .map(|n| {
+                    let n = n.trim();
+                    n.strip_prefix('(')
+                        .and_then(|n| n.strip_suffix(')'))
+                        .unwrap_or(n)
+                        .trim()
+                        .to_string()
+                })
+                .filter(|n| !n.is_empty())
+                .collect();
+            Entry {
+                guid,
+                link,
+                title: e.title.map(|t| t.content).unwrap_or_default(),
+                summary,
+                content,
+                published: e.published.or(e.updated),
+                authors,
+            }
+        })
+        .collect();
+
+    ParsedFeed {
+        title: feed
+            .title
+            .map(|t| t.content)
+            .filter(|t| !t.trim().is_empty()),
+        ttl_minutes: feed.ttl,
+        entries,
+    }
+}
+
+/// The entry's best link: the first `rel="alternate"` (or rel-less, which means alternate)
+/// link, else the first link of any kind.
+fn best_link(links: &[feed_rs::model::Link]) -> Option<&str> {
+    links
+        .iter()
+        .find(|l| {
+            l.rel
+                .as_deref()
+                .is_none_or(|r| r.eq_ignore_ascii_case("alternate"))
+        })
+        .or_else(|| links.first())
+        .map(|l| l.href.trim())
+        .filter(|h| !h.is_empty())
+}
+
+/// Make `href` absolute. feed-rs already applied xml:base; what is still relative is
+/// resolved against the feed's own link, then the fetch URL. Returns the href unchanged if
+/// it stays relative (better a relative link than none for the reviewer).
+fn resolve(href: &str, first: Option<&Url>, second: Option<&Url>) -> Option<String> {
+    match Url::parse(href) {
+        Ok(url) => Some(url.to_string()),
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            let joined = first
+                .or(second)
+                .and_then(|base| base.join(href).ok())
+                .map(|u| u.to_string());
+            Some(joined.unwrap_or_else(|| href.to_string()))
+        }
+        // Unparseable (e.g. spaces in the host): keep the text as found.
+        Err(_) => Some(href.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
