@@ -79,6 +79,63 @@ impl Schedule {
     }
 }
 
+/// Longest pause after consecutive failures.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Largest start-time spread added to a feed's polls.
+pub const MAX_JITTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A stable number in [0, 1) per feed name, so a feed's jitter is the same on every run.
+pub fn feed_fraction(name: &str) -> f64 {
+    // FNV-1a: tiny, stable across versions and platforms (unlike std's hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV's last step barely moves the high bits; a splitmix64 finaliser spreads them.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Deterministic per-feed jitter: up to a tenth of the schedule's interval, at most
+/// [`MAX_JITTER`], so 500 feeds on one cron line do not fire in the same second.
+pub fn jitter(name: &str, interval: chrono::Duration) -> chrono::Duration {
+    let cap = interval.to_std().unwrap_or_default().div_f64(10.0).min(MAX_JITTER);
+    chrono::Duration::from_std(cap.mul_f64(feed_fraction(name))).unwrap_or_default()
+}
+
+/// Exponential backoff after `failures` consecutive failures (1 → `base`), doubled each
+/// time, capped at [`MAX_BACKOFF`], plus up to 10% deterministic jitter.
+pub fn backoff(name: &str, failures: u32, base: chrono::Duration) -> chrono::Duration {
+    let base = base.to_std().unwrap_or_default().max(std::time::Duration::from_secs(1));
+    let exp = failures.saturating_sub(1).min(30);
+    let d = base.saturating_mul(1u32 << exp.min(20)).min(MAX_BACKOFF);
+    let d = d + d.div_f64(10.0).mul_f64(feed_fraction(name));
+    chrono::Duration::from_std(d.min(MAX_BACKOFF)).unwrap_or(chrono::Duration::hours(24))
+}
+
+impl Schedule {
+    /// The gap between the next two runs after `after`: the schedule's current interval.
+    pub fn interval_after(&self, after: DateTime<Utc>, tz: chrono_tz::Tz) -> chrono::Duration {
+        match self.next_after(after, tz).and_then(|a| self.next_after(a, tz).map(|b| b - a)) {
+            Some(d) => d,
+            None => chrono::Duration::hours(24),
+        }
+    }
+
+    /// When a feed on this schedule is next due after `now`: the next cron time plus the
+    /// feed's jitter.
+    pub fn next_due(&self, name: &str, now: DateTime<Utc>, tz: chrono_tz::Tz) -> DateTime<Utc> {
+        let interval = self.interval_after(now, tz);
+        let base = self.next_after(now, tz).unwrap_or(now + chrono::Duration::hours(24));
+        base + jitter(name, interval)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +173,28 @@ mod tests {
         assert!(Schedule::parse("* * *").is_err());
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("every day").is_err());
+    }
+
+    #[test]
+    fn jitter_is_deterministic_small_and_spread() {
+        let i = chrono::Duration::minutes(15);
+        assert_eq!(jitter("bbc", i), jitter("bbc", i));
+        let all: Vec<_> = (0..500).map(|n| jitter(&format!("feed-{n}"), i)).collect();
+        assert!(all.iter().all(|j| *j >= chrono::Duration::zero() && *j <= chrono::Duration::seconds(60)));
+        let distinct: std::collections::HashSet<_> = all.iter().map(|j| j.num_seconds()).collect();
+        assert!(distinct.len() > 40, "500 feeds spread over the minute: {}", distinct.len());
+        assert!(jitter("x", chrono::Duration::seconds(1)) <= chrono::Duration::milliseconds(100));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let base = chrono::Duration::minutes(1);
+        let b1 = backoff("f", 1, base);
+        let b2 = backoff("f", 2, base);
+        let b3 = backoff("f", 3, base);
+        assert!(b1 >= chrono::Duration::minutes(1) && b1 < chrono::Duration::seconds(67));
+        assert!(b2 >= chrono::Duration::minutes(2) && b3 >= chrono::Duration::minutes(4));
+        assert_eq!(backoff("f", 40, base), chrono::Duration::hours(24));
     }
 
     #[test]
