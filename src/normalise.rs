@@ -51,8 +51,15 @@ fn classify(c: char) -> CharClass {
         '\u{200B}' => CharClass::Space,
         // Invisible formatting characters that would otherwise split or disguise words: soft
         // hyphen, zero-width (non-)joiner, word joiner, BOM, bidi marks/embeddings/isolates.
-        '\u{00AD}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{200E}'
-        | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => CharClass::Drop,
+        '\u{00AD}'
+        | '\u{200C}'
+        | '\u{200D}'
+        | '\u{2060}'
+        | '\u{FEFF}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => CharClass::Drop,
         // Tabs, newlines, NBSP, U+2028/2029, ... (checked before is_control: \t and \n are both).
         c if c.is_whitespace() => CharClass::Space,
         c if c.is_control() => CharClass::Drop,
@@ -412,7 +419,10 @@ mod tests {
             ("ＮＣＡ", "NCA"),
             ("\u{FB01}nance", "finance"),
             ("e\u{0301}", "é"),
-            ("Investigatory <b>Powers</b>&nbsp;Bill", "Investigatory Powers Bill"),
+            (
+                "Investigatory <b>Powers</b>&nbsp;Bill",
+                "Investigatory Powers Bill",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(to_plain_text(input), *want, "input {input:?}");
@@ -448,9 +458,8 @@ mod tests {
 
     #[test]
     fn tokenize_table() {
-        let texts = |s: &str| -> Vec<String> {
-            tokenize(s).iter().map(|t| t.text.to_string()).collect()
-        };
+        let texts =
+            |s: &str| -> Vec<String> { tokenize(s).iter().map(|t| t.text.to_string()).collect() };
         assert_eq!(texts("dark-net"), ["dark", "net"]);
         assert_eq!(texts("NCA's"), ["NCA", "s"]);
         assert_eq!(texts("  G7 summit, 2024!"), ["G7", "summit", "2024"]);
