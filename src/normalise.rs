@@ -374,7 +374,7 @@ pub(crate) fn fold_cow(token: &str) -> Cow<'_, str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -448,6 +448,88 @@ mod tests {
             let t = std::time::Instant::now();
             let _ = to_plain_text(&s);
             assert!(t.elapsed().as_secs() < 5, "slow on {unit:?}");
+        }
+    }
+
+    /// Deterministic pseudo-random strings built from the fragments most likely to upset an
+    /// HTML stripper (a cheap stand-in for the fuzzer).
+    pub(crate) fn random_texts(count: usize) -> Vec<String> {
+        const FRAGMENTS: &[&str] = &[
+            "<",
+            ">",
+            "&",
+            ";",
+            "#",
+            "x",
+            "amp",
+            "<!--",
+            "-->",
+            "<![CDATA[",
+            "]]>",
+            "<script>",
+            "</script>",
+            "<style",
+            "\"",
+            "'",
+            "é",
+            "\u{0301}",
+            " ",
+            "\n",
+            "\u{0}",
+            "<p>",
+            "<br/>",
+            "</",
+            "ﬁ",
+            "Ｎ",
+            "\u{200B}",
+            "&nbsp;",
+            "&#x",
+            "NCA",
+            "dark",
+            "-",
+            "net",
+            "\u{00A0}",
+            "<b>",
+            "Théresa",
+            "\u{2028}",
+            "\t",
+            "&#233;",
+            "?",
+            "!",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        (0..count)
+            .map(|_| {
+                let len = next() % 40;
+                (0..len)
+                    .map(|_| FRAGMENTS[next() % FRAGMENTS.len()])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_text_invariants_on_random_input() {
+        for input in random_texts(3000) {
+            let out = to_plain_text(&input);
+            assert_eq!(out.trim(), out, "{input:?}");
+            assert!(!out.contains("  "), "{input:?} -> {out:?}");
+            assert!(
+                out.chars()
+                    .all(|c| c == ' ' || !(c.is_whitespace() || c.is_control())),
+                "{input:?} -> {out:?}"
+            );
+            for t in tokenize(&out) {
+                assert_eq!(&out[t.start..t.end], t.text);
+                assert!(!t.text.is_empty());
+                let _ = fold(t.text);
+            }
         }
     }
 

@@ -889,6 +889,36 @@ mod tests {
     }
 
     #[test]
+    fn robust_on_random_text() {
+        let m = matcher(&[
+            ("a", "NCA -film"),
+            ("b", "dark-net OR \"dark web\""),
+            ("c", "surveil* OR Thé* OR title:x"),
+            ("d", "N* net"),
+        ]);
+        let texts = crate::normalise::tests::random_texts(1500);
+        for pair in texts.chunks(2) {
+            let title = to_plain_text(&pair[0]);
+            let body = pair
+                .get(1)
+                .map(|b| to_plain_text(&b.repeat(20)))
+                .unwrap_or_default();
+            if let Some(im) = m.match_item(&title, &body) {
+                assert!(!im.rules.is_empty());
+                assert!(im.rules.iter().all(|r| !r.terms.is_empty()));
+                assert!(im.snippet.chars().count() <= SNIPPET_CHARS + 2);
+            }
+            let ranges = m.highlight(&body);
+            for w in ranges.windows(2) {
+                assert!(w[0].end < w[1].start, "{ranges:?}");
+            }
+            for r in ranges {
+                assert!(body.get(r).is_some_and(|s| !s.is_empty()));
+            }
+        }
+    }
+
+    #[test]
     fn empty_matcher() {
         let m = Matcher::new(Vec::new());
         assert_eq!(m.match_item("NCA", "NCA"), None);
