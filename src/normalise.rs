@@ -2,13 +2,310 @@
 //!
 //! Everything the matcher and the stored snippets see has been through here, so matching is
 //! defined on one canonical form: tags stripped, entities decoded, Unicode NFKC, whitespace folded.
+//! Feed content is untrusted and arrives in every state of brokenness, so nothing here may panic
+//! and every pass is linear in the input length (the functions are fuzzed).
+
+use std::borrow::Cow;
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
 
 /// Plain text from a feed's HTML or text field: tags removed (script/style content dropped),
 /// entities decoded (named, decimal, hex), NFKC, control characters removed, every run of
 /// whitespace folded to one ASCII space, trimmed.
 pub fn to_plain_text(input: &str) -> String {
-    let _ = input;
-    todo!("normalise::to_plain_text")
+    // Order matters: tags are stripped *before* entities are decoded, so `&lt;b&gt;` survives as
+    // the literal text "<b>" and `&amp;amp;` is decoded exactly once (to "&amp;").
+    let stripped = strip_tags(input);
+    let decoded = html_escape::decode_html_entities(&stripped);
+    let mut out = String::with_capacity(decoded.len());
+    let mut pending_space = false;
+    for c in decoded.nfkc() {
+        match classify(c) {
+            CharClass::Space => pending_space = true,
+            CharClass::Drop => {}
+            CharClass::Keep => {
+                // Leading whitespace is never emitted and trailing whitespace stays pending, so
+                // the result is trimmed without a second pass.
+                if pending_space && !out.is_empty() {
+                    out.push(' ');
+                }
+                pending_space = false;
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+enum CharClass {
+    Space,
+    Drop,
+    Keep,
+}
+
+fn classify(c: char) -> CharClass {
+    match c {
+        // Zero-width space marks a word break (used between words in Thai, in URLs, ...), so it
+        // separates words like a space does.
+        '\u{200B}' => CharClass::Space,
+        // Invisible formatting characters that would otherwise split or disguise words: soft
+        // hyphen, zero-width (non-)joiner, word joiner, BOM, bidi marks/embeddings/isolates.
+        '\u{00AD}'
+        | '\u{200C}'
+        | '\u{200D}'
+        | '\u{2060}'
+        | '\u{FEFF}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => CharClass::Drop,
+        // Tabs, newlines, NBSP, U+2028/2029, ... (checked before is_control: \t and \n are both).
+        c if c.is_whitespace() => CharClass::Space,
+        c if c.is_control() => CharClass::Drop,
+        _ => CharClass::Keep,
+    }
+}
+
+/// Elements whose tags separate words. Any other tag (b, i, span, a, em, ...) is inline and
+/// removed without a trace, so `Pow<b>ers</b>` stays one word.
+const BLOCK_TAGS: &[&str] = &[
+    "address",
+    "article",
+    "aside",
+    "audio",
+    "blockquote",
+    "body",
+    "br",
+    "caption",
+    "dd",
+    "details",
+    "dialog",
+    "div",
+    "dl",
+    "dt",
+    "embed",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hr",
+    "html",
+    "iframe",
+    "img",
+    "input",
+    "li",
+    "main",
+    "nav",
+    "object",
+    "ol",
+    "option",
+    "p",
+    "picture",
+    "pre",
+    "section",
+    "select",
+    "source",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "title",
+    "tr",
+    "ul",
+    "video",
+];
+
+/// Remembers, per searched byte, a position from which that byte is known not to occur again.
+/// Malformed input like `<a<a<a<a...` (no `>` anywhere) would otherwise rescan the tail for every
+/// `<` and make stripping quadratic.
+struct Finder<'a> {
+    bytes: &'a [u8],
+    /// Index 0: `>`, 1: `"`, 2: `'`.
+    absent_from: [usize; 3],
+}
+
+impl<'a> Finder<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Finder {
+            bytes,
+            absent_from: [usize::MAX; 3],
+        }
+    }
+
+    fn find(&mut self, needle: u8, from: usize) -> Option<usize> {
+        let slot = match needle {
+            b'>' => 0,
+            b'"' => 1,
+            _ => 2,
+        };
+        if from >= self.absent_from[slot] || from >= self.bytes.len() {
+            return None;
+        }
+        let found = self.bytes[from..]
+            .iter()
+            .position(|&b| b == needle)
+            .map(|p| p + from);
+        if found.is_none() {
+            self.absent_from[slot] = from;
+        }
+        found
+    }
+
+    /// End (index of `>`) of a tag whose attributes start at `from`. Quoted attribute values
+    /// may contain `>`; an unterminated quote is ignored (the first `>` wins) rather than
+    /// swallowing the rest of the document.
+    fn tag_end(&mut self, from: usize) -> Option<usize> {
+        let mut j = from;
+        loop {
+            let gt = self.find(b'>', j)?;
+            let quote = self.bytes[j..gt]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\'')
+                .map(|p| p + j);
+            let Some(q) = quote else {
+                return Some(gt);
+            };
+            match self.find(self.bytes[q], q + 1) {
+                Some(close) => j = close + 1,
+                None => return Some(gt),
+            }
+        }
+    }
+}
+
+/// What a piece of markup turns into.
+struct Markup {
+    /// Byte index just after the markup.
+    end: usize,
+    /// Whether it separates words.
+    space: bool,
+}
+
+/// Remove tags, comments, CDATA markers and script/style content. Text (including a `<` that
+/// does not start markup, as in "a < b") is copied unchanged; entities are left for later.
+fn strip_tags(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = String::with_capacity(input.len());
+    let mut finder = Finder::new(bytes);
+    let mut in_cdata = false;
+    let mut text_start = 0;
+    let mut i = 0;
+    // All structural characters are ASCII, so every index where we cut is a char boundary.
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'<' {
+            if let Some(markup) = parse_markup(input, i, &mut finder, &mut in_cdata) {
+                out.push_str(&input[text_start..i]);
+                if markup.space {
+                    out.push(' ');
+                }
+                i = markup.end;
+                text_start = i;
+                continue;
+            }
+        } else if b == b']' && in_cdata && bytes[i..].starts_with(b"]]>") {
+            out.push_str(&input[text_start..i]);
+            in_cdata = false;
+            i += 3;
+            text_start = i;
+            continue;
+        }
+        i += 1;
+    }
+    out.push_str(&input[text_start..]);
+    out
+}
+
+/// Recognise markup starting at `bytes[i] == b'<'`; `None` means the `<` is ordinary text.
+fn parse_markup(
+    input: &str,
+    i: usize,
+    finder: &mut Finder<'_>,
+    in_cdata: &mut bool,
+) -> Option<Markup> {
+    let bytes = input.as_bytes();
+    let rest = &bytes[i..];
+    if rest.starts_with(b"<!--") {
+        // An unterminated comment runs to the end of input, as in browsers.
+        let end = input[i + 4..]
+            .find("-->")
+            .map_or(bytes.len(), |p| i + 4 + p + 3);
+        return Some(Markup { end, space: false });
+    }
+    if rest.starts_with(b"<![CDATA[") {
+        // CDATA in feeds usually wraps HTML, so its content is processed like any other text;
+        // only the markers go.
+        *in_cdata = true;
+        return Some(Markup {
+            end: i + 9,
+            space: false,
+        });
+    }
+    if rest.starts_with(b"<!") || rest.starts_with(b"<?") {
+        // Doctype, processing instruction, stray declaration.
+        let gt = finder.find(b'>', i + 2)?;
+        return Some(Markup {
+            end: gt + 1,
+            space: false,
+        });
+    }
+    let closing = rest.get(1) == Some(&b'/');
+    let name_start = i + if closing { 2 } else { 1 };
+    if !bytes.get(name_start)?.is_ascii_alphabetic() {
+        // "a < b", "<3", "< /p>": not a tag.
+        return None;
+    }
+    let name_len = bytes[name_start..]
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b':'))
+        .unwrap_or(bytes.len() - name_start);
+    let name_end = name_start + name_len;
+    let name = input[name_start..name_end].to_ascii_lowercase();
+    let gt = finder.tag_end(name_end)?;
+    let self_closing = gt > name_end && bytes[gt - 1] == b'/';
+    if !closing && !self_closing && (name == "script" || name == "style") {
+        // Drop everything up to the matching close tag; an unclosed script swallows the rest
+        // (what a browser would do, and never leaks code into text).
+        let end = find_close_tag(bytes, gt + 1, name.as_bytes())
+            .and_then(|close| finder.find(b'>', close))
+            .map_or(bytes.len(), |p| p + 1);
+        return Some(Markup { end, space: true });
+    }
+    Some(Markup {
+        end: gt + 1,
+        space: BLOCK_TAGS.binary_search(&name.as_str()).is_ok(),
+    })
+}
+
+/// Position of the first `</name` (ASCII case-insensitive) at or after `from`.
+fn find_close_tag(bytes: &[u8], from: usize, name: &[u8]) -> Option<usize> {
+    let mut p = from;
+    while p < bytes.len() {
+        let lt = bytes[p..].iter().position(|&b| b == b'<')? + p;
+        let after = &bytes[lt + 1..];
+        if after.first() == Some(&b'/')
+            && after.len() > name.len()
+            && after[1..=name.len()].eq_ignore_ascii_case(name)
+        {
+            return Some(lt);
+        }
+        p = lt + 1;
+    }
+    None
 }
 
 /// A token: a maximal run of Unicode letters/digits (combining marks stay inside the token).
@@ -22,12 +319,251 @@ pub struct Token<'a> {
 
 /// Split plain text into tokens. Everything that is not a letter/digit separates tokens.
 pub fn tokenize(text: &str) -> Vec<Token<'_>> {
-    let _ = text;
-    todo!("normalise::tokenize")
+    let mut tokens = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, c) in text.char_indices() {
+        // A combining mark continues a word (Devanagari vowel signs, decomposed accents) but
+        // cannot start one.
+        let inside = c.is_alphanumeric() || (start.is_some() && is_combining_mark(c));
+        match (inside, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                tokens.push(Token {
+                    text: &text[s..i],
+                    start: s,
+                    end: i,
+                });
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        tokens.push(Token {
+            text: &text[s..],
+            start: s,
+            end: text.len(),
+        });
+    }
+    tokens
 }
 
 /// Case- and diacritic-folded form of a token: lower case, accents removed (Théresa -> theresa).
 pub fn fold(token: &str) -> String {
-    let _ = token;
-    todo!("normalise::fold")
+    fold_cow(token).into_owned()
+}
+
+/// [`fold`] without allocating for the common case of a token that is already folded ASCII.
+pub(crate) fn fold_cow(token: &str) -> Cow<'_, str> {
+    if token.is_ascii() {
+        if token.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Cow::Owned(token.to_ascii_lowercase());
+        }
+        return Cow::Borrowed(token);
+    }
+    // Lower-case first, then decompose: some lower-case mappings produce combining marks
+    // (İ -> i + U+0307) which the decomposition pass then removes.
+    Cow::Owned(
+        token
+            .chars()
+            .flat_map(char::to_lowercase)
+            .nfd()
+            .filter(|c| !is_combining_mark(*c))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_table() {
+        let cases: &[(&str, &str)] = &[
+            ("", ""),
+            ("   ", ""),
+            ("plain", "plain"),
+            ("foo<br>bar", "foo bar"),
+            ("foo<br/>bar", "foo bar"),
+            ("foo<BR />bar", "foo bar"),
+            ("<p>one</p><p>two</p>", "one two"),
+            ("<div>a</div><div>b</div>", "a b"),
+            ("<ul><li>x</li><li>y</li></ul>", "x y"),
+            ("Pow<b>ers</b>", "Powers"),
+            ("Pow<span class=\"x\">ers</span>", "Powers"),
+            ("<a href=\"x>y\">link</a> text", "link text"),
+            ("a<script>var x = '<p>';</script>b", "a b"),
+            ("a<SCRIPT type=x>alert(1)</Script >b", "a b"),
+            ("a<style>p { color: red }</style>b", "a b"),
+            ("a<script>never closed", "a"),
+            ("a<!-- hidden -->b", "ab"),
+            ("a<!-- never closed", "a"),
+            ("<![CDATA[<p>Hello</p>]]>", "Hello"),
+            ("<!DOCTYPE html><?xml version=\"1.0\"?>x", "x"),
+            ("a < b", "a < b"),
+            ("a<b", "a<b"),
+            ("3 <4 and 5> 2", "3 <4 and 5> 2"),
+            ("<3 you", "<3 you"),
+            ("AT&T", "AT&T"),
+            ("Fish &amp; Chips", "Fish & Chips"),
+            ("&amp;amp;", "&amp;"),
+            ("&lt;b&gt;bold&lt;/b&gt;", "<b>bold</b>"),
+            ("Th&eacute;resa", "Théresa"),
+            ("a&mdash;b", "a\u{2014}b"),
+            ("&#233;&#xE9;&#XE9;", "ééé"),
+            ("a&nbsp;b", "a b"),
+            ("a\u{00A0}\u{2028}\t\n\r b", "a b"),
+            ("  lead and trail \n", "lead and trail"),
+            ("a\u{0007}b\u{0000}c", "abc"),
+            ("Investi\u{00AD}gatory", "Investigatory"),
+            ("ＮＣＡ", "NCA"),
+            ("\u{FB01}nance", "finance"),
+            ("e\u{0301}", "é"),
+            (
+                "Investigatory <b>Powers</b>&nbsp;Bill",
+                "Investigatory Powers Bill",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(to_plain_text(input), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn plain_text_robust_on_garbage() {
+        // Every prefix of a nasty string: must not panic (cuts are at char boundaries).
+        let nasty = "<a \"b>'<!--<![CDATA[é]]><script></scr<</style>&#x;&#;&;&amp<<>>ü\u{0}";
+        for (i, _) in nasty.char_indices() {
+            let _ = to_plain_text(&nasty[..i]);
+            let _ = to_plain_text(&nasty[i..]);
+        }
+    }
+
+    #[test]
+    fn plain_text_is_linear_on_pathological_input() {
+        // Quadratic behaviour would take minutes here; linear takes milliseconds.
+        let n = 200_000;
+        for unit in ["<a", "<a \"", "&amp", "<!", "<script", "]]>", "<![CDATA["] {
+            let s = unit.repeat(n / unit.len());
+            let t = std::time::Instant::now();
+            let _ = to_plain_text(&s);
+            assert!(t.elapsed().as_secs() < 5, "slow on {unit:?}");
+        }
+    }
+
+    /// Deterministic pseudo-random strings built from the fragments most likely to upset an
+    /// HTML stripper (a cheap stand-in for the fuzzer).
+    pub(crate) fn random_texts(count: usize) -> Vec<String> {
+        const FRAGMENTS: &[&str] = &[
+            "<",
+            ">",
+            "&",
+            ";",
+            "#",
+            "x",
+            "amp",
+            "<!--",
+            "-->",
+            "<![CDATA[",
+            "]]>",
+            "<script>",
+            "</script>",
+            "<style",
+            "\"",
+            "'",
+            "é",
+            "\u{0301}",
+            " ",
+            "\n",
+            "\u{0}",
+            "<p>",
+            "<br/>",
+            "</",
+            "ﬁ",
+            "Ｎ",
+            "\u{200B}",
+            "&nbsp;",
+            "&#x",
+            "NCA",
+            "dark",
+            "-",
+            "net",
+            "\u{00A0}",
+            "<b>",
+            "Théresa",
+            "\u{2028}",
+            "\t",
+            "&#233;",
+            "?",
+            "!",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        (0..count)
+            .map(|_| {
+                let len = next() % 40;
+                (0..len)
+                    .map(|_| FRAGMENTS[next() % FRAGMENTS.len()])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_text_invariants_on_random_input() {
+        for input in random_texts(3000) {
+            let out = to_plain_text(&input);
+            assert_eq!(out.trim(), out, "{input:?}");
+            assert!(!out.contains("  "), "{input:?} -> {out:?}");
+            assert!(
+                out.chars()
+                    .all(|c| c == ' ' || !(c.is_whitespace() || c.is_control())),
+                "{input:?} -> {out:?}"
+            );
+            for t in tokenize(&out) {
+                assert_eq!(&out[t.start..t.end], t.text);
+                assert!(!t.text.is_empty());
+                let _ = fold(t.text);
+            }
+        }
+    }
+
+    #[test]
+    fn block_tags_sorted_for_binary_search() {
+        assert!(BLOCK_TAGS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn tokenize_table() {
+        let texts =
+            |s: &str| -> Vec<String> { tokenize(s).iter().map(|t| t.text.to_string()).collect() };
+        assert_eq!(texts("dark-net"), ["dark", "net"]);
+        assert_eq!(texts("NCA's"), ["NCA", "s"]);
+        assert_eq!(texts("  G7 summit, 2024!"), ["G7", "summit", "2024"]);
+        assert_eq!(texts("Théresa"), ["Théresa"]);
+        assert_eq!(texts("e\u{0301}te\u{0301}"), ["e\u{0301}te\u{0301}"]);
+        assert_eq!(texts("\u{0301}x"), ["x"]);
+        assert_eq!(texts("हिन्दी"), ["हिन्दी"]);
+        assert!(tokenize("").is_empty());
+        assert!(tokenize(" ,.- ").is_empty());
+        let toks = tokenize("a bé c");
+        assert_eq!((toks[1].start, toks[1].end), (2, 5));
+        assert_eq!((toks[2].start, toks[2].end), (6, 7));
+    }
+
+    #[test]
+    fn fold_table() {
+        assert_eq!(fold("Théresa"), "theresa");
+        assert_eq!(fold("INVESTIGATORY"), "investigatory");
+        assert_eq!(fold("already"), "already");
+        assert_eq!(fold("Ÿ"), "y");
+        assert_eq!(fold("İstanbul"), "istanbul");
+        assert_eq!(fold("e\u{0301}"), "e");
+        assert_eq!(fold("ΑΘΗΝΑ"), "αθηνα");
+    }
 }

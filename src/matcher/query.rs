@@ -1,10 +1,36 @@
 //! The rule language: terms, "phrases", AND / OR / NOT, `-term`, parentheses, implicit AND,
 //! trailing `*` prefixes and the `title:` field.
+//!
+//! Rules are written by people in a config file, so the parser is strict (a typo should be an
+//! error with a column, not a rule that silently never matches) and the parsed form prints back
+//! canonically for `newswatch check`. Terms are tokenised with the same tokenizer as item text,
+//! which is what makes `dark-net`, `"dark net"` and the text "dark-net" all agree.
+//!
+//! Grammar (NOT binds tighter than AND, AND tighter than OR):
+//!
+//! ```text
+//! query   := or
+//! or      := and ( "OR" and )*
+//! and     := unary ( "AND"? unary )*          adjacent operands are an implicit AND
+//! unary   := ( "NOT" | "-" | "title:" ) unary | primary
+//! primary := TERM | TERM* | "PHRASE" | "(" or ")"
+//! ```
+
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+use crate::normalise::{fold, tokenize};
+
+/// Deeper nesting than this is refused: the parser and evaluator recurse, and no honest rule
+/// needs more.
+const MAX_DEPTH: usize = 64;
 
 /// A parsed rule query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
-    _private: (),
+    root: Expr,
 }
 
 /// A syntax error in a rule, with the 1-based character column where it was found.
@@ -15,10 +41,649 @@ pub struct QueryError {
     pub message: String,
 }
 
+impl QueryError {
+    fn new(column: usize, message: impl Into<String>) -> Self {
+        QueryError {
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Query syntax tree. `And`/`Or` are flattened (never directly contain their own kind) and
+/// hold at least two operands, so printing and re-parsing gives an equal tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expr {
+    Term(Term),
+    Not(Box<Expr>),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    /// `title:` applied to a term, phrase or group: match in the title only.
+    Title(Box<Expr>),
+}
+
+/// How one token of a term matches one token of text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Pat {
+    /// Compared after [`fold`] (case and diacritics ignored).
+    Folded(String),
+    /// An acronym (`NCA`, `G7`): compared exactly as written.
+    Exact(String),
+}
+
+/// A term or phrase: a sequence of token patterns that must match consecutive text tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Term {
+    /// As written (canonical): `NCA`, `dark-net`, `surveil*`, `"dark web"`. No field prefix.
+    pub(crate) written: String,
+    /// Never empty.
+    pub(crate) pats: Vec<Pat>,
+    /// The last pattern is a prefix (`surveil*`).
+    pub(crate) prefix: bool,
+}
+
 impl Query {
     /// Parse a query. Empty or whitespace-only input is an error.
     pub fn parse(src: &str) -> Result<Query, QueryError> {
-        let _ = src;
-        todo!("Query::parse")
+        let tokens = lex(src)?;
+        if tokens.is_empty() {
+            return Err(QueryError::new(1, "empty query"));
+        }
+        let mut parser = Parser {
+            tokens,
+            pos: 0,
+            depth: 0,
+        };
+        let root = parser.parse_or()?;
+        if let Some(tok) = parser.tokens.get(parser.pos) {
+            // parse_or consumes everything that can follow an operand except `)`.
+            return Err(QueryError::new(
+                tok.col,
+                "unbalanced parentheses: ')' has no matching '('",
+            ));
+        }
+        if !has_positive(&root, false) {
+            return Err(QueryError::new(
+                1,
+                "a rule needs at least one term that is not negated",
+            ));
+        }
+        Ok(Query { root })
+    }
+
+    pub(crate) fn root(&self) -> &Expr {
+        &self.root
+    }
+}
+
+/// Whether some term sits under an even number of NOTs.
+fn has_positive(e: &Expr, negated: bool) -> bool {
+    match e {
+        Expr::Term(_) => !negated,
+        Expr::Not(inner) => has_positive(inner, !negated),
+        Expr::Title(inner) => has_positive(inner, negated),
+        Expr::And(xs) | Expr::Or(xs) => xs.iter().any(|x| has_positive(x, negated)),
+    }
+}
+
+/// An acronym is a token of at least two characters, with at least one letter, whose letters
+/// are all upper case: NCA, GCHQ, G7, MI5. Acronyms match only tokens written exactly so,
+/// which keeps `JOC` from matching the Romanian word "joc".
+pub(crate) fn is_acronym(token: &str) -> bool {
+    let mut chars = 0;
+    let mut letters = 0;
+    for c in token.chars() {
+        chars += 1;
+        if c.is_alphabetic() && !is_combining_mark(c) {
+            if !c.is_uppercase() {
+                return false;
+            }
+            letters += 1;
+        }
+    }
+    chars >= 2 && letters >= 1
+}
+
+/// Build a term from its text (NFKC'd and tokenised like item text). `None` if it holds no
+/// letters or digits.
+fn make_term(written: String, body: &str, prefix: bool) -> Option<Term> {
+    let normal: String = body.nfkc().collect();
+    let pats: Vec<Pat> = tokenize(&normal)
+        .iter()
+        .map(|t| {
+            if is_acronym(t.text) {
+                Pat::Exact(t.text.to_string())
+            } else {
+                Pat::Folded(fold(t.text))
+            }
+        })
+        .collect();
+    if pats.is_empty() {
+        return None;
+    }
+    Some(Term {
+        written,
+        pats,
+        prefix,
+    })
+}
+
+#[derive(Debug)]
+enum TokKind {
+    LParen,
+    RParen,
+    And,
+    Or,
+    Not,
+    Minus,
+    Title,
+    Term(Term),
+}
+
+#[derive(Debug)]
+struct Tok {
+    kind: TokKind,
+    /// 1-based character column.
+    col: usize,
+}
+
+fn is_word_char(c: char) -> bool {
+    !(c.is_whitespace() || c == '(' || c == ')' || c == '"')
+}
+
+fn lex(src: &str) -> Result<Vec<Tok>, QueryError> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let col = i + 1;
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let simple = match c {
+            '(' => Some(TokKind::LParen),
+            ')' => Some(TokKind::RParen),
+            '-' => {
+                // `-` excludes what directly follows; with nothing attached it is dangling
+                // (this also catches "NCA - GCHQ", which is ambiguous).
+                match chars.get(i + 1) {
+                    Some(&n) if !n.is_whitespace() && n != ')' => Some(TokKind::Minus),
+                    _ => return Err(QueryError::new(col, "dangling operator '-'")),
+                }
+            }
+            _ => None,
+        };
+        if let Some(kind) = simple {
+            tokens.push(Tok { kind, col });
+            i += 1;
+            continue;
+        }
+        if c == '"' {
+            let close = chars[i + 1..]
+                .iter()
+                .position(|&c| c == '"')
+                .map(|p| p + i + 1)
+                .ok_or_else(|| QueryError::new(col, "unclosed quote"))?;
+            let inner: String = chars[i + 1..close].iter().collect();
+            let canonical = inner.split_whitespace().collect::<Vec<_>>().join(" ");
+            let term = make_term(format!("\"{canonical}\""), &inner, false)
+                .ok_or_else(|| QueryError::new(col, "empty phrase"))?;
+            tokens.push(Tok {
+                kind: TokKind::Term(term),
+                col,
+            });
+            i = close + 1;
+            continue;
+        }
+        let end = chars[i..]
+            .iter()
+            .position(|&c| !is_word_char(c))
+            .map_or(chars.len(), |p| p + i);
+        let word: String = chars[i..end].iter().collect();
+        let kind = match word.as_str() {
+            // Operators only in upper case: "and", "or", "not" are ordinary words.
+            "AND" => Some(TokKind::And),
+            "OR" => Some(TokKind::Or),
+            "NOT" => Some(TokKind::Not),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            tokens.push(Tok { kind, col });
+            i = end;
+            continue;
+        }
+        if let Some(colon) = word.find(':') {
+            let name = &word[..colon];
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic()) {
+                if !name.eq_ignore_ascii_case("title") {
+                    return Err(QueryError::new(
+                        col,
+                        format!("unknown field '{name}' (only title: is supported)"),
+                    ));
+                }
+                tokens.push(Tok {
+                    kind: TokKind::Title,
+                    col,
+                });
+                // Lex what follows the colon afresh: it may be a word, a phrase, a group or `-`.
+                i += name.len() + 1;
+                continue;
+            }
+        }
+        tokens.push(Tok {
+            kind: TokKind::Term(word_term(&chars[i..end], col)?),
+            col,
+        });
+        i = end;
+    }
+    Ok(tokens)
+}
+
+/// A bare word: a term, a prefix `term*`, or (if it contains punctuation, like `dark-net`) a
+/// phrase of its tokens.
+fn word_term(chars: &[char], col: usize) -> Result<Term, QueryError> {
+    let word: String = chars.iter().collect();
+    let mut prefix = false;
+    for (k, &c) in chars.iter().enumerate() {
+        if c != '*' {
+            continue;
+        }
+        if chars.len() == 1 {
+            return Err(QueryError::new(col, "'*' alone is not a term"));
+        }
+        if k + 1 != chars.len() {
+            return Err(QueryError::new(
+                col + k,
+                "'*' is only allowed at the end of a term",
+            ));
+        }
+        let before = chars[k - 1];
+        if !(before.is_alphanumeric() || is_combining_mark(before)) {
+            return Err(QueryError::new(
+                col + k,
+                "'*' must directly follow a letter or digit",
+            ));
+        }
+        prefix = true;
+    }
+    let body = word.strip_suffix('*').unwrap_or(&word);
+    make_term(word.clone(), body, prefix)
+        .ok_or_else(|| QueryError::new(col, format!("'{word}' has no letters or digits to match")))
+}
+
+struct Parser {
+    tokens: Vec<Tok>,
+    pos: usize,
+    depth: usize,
+}
+
+/// The token that asked for the operand being parsed, for "dangling" errors.
+#[derive(Clone, Copy)]
+enum Want {
+    Start,
+    After(&'static str, usize),
+    Group(usize),
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&TokKind> {
+        self.tokens.get(self.pos).map(|t| &t.kind)
+    }
+
+    fn col(&self) -> usize {
+        self.tokens.get(self.pos).map_or(0, |t| t.col)
+    }
+
+    fn parse_or(&mut self) -> Result<Expr, QueryError> {
+        let mut operands = vec![self.parse_and(Want::Start)?];
+        while let Some(TokKind::Or) = self.peek() {
+            let col = self.col();
+            self.pos += 1;
+            operands.push(self.parse_and(Want::After("OR", col))?);
+        }
+        Ok(combine(operands, false))
+    }
+
+    fn parse_and(&mut self, want: Want) -> Result<Expr, QueryError> {
+        let mut operands = vec![self.parse_unary(want)?];
+        loop {
+            match self.peek() {
+                Some(TokKind::And) => {
+                    let col = self.col();
+                    self.pos += 1;
+                    operands.push(self.parse_unary(Want::After("AND", col))?);
+                }
+                Some(
+                    TokKind::Term(_)
+                    | TokKind::LParen
+                    | TokKind::Not
+                    | TokKind::Minus
+                    | TokKind::Title,
+                ) => operands.push(self.parse_unary(Want::Start)?),
+                _ => break,
+            }
+        }
+        Ok(combine(operands, true))
+    }
+
+    fn parse_unary(&mut self, want: Want) -> Result<Expr, QueryError> {
+        let Some(tok) = self.tokens.get_mut(self.pos) else {
+            return Err(missing_operand(want));
+        };
+        let col = tok.col;
+        let kind = std::mem::replace(&mut tok.kind, TokKind::RParen);
+        self.pos += 1;
+        match kind {
+            TokKind::Term(term) => Ok(Expr::Term(term)),
+            TokKind::Not | TokKind::Minus | TokKind::Title => {
+                let label = match kind {
+                    TokKind::Not => "NOT",
+                    TokKind::Minus => "-",
+                    _ => "title:",
+                };
+                let inner = self.nested(|p| p.parse_unary(Want::After(label, col)))?;
+                Ok(match kind {
+                    TokKind::Title => Expr::Title(Box::new(inner)),
+                    _ => Expr::Not(Box::new(inner)),
+                })
+            }
+            TokKind::LParen => {
+                if let Some(TokKind::RParen) = self.peek() {
+                    return Err(QueryError::new(col, "empty parentheses"));
+                }
+                let inner = self.nested(|p| {
+                    let mut operands = vec![p.parse_and(Want::Group(col))?];
+                    while let Some(TokKind::Or) = p.peek() {
+                        let or_col = p.col();
+                        p.pos += 1;
+                        operands.push(p.parse_and(Want::After("OR", or_col))?);
+                    }
+                    Ok(combine(operands, false))
+                })?;
+                match self.peek() {
+                    Some(TokKind::RParen) => {
+                        self.pos += 1;
+                        Ok(inner)
+                    }
+                    _ => Err(QueryError::new(
+                        col,
+                        "unbalanced parentheses: '(' is never closed",
+                    )),
+                }
+            }
+            TokKind::And | TokKind::Or => {
+                let op = if matches!(kind, TokKind::And) {
+                    "AND"
+                } else {
+                    "OR"
+                };
+                Err(QueryError::new(col, format!("dangling operator '{op}'")))
+            }
+            TokKind::RParen => {
+                // `(NCA AND )`, `NOT )`: the operator before is what dangles.
+                self.pos -= 1;
+                Err(match want {
+                    Want::Start => {
+                        QueryError::new(col, "unbalanced parentheses: ')' has no matching '('")
+                    }
+                    _ => missing_operand(want),
+                })
+            }
+        }
+    }
+
+    fn nested(
+        &mut self,
+        f: impl FnOnce(&mut Parser) -> Result<Expr, QueryError>,
+    ) -> Result<Expr, QueryError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(QueryError::new(
+                self.col().max(1),
+                "query is nested too deeply",
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+}
+
+fn missing_operand(want: Want) -> QueryError {
+    match want {
+        Want::After("title:", col) => QueryError::new(col, "'title:' must be followed by a term"),
+        Want::After(op, col) => QueryError::new(col, format!("dangling operator '{op}'")),
+        Want::Group(col) => QueryError::new(col, "unbalanced parentheses: '(' is never closed"),
+        Want::Start => QueryError::new(1, "empty query"),
+    }
+}
+
+/// Join operands with AND (`and == true`) or OR, flattening nested operands of the same kind.
+fn combine(operands: Vec<Expr>, and: bool) -> Expr {
+    if operands.len() == 1 {
+        if let Some(only) = operands.into_iter().next() {
+            return only;
+        }
+        // Unreachable (len was 1); an empty OR is the harmless fallback.
+        return Expr::Or(Vec::new());
+    }
+    let mut flat = Vec::with_capacity(operands.len());
+    for e in operands {
+        match (e, and) {
+            (Expr::And(xs), true) | (Expr::Or(xs), false) => flat.extend(xs),
+            (e, _) => flat.push(e),
+        }
+    }
+    if and { Expr::And(flat) } else { Expr::Or(flat) }
+}
+
+/// Binding strength, for deciding where printing needs parentheses.
+fn precedence(e: &Expr) -> u8 {
+    match e {
+        Expr::Or(_) => 1,
+        Expr::And(_) => 2,
+        _ => 3,
+    }
+}
+
+fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: u8) -> fmt::Result {
+    if precedence(e) < min {
+        f.write_str("(")?;
+        write_expr(f, e, 0)?;
+        return f.write_str(")");
+    }
+    match e {
+        Expr::Term(t) => f.write_str(&t.written),
+        Expr::Not(inner) => {
+            f.write_str("NOT ")?;
+            write_expr(f, inner, 3)
+        }
+        Expr::Title(inner) => {
+            f.write_str("title:")?;
+            write_expr(f, inner, 3)
+        }
+        Expr::And(xs) | Expr::Or(xs) => {
+            let (sep, child_min) = if matches!(e, Expr::And(_)) {
+                (" AND ", 2)
+            } else {
+                (" OR ", 1)
+            };
+            for (k, x) in xs.iter().enumerate() {
+                if k > 0 {
+                    f.write_str(sep)?;
+                }
+                write_expr(f, x, child_min)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Canonical form: explicit `AND`, `NOT` for `-`, parentheses only where precedence needs them.
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_expr(f, &self.root, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_display_table() {
+        let cases: &[(&str, &str)] = &[
+            ("NCA", "NCA"),
+            ("NCA GCHQ", "NCA AND GCHQ"),
+            ("NCA OR GCHQ MI5", "NCA OR GCHQ AND MI5"),
+            ("(NCA OR GCHQ) MI5", "(NCA OR GCHQ) AND MI5"),
+            ("NCA -NCAA", "NCA AND NOT NCAA"),
+            ("\"dark web\" NOT film", "\"dark web\" AND NOT film"),
+            ("\"  dark   web \"", "\"dark web\""),
+            ("-(a OR b) c", "NOT (a OR b) AND c"),
+            ("NOT a b", "NOT a AND b"),
+            ("title:NCA", "title:NCA"),
+            ("title:(NCA OR GCHQ)", "title:(NCA OR GCHQ)"),
+            ("title:\"dark web\"", "title:\"dark web\""),
+            ("surveil* and or not", "surveil* AND and AND or AND not"),
+            ("a (b c) (d OR (e OR f))", "a AND b AND c AND (d OR e OR f)"),
+            ("dark-net", "dark-net"),
+            ("--x y", "NOT NOT x AND y"),
+            ("x title:-y", "x AND title:NOT y"),
+            ("Title:x", "title:x"),
+            ("a AND (b)", "a AND b"),
+        ];
+        for (src, want) in cases {
+            let parsed = Query::parse(src);
+            assert!(parsed.is_ok(), "{src:?}: {parsed:?}");
+            let Ok(q) = parsed else { continue };
+            assert_eq!(q.to_string(), *want, "display of {src:?}");
+            // Printing is canonical: it parses back to the same tree.
+            assert_eq!(Query::parse(want).ok(), Some(q), "round trip of {src:?}");
+        }
+    }
+
+    #[test]
+    fn parse_error_table() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("", 1, "empty query"),
+            ("   ", 1, "empty query"),
+            ("\"dark web", 1, "unclosed quote"),
+            ("NCA \"dark", 5, "unclosed quote"),
+            (
+                "(NCA OR GCHQ",
+                1,
+                "unbalanced parentheses: '(' is never closed",
+            ),
+            ("NCA (", 5, "unbalanced parentheses: '(' is never closed"),
+            ("NCA)", 4, "unbalanced parentheses: ')' has no matching '('"),
+            (
+                "(NCA))",
+                6,
+                "unbalanced parentheses: ')' has no matching '('",
+            ),
+            (")", 1, "unbalanced parentheses: ')' has no matching '('"),
+            ("NCA ()", 5, "empty parentheses"),
+            ("NCA AND", 5, "dangling operator 'AND'"),
+            ("OR GCHQ", 1, "dangling operator 'OR'"),
+            ("NCA OR OR GCHQ", 8, "dangling operator 'OR'"),
+            ("(NCA AND )", 6, "dangling operator 'AND'"),
+            ("NCA NOT", 5, "dangling operator 'NOT'"),
+            ("NCA - GCHQ", 5, "dangling operator '-'"),
+            ("NCA -", 5, "dangling operator '-'"),
+            ("\"\"", 1, "empty phrase"),
+            ("NCA \" ,. \"", 5, "empty phrase"),
+            ("*", 1, "'*' alone is not a term"),
+            ("NCA *", 5, "'*' alone is not a term"),
+            ("sur*veil", 4, "'*' is only allowed at the end of a term"),
+            ("a**", 2, "'*' is only allowed at the end of a term"),
+            ("dark-*", 6, "'*' must directly follow a letter or digit"),
+            (
+                "body:NCA",
+                1,
+                "unknown field 'body' (only title: is supported)",
+            ),
+            (
+                "NCA summary:x",
+                5,
+                "unknown field 'summary' (only title: is supported)",
+            ),
+            ("NCA title:", 5, "'title:' must be followed by a term"),
+            (
+                "NOT NCA",
+                1,
+                "a rule needs at least one term that is not negated",
+            ),
+            (
+                "-NCA -GCHQ",
+                1,
+                "a rule needs at least one term that is not negated",
+            ),
+            (
+                "-(a OR b)",
+                1,
+                "a rule needs at least one term that is not negated",
+            ),
+            ("...", 1, "'...' has no letters or digits to match"),
+        ];
+        for (src, col, msg) in cases {
+            let got = Query::parse(src).map(|q| q.to_string());
+            let want = Err(QueryError::new(*col, *msg));
+            assert_eq!(got, want, "for {src:?}");
+        }
+    }
+
+    #[test]
+    fn double_negation_counts_as_positive() {
+        assert!(Query::parse("NOT NOT a").is_ok());
+        assert!(Query::parse("-(x -y)").is_ok());
+    }
+
+    #[test]
+    fn error_display_has_column() {
+        let e = Query::parse("NCA AND").err();
+        assert_eq!(
+            e.map(|e| e.to_string()),
+            Some("column 5: dangling operator 'AND'".to_string())
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let src = format!("{}a{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(Query::parse(&src).is_err());
+        let src = format!("{}a", "NOT ".repeat(10_000));
+        assert!(Query::parse(&src).is_err());
+        let ok = format!("{}a{}", "(".repeat(20), ")".repeat(20));
+        assert!(Query::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn terms_are_tokenised_like_text() {
+        let pats = |src: &str| match Query::parse(src).map(|q| q.root().clone()) {
+            Ok(Expr::Term(t)) => Some(t.pats),
+            _ => None,
+        };
+        assert_eq!(
+            pats("dark-net"),
+            Some(vec![Pat::Folded("dark".into()), Pat::Folded("net".into())])
+        );
+        assert_eq!(
+            pats("ＮＣＡ's"),
+            Some(vec![Pat::Exact("NCA".into()), Pat::Folded("s".into())])
+        );
+        assert_eq!(pats("\"dark-net\""), pats("dark-net"));
+    }
+
+    #[test]
+    fn acronym_rule() {
+        for yes in ["NCA", "GCHQ", "G7", "MI5", "7G", "ÉTÉ"] {
+            assert!(is_acronym(yes), "{yes}");
+        }
+        for no in ["A", "7", "2024", "Nca", "nca", "iPhone", "joc", "G"] {
+            assert!(!is_acronym(no), "{no}");
+        }
     }
 }
