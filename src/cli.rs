@@ -20,7 +20,7 @@ use crate::store::{MatchFilter, MatchRow, Store};
 
 /// Watch public news feeds for named topics and keep every match for review.
 #[derive(Debug, Parser)]
-#[command(name = "newswatch", version, about, long_about = None)]
+#[command(name = "newswatch", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     /// Config file [default: ./newswatch.toml if present, else the built-in default config]
     #[arg(long, global = true, env = "NEWSWATCH_CONFIG", value_name = "PATH")]
@@ -400,7 +400,7 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
     }
     writeln!(out, "\nrules ({}):", settings.rules.len())?;
     for r in &settings.rules {
-        writeln!(out, "  {:<24} {}", r.name, r.source)?;
+        writeln!(out, "  {:<24} {}", r.name, r.query)?;
     }
     let mut lines: Vec<&str> = settings
         .feeds

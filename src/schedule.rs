@@ -104,14 +104,21 @@ pub fn feed_fraction(name: &str) -> f64 {
 /// Deterministic per-feed jitter: up to a tenth of the schedule's interval, at most
 /// [`MAX_JITTER`], so 500 feeds on one cron line do not fire in the same second.
 pub fn jitter(name: &str, interval: chrono::Duration) -> chrono::Duration {
-    let cap = interval.to_std().unwrap_or_default().div_f64(10.0).min(MAX_JITTER);
+    let cap = interval
+        .to_std()
+        .unwrap_or_default()
+        .div_f64(10.0)
+        .min(MAX_JITTER);
     chrono::Duration::from_std(cap.mul_f64(feed_fraction(name))).unwrap_or_default()
 }
 
 /// Exponential backoff after `failures` consecutive failures (1 → `base`), doubled each
 /// time, capped at [`MAX_BACKOFF`], plus up to 10% deterministic jitter.
 pub fn backoff(name: &str, failures: u32, base: chrono::Duration) -> chrono::Duration {
-    let base = base.to_std().unwrap_or_default().max(std::time::Duration::from_secs(1));
+    let base = base
+        .to_std()
+        .unwrap_or_default()
+        .max(std::time::Duration::from_secs(1));
     let exp = failures.saturating_sub(1).min(30);
     let d = base.saturating_mul(1u32 << exp.min(20)).min(MAX_BACKOFF);
     let d = d + d.div_f64(10.0).mul_f64(feed_fraction(name));
@@ -121,7 +128,10 @@ pub fn backoff(name: &str, failures: u32, base: chrono::Duration) -> chrono::Dur
 impl Schedule {
     /// The gap between the next two runs after `after`: the schedule's current interval.
     pub fn interval_after(&self, after: DateTime<Utc>, tz: chrono_tz::Tz) -> chrono::Duration {
-        match self.next_after(after, tz).and_then(|a| self.next_after(a, tz).map(|b| b - a)) {
+        match self
+            .next_after(after, tz)
+            .and_then(|a| self.next_after(a, tz).map(|b| b - a))
+        {
             Some(d) => d,
             None => chrono::Duration::hours(24),
         }
@@ -131,7 +141,9 @@ impl Schedule {
     /// feed's jitter.
     pub fn next_due(&self, name: &str, now: DateTime<Utc>, tz: chrono_tz::Tz) -> DateTime<Utc> {
         let interval = self.interval_after(now, tz);
-        let base = self.next_after(now, tz).unwrap_or(now + chrono::Duration::hours(24));
+        let base = self
+            .next_after(now, tz)
+            .unwrap_or(now + chrono::Duration::hours(24));
         base + jitter(name, interval)
     }
 }
@@ -180,9 +192,16 @@ mod tests {
         let i = chrono::Duration::minutes(15);
         assert_eq!(jitter("bbc", i), jitter("bbc", i));
         let all: Vec<_> = (0..500).map(|n| jitter(&format!("feed-{n}"), i)).collect();
-        assert!(all.iter().all(|j| *j >= chrono::Duration::zero() && *j <= chrono::Duration::seconds(60)));
+        assert!(
+            all.iter()
+                .all(|j| *j >= chrono::Duration::zero() && *j <= chrono::Duration::seconds(60))
+        );
         let distinct: std::collections::HashSet<_> = all.iter().map(|j| j.num_seconds()).collect();
-        assert!(distinct.len() > 40, "500 feeds spread over the minute: {}", distinct.len());
+        assert!(
+            distinct.len() > 40,
+            "500 feeds spread over the minute: {}",
+            distinct.len()
+        );
         assert!(jitter("x", chrono::Duration::seconds(1)) <= chrono::Duration::milliseconds(100));
     }
 

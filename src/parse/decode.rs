@@ -61,12 +61,10 @@ pub(crate) fn decode<'a>(body: &'a [u8], content_type: Option<&str>, is_json: bo
         _ => {}
     }
     // 2. The XML declaration (the document is ASCII-compatible if we can read it).
-    if !is_json {
-        if let Some(enc) = declared_encoding(body) {
-            // A UTF-16 label in a document we just read as ASCII is a lie: ignore it.
-            if enc != UTF_16LE && enc != UTF_16BE {
-                return finish(enc, body, is_json);
-            }
+    if !is_json && let Some(enc) = declared_encoding(body) {
+        // A UTF-16 label in a document we just read as ASCII is a lie: ignore it.
+        if enc != UTF_16LE && enc != UTF_16BE {
+            return finish(enc, body, is_json);
         }
     }
     // 3. The HTTP charset, unless the bytes are clearly UTF-8 (see module doc).
