@@ -46,12 +46,30 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the service: poll every feed on its schedule until stopped (SIGTERM/SIGINT);
+    /// SIGHUP reloads the config
+    Run,
     /// Fetch every feed once (or one with --feed), store new matches, then exit
     Poll(PollArgs),
     /// Print stored matches, newest first
     Query(QueryArgs),
+    /// List every feed with its health: last fetch, status, failures, next due time, counts
+    Feeds(FeedsArgs),
     /// Validate the config and print the feeds, rules and schedules it would use
     Check,
+}
+
+#[derive(Debug, Args)]
+pub struct FeedsArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +203,31 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
         summary.new_matches
     )?;
     Ok(summary)
+}
+
+/// `newswatch run`: the daemon, with SIGTERM/SIGINT to stop and SIGHUP to reload.
+pub async fn run(source: ConfigSource, settings: Settings) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); stop.cancel(); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); stop.cancel(); break; }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading config");
+                    let _ = control_tx.send(crate::daemon::Control::Reload).await;
+                }
+            }
+        }
+    });
+    crate::daemon::run(source, settings, shutdown, control_rx).await?;
+    Ok(())
 }
 
 /// `newswatch query`.
@@ -377,6 +420,79 @@ pub fn sanitize(s: &str) -> String {
             c => c,
         })
         .collect()
+}
+
+/// `newswatch feeds`: every feed's health, from the database (read-only use).
+pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) -> Result<()> {
+    let statuses = if settings.database.exists() {
+        open_store(settings)?
+            .feed_statuses()
+            .context("cannot read feeds")?
+    } else {
+        Vec::new()
+    };
+    // Configured feeds never polled yet still appear.
+    let mut all = statuses;
+    for f in &settings.feeds {
+        if !all.iter().any(|s| s.name == f.name) {
+            all.push(crate::store::FeedStatus {
+                name: f.name.clone(),
+                url: f.url.to_string(),
+                effective_url: None,
+                title: None,
+                last_fetch_at: None,
+                last_success_at: None,
+                last_status: None,
+                last_http_status: None,
+                consecutive_failures: 0,
+                next_due_at: None,
+                items: 0,
+                matches: 0,
+                last_error: None,
+                in_config: true,
+            });
+        }
+    }
+    match format {
+        ListFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &all)?;
+            writeln!(out)?;
+        }
+        ListFormat::Table => {
+            let short = |t: &Option<String>| {
+                t.as_deref()
+                    .map(|t| t.get(..19).unwrap_or(t).replace('T', " "))
+                    .unwrap_or_else(|| "-".into())
+            };
+            writeln!(
+                out,
+                "{:<22} {:<9} {:>4} {:<19} {:<19} {:>6} {:>7}  LAST ERROR",
+                "NAME", "STATUS", "FAIL", "LAST FETCH", "NEXT DUE", "ITEMS", "MATCHES"
+            )?;
+            for s in &all {
+                let mut status = s.last_status.clone().unwrap_or_else(|| "never".into());
+                if !s.in_config {
+                    status = "removed".into();
+                }
+                let mut line = format!(
+                    "{:<22} {:<9} {:>4} {:<19} {:<19} {:>6} {:>7}  {}",
+                    fit(&sanitize(&s.name), 22),
+                    status,
+                    s.consecutive_failures,
+                    short(&s.last_fetch_at),
+                    short(&s.next_due_at),
+                    s.items,
+                    s.matches,
+                    sanitize(s.last_error.as_deref().unwrap_or("")),
+                );
+                if let Some(e) = &s.effective_url {
+                    line.push_str(&format!("  (moved permanently to {})", sanitize(e)));
+                }
+                writeln!(out, "{}", fit(&line, terminal_width().max(100)))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `newswatch check`.

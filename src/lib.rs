@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dedup;
 pub mod fetch;
 pub mod matcher;

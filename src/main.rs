@@ -45,9 +45,20 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let (source, settings) = cli::load_settings(cli)?;
             cli::check(&source, &settings, &mut out)
         }
+        Command::Feeds(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::feeds_list(&settings, args.format, &mut out)
+        }
         Command::Query(args) => {
             let (_, settings) = cli::load_settings(cli)?;
             cli::query(&settings, args, &mut out)
+        }
+        Command::Run => {
+            let (source, settings) = cli::load_settings(cli)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cli::run(source, settings))
         }
         Command::Poll(args) => {
             let (_, settings) = cli::load_settings(cli)?;
@@ -61,7 +72,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn init_logging(cli: &Cli) {
+    let daemon = matches!(cli.command, Command::Run);
     let default = match cli.verbose {
+        0 if daemon => "newswatch=info",
         0 => "newswatch=warn",
         1 => "newswatch=info",
         2 => "newswatch=debug",

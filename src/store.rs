@@ -147,6 +147,29 @@ pub struct MatchRow {
     pub content: String,
 }
 
+/// A feed's health and counters, as `newswatch feeds` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FeedStatus {
+    pub name: String,
+    pub url: String,
+    /// Where a permanent redirect pointed; polled instead of `url`.
+    pub effective_url: Option<String>,
+    pub title: Option<String>,
+    pub last_fetch_at: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_status: Option<String>,
+    pub last_http_status: Option<i64>,
+    pub consecutive_failures: i64,
+    pub next_due_at: Option<String>,
+    /// Distinct entries ever seen.
+    pub items: i64,
+    /// Stored matches this feed carried.
+    pub matches: i64,
+    pub last_error: Option<String>,
+    /// False once the feed was removed from the config.
+    pub in_config: bool,
+}
+
 /// The database.
 #[derive(Debug)]
 pub struct Store {
@@ -439,6 +462,38 @@ impl Store {
             )?
             .query_row(params![feed_id, ts(now), http_status, reason, next_due_at.map(ts)], |r| r.get(0))?;
         Ok(n)
+    }
+
+    /// Every feed's status, configured ones first, by name.
+    pub fn feed_statuses(&self) -> Result<Vec<FeedStatus>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT f.name, f.url, f.effective_url, f.title, f.last_fetch_at, f.last_success_at, f.last_status,
+               f.last_http_status, f.consecutive_failures, f.next_due_at,
+               (SELECT count(*) FROM sightings s WHERE s.feed_id = f.id),
+               (SELECT count(DISTINCT s.item_id) FROM sightings s WHERE s.feed_id = f.id AND s.item_id IS NOT NULL),
+               f.last_error, f.in_config
+             FROM feeds f ORDER BY f.in_config DESC, f.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FeedStatus {
+                name: r.get(0)?,
+                url: r.get(1)?,
+                effective_url: r.get(2)?,
+                title: r.get(3)?,
+                last_fetch_at: r.get(4)?,
+                last_success_at: r.get(5)?,
+                last_status: r.get(6)?,
+                last_http_status: r.get(7)?,
+                consecutive_failures: r.get(8)?,
+                next_due_at: r.get(9)?,
+                items: r.get(10)?,
+                matches: r.get(11)?,
+                last_error: r.get(12)?,
+                in_config: r.get(13)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
     }
 
     /// Set a feed's next due time (the daemon's scheduler).

@@ -103,3 +103,79 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn fixture_bytes(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
+
+/// A running `newswatch run` child, killed on drop; stderr goes to a file we can poll.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Start `newswatch --config <project>/newswatch.toml run`.
+    pub fn start(project: &Project) -> Daemon {
+        Daemon::start_with(project, &[])
+    }
+
+    pub fn start_with(project: &Project, extra: &[&str]) -> Daemon {
+        let log = project.path(&format!(
+            "daemon-{}.log",
+            std::process::id() as u64 * 1000 + next_id()
+        ));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("newswatch"))
+            .current_dir(project.dir.path())
+            .env_remove("NEWSWATCH_CONFIG")
+            .env("RUST_LOG", "newswatch=debug")
+            .arg("--config")
+            .arg(project.path("newswatch.toml"))
+            .args(extra)
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn daemon");
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Send SIGTERM and wait (with a deadline) for the exit status.
+    pub fn stop(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "daemon did not exit within {deadline:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn next_id() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}

@@ -20,6 +20,10 @@ pub struct Request {
     pub path: String,
     /// Header names lower-cased.
     pub headers: HashMap<String, String>,
+    /// When the request line arrived.
+    pub received: std::time::Instant,
+    /// Wall-clock time of arrival, to compare with times the daemon stores.
+    pub received_wall: std::time::SystemTime,
 }
 
 impl Request {
@@ -202,6 +206,8 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
         method,
         path: path.clone(),
         headers,
+        received: std::time::Instant::now(),
+        received_wall: std::time::SystemTime::now(),
     };
     let route = {
         let mut st = state.lock().unwrap();

@@ -1,0 +1,448 @@
+//! Daemon: `newswatch run`, the long-running service that polls every feed on its schedule.
+//!
+//! One loop owns the schedule: it sleeps until the earliest due feed (no periodic wake-ups),
+//! launches due feeds as tasks bounded by the global limit (the per-host limit is applied in
+//! [`crate::poll`]), and learns each feed's next due time when its task ends. Every due time is
+//! also written to the database, so a restart resumes instead of hammering every feed at once.
+//! Shutdown is injectable (a [`CancellationToken`]) so tests stop it without signals; a reload
+//! request builds a new [`Runtime`] and swaps it in only if the new config is valid.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, ConfigSource, FeedSettings, Settings};
+use crate::poll::{self, FeedReport, Outcome, Runtime, SharedStore};
+use crate::schedule::{Schedule, backoff, jitter};
+use crate::store::{Store, StoreError};
+
+/// How long in-flight fetches get to finish after a stop request before they are abandoned.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Longest sleep of the scheduling loop when nothing is due (it wakes earlier on events).
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+/// Why the daemon could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another `newswatch run` holds the database.
+    #[error("another `newswatch run` is already using {db}{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    AlreadyRunning { db: PathBuf, pid: Option<u32> },
+    /// The lock file could not be created.
+    #[error("cannot create lock file {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] poll::RuntimeError),
+}
+
+/// An exclusive lock on a database, held for the daemon's lifetime (released by the OS when the
+/// process ends, however it ends).
+#[derive(Debug)]
+pub struct DbLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+impl DbLock {
+    /// Take `<db>.lock`, or fail with [`DaemonError::AlreadyRunning`].
+    pub fn acquire(db: &Path) -> Result<DbLock, DaemonError> {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| DaemonError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| DaemonError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = file.rewind();
+                let _ = write!(file, "{}", std::process::id());
+                let _ = file.flush();
+                Ok(DbLock { _file: file, path })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                Err(DaemonError::AlreadyRunning {
+                    db: db.to_path_buf(),
+                    pid: pid.trim().parse().ok(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(source)) => Err(DaemonError::Lock { path, source }),
+        }
+    }
+}
+
+/// When a feed is next due after a poll that ended with `report` (and `failures` consecutive
+/// failures): its next cron time plus jitter, but never before the server allows (Cache-Control
+/// max-age / Expires / RSS ttl, Retry-After) and, after failures, not before the backoff ends.
+pub fn next_due(
+    settings: &Settings,
+    feed: &FeedSettings,
+    report: &FeedReport,
+    failures: u32,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let tz = settings.schedule.timezone;
+    let schedule = Schedule::parse(settings.feed_schedule(feed)).ok();
+    let mut next = match &schedule {
+        Some(s) => s.next_due(&feed.name, now, tz),
+        None => now + chrono::Duration::minutes(15),
+    };
+    if let Some(fresh) = report.fresh_until {
+        next = next.max(fresh);
+    }
+    if let Outcome::Failed { retry_after, .. } = &report.outcome {
+        let interval = schedule
+            .as_ref()
+            .map(|s| s.interval_after(now, tz))
+            .unwrap_or(chrono::Duration::minutes(15));
+        if failures > 1 {
+            next = next.max(now + backoff(&feed.name, failures, interval));
+        }
+        if let Some(ra) = retry_after {
+            next = next.max(*ra);
+        }
+    }
+    next
+}
+
+/// When a feed is first due after start: the stored due time if it is still ahead (a restart
+/// resumes), else now plus the feed's jitter.
+fn initial_due(
+    settings: &Settings,
+    feed: &FeedSettings,
+    stored: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    if let Some(t) = stored.filter(|t| *t > now) {
+        return t;
+    }
+    let interval = Schedule::parse(settings.feed_schedule(feed))
+        .map(|s| s.interval_after(now, settings.schedule.timezone))
+        .unwrap_or(chrono::Duration::minutes(15));
+    now + jitter(&feed.name, interval)
+}
+
+/// A request to the daemon's loop from outside (signals, tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Reload the config from its source (SIGHUP).
+    Reload,
+}
+
+/// Run the daemon until `shutdown` is cancelled. `control` carries reload requests.
+pub async fn run(
+    source: ConfigSource,
+    settings: Settings,
+    shutdown: CancellationToken,
+    mut control: mpsc::Receiver<Control>,
+) -> Result<(), DaemonError> {
+    let _lock = DbLock::acquire(&settings.database)?;
+    let mut store = Store::open(&settings.database)?;
+    store.sync_feeds(&settings.feeds)?;
+    let store: SharedStore = Arc::new(Mutex::new(store));
+    let mut runtime = Arc::new(Runtime::new(settings)?);
+    tracing::info!(
+        feeds = runtime.settings.feeds.len(),
+        rules = runtime.settings.rules.len(),
+        database = %runtime.settings.database.display(),
+        "daemon started"
+    );
+
+    let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
+    schedule_new_feeds(&runtime, &store, &mut due, Utc::now());
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, DateTime<Utc>)>();
+    let tracker = TaskTracker::new();
+    let tasks_stop = CancellationToken::new();
+    let mut permits = Arc::new(Semaphore::new(runtime.settings.concurrency));
+
+    loop {
+        let now = Utc::now();
+        let ready: Vec<FeedSettings> = runtime
+            .settings
+            .feeds
+            .iter()
+            .filter(|f| !in_flight.contains(&f.name) && due.get(&f.name).is_some_and(|t| *t <= now))
+            .cloned()
+            .collect();
+        for feed in ready {
+            in_flight.insert(feed.name.clone());
+            let (runtime, store, done, stop, permits) = (
+                runtime.clone(),
+                store.clone(),
+                done_tx.clone(),
+                tasks_stop.clone(),
+                permits.clone(),
+            );
+            tracker.spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                let settings_rt = runtime.clone();
+                let policy = move |f: &FeedSettings, r: &FeedReport, failures: u32| {
+                    Some(next_due(&settings_rt.settings, f, r, failures, Utc::now()))
+                };
+                let report = tokio::select! {
+                    r = poll::poll_feed(&runtime, &store, &feed, Some(&policy)) => Some(r),
+                    _ = stop.cancelled() => None,
+                };
+                let Some(report) = report else {
+                    tracing::info!(feed = %feed.name, "fetch abandoned at shutdown");
+                    return;
+                };
+                let next = stored_due(&store, &feed.name)
+                    .await
+                    .unwrap_or_else(|| next_due(&runtime.settings, &feed, &report, 0, Utc::now()));
+                let _ = done.send((feed.name.clone(), next));
+            });
+        }
+
+        let sleep = due
+            .iter()
+            .filter(|(name, _)| !in_flight.contains(*name))
+            .map(|(_, t)| *t)
+            .min()
+            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some((name, next)) = done_rx.recv() => {
+                in_flight.remove(&name);
+                if runtime.settings.feeds.iter().any(|f| f.name == name) {
+                    due.insert(name, next);
+                }
+            }
+            Some(Control::Reload) = control.recv() => {
+                match reload(&source, &runtime, &store).await {
+                    Ok(new) => {
+                        let old = runtime.clone();
+                        runtime = new;
+                        permits = Arc::new(Semaphore::new(runtime.settings.concurrency));
+                        let keep: HashSet<&str> = runtime
+                            .settings
+                            .feeds
+                            .iter()
+                            .filter(|f| old.settings.feeds.iter().any(|o| same_polling(o, f)))
+                            .map(|f| f.name.as_str())
+                            .collect();
+                        due.retain(|name, _| keep.contains(name.as_str()));
+                        schedule_new_feeds(&runtime, &store, &mut due, Utc::now());
+                        tracing::info!(
+                            feeds = runtime.settings.feeds.len(),
+                            rules = runtime.settings.rules.len(),
+                            "config reloaded"
+                        );
+                    }
+                    Err(reason) => tracing::error!(%reason, "config reload failed; keeping the running config"),
+                }
+            }
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+
+    tracing::info!(in_flight = in_flight.len(), "stopping");
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        // Abandon what is left; a feed's results are committed whole or not at all.
+        tasks_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Whether two versions of a feed poll the same way (so its due time carries over a reload).
+fn same_polling(a: &FeedSettings, b: &FeedSettings) -> bool {
+    a.name == b.name && a.url == b.url && a.schedule == b.schedule
+}
+
+/// Give every configured feed without a due time its first one.
+fn schedule_new_feeds(
+    runtime: &Runtime,
+    store: &SharedStore,
+    due: &mut HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    let guard = store.lock().unwrap_or_else(|p| p.into_inner());
+    for feed in &runtime.settings.feeds {
+        if due.contains_key(&feed.name) {
+            continue;
+        }
+        let stored = guard
+            .feed_state(&feed.name)
+            .ok()
+            .flatten()
+            .and_then(|s| s.next_due_at);
+        due.insert(
+            feed.name.clone(),
+            initial_due(&runtime.settings, feed, stored, now),
+        );
+    }
+}
+
+async fn stored_due(store: &SharedStore, name: &str) -> Option<DateTime<Utc>> {
+    let store = store.clone();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .feed_state(&name)
+            .ok()
+            .flatten()
+            .and_then(|s| s.next_due_at)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Load the config again; on success record its feeds and build its runtime.
+async fn reload(
+    source: &ConfigSource,
+    current: &Runtime,
+    store: &SharedStore,
+) -> Result<Arc<Runtime>, String> {
+    let settings = config::load(source).map_err(|e| e.to_string())?;
+    if settings.database != current.settings.database {
+        return Err(format!(
+            "storage.path changed to {} (restart the daemon to switch databases)",
+            settings.database.display()
+        ));
+    }
+    let runtime = Runtime::new(settings).map_err(|e| e.to_string())?;
+    let feeds = runtime.settings.feeds.clone();
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        guard.sync_feeds(&feeds)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(Arc::new(runtime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn settings(poll: &str) -> Settings {
+        config::load_str(
+            &format!("[schedule]\npoll = \"{poll}\"\n[[feeds]]\nname = \"f\"\nurl = \"http://127.0.0.1:9/\"\n"),
+            None,
+            Path::new("/tmp"),
+        )
+        .unwrap()
+    }
+
+    fn report(outcome: Outcome, fresh_until: Option<DateTime<Utc>>) -> FeedReport {
+        FeedReport {
+            feed: "f".into(),
+            outcome,
+            duration: Duration::ZERO,
+            bytes: 0,
+            entries: 0,
+            fresh_until,
+        }
+    }
+
+    #[test]
+    fn next_due_follows_schedule_server_hints_and_backoff() {
+        let s = settings("*/15 * * * *");
+        let f = &s.feeds[0];
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 10, 1, 0).unwrap();
+        let ok = next_due(&s, f, &report(Outcome::Unchanged, None), 0, now);
+        assert!(ok >= Utc.with_ymd_and_hms(2026, 11, 23, 10, 15, 0).unwrap());
+        assert!(
+            ok <= Utc.with_ymd_and_hms(2026, 11, 23, 10, 16, 0).unwrap(),
+            "jitter is small: {ok}"
+        );
+
+        let fresh = now + chrono::Duration::hours(2);
+        assert_eq!(
+            next_due(&s, f, &report(Outcome::Unchanged, Some(fresh)), 0, now),
+            fresh,
+            "max-age honoured"
+        );
+
+        let ra = now + chrono::Duration::hours(5);
+        let failed = Outcome::Failed {
+            reason: "HTTP 429".into(),
+            http_status: Some(429),
+            retry_after: Some(ra),
+        };
+        assert_eq!(
+            next_due(&s, f, &report(failed, None), 1, now),
+            ra,
+            "Retry-After honoured"
+        );
+
+        let failed = Outcome::Failed {
+            reason: "HTTP 500".into(),
+            http_status: Some(500),
+            retry_after: None,
+        };
+        let after4 = next_due(&s, f, &report(failed, None), 4, now);
+        assert!(
+            after4 >= now + chrono::Duration::minutes(120),
+            "backoff 15m * 2^3: {after4}"
+        );
+    }
+
+    #[test]
+    fn restart_resumes_stored_due_time() {
+        let s = settings("*/15 * * * *");
+        let now = Utc::now();
+        let later = now + chrono::Duration::minutes(10);
+        assert_eq!(initial_due(&s, &s.feeds[0], Some(later), now), later);
+        let first = initial_due(&s, &s.feeds[0], None, now);
+        assert!(first >= now && first <= now + chrono::Duration::seconds(60));
+    }
+
+    #[test]
+    fn second_lock_on_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let _first = DbLock::acquire(&db).unwrap();
+        match DbLock::acquire(&db) {
+            Err(DaemonError::AlreadyRunning { pid, .. }) => {
+                assert_eq!(pid, Some(std::process::id()))
+            }
+            other => panic!("expected AlreadyRunning, got {other:?}"),
+        }
+    }
+}
