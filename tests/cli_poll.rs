@@ -400,3 +400,33 @@ fn built_in_default_config_checks_without_setup() {
         "{stdout}"
     );
 }
+
+#[test]
+fn permanent_redirect_is_remembered_and_shown() {
+    let server = TestServer::start();
+    server.route(
+        "/old.rss",
+        Route::status(301, vec![("Location", "/new.rss")], ""),
+    );
+    server.route(
+        "/new.rss",
+        Route::ok("application/rss+xml", fixture_bytes("uk-news.rss")),
+    );
+    let project = Project::new(&format!(
+        "[[feeds]]\nname = \"moved\"\nurl = \"{}\"\n{RULES}",
+        server.url("/old.rss")
+    ));
+    assert_eq!(project.run(&["poll"]).0, 0);
+    assert_eq!(project.run(&["poll"]).0, 0);
+    assert_eq!(
+        server.hits("/old.rss"),
+        1,
+        "second poll goes straight to the new URL"
+    );
+    assert_eq!(server.hits("/new.rss"), 2);
+    let (_, out, _) = project.run(&["feeds", "--format", "json"]);
+    let feeds: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(feeds[0]["effective_url"], server.url("/new.rss"));
+    let (_, table, _) = project.run(&["feeds"]);
+    assert!(table.contains("moved permanently to"), "{table}");
+}
