@@ -430,3 +430,72 @@ fn permanent_redirect_is_remembered_and_shown() {
     let (_, table, _) = project.run(&["feeds"]);
     assert!(table.contains("moved permanently to"), "{table}");
 }
+
+#[test]
+fn per_host_limit_bounds_simultaneous_requests() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = TestServer::start();
+    let active = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let body = fixture_bytes("uk-news.rss");
+    let mut feeds = String::new();
+    for i in 0..6 {
+        let (active, peak, body) = (active.clone(), peak.clone(), body.clone());
+        server.route(
+            &format!("/f{i}.rss"),
+            Route::custom(move |_req, stream| {
+                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                // Hold the request open so overlapping fetches would be seen.
+                std::thread::sleep(std::time::Duration::from_millis(150));
+                active.fetch_sub(1, Ordering::SeqCst);
+                crate::support::server::write_response(
+                    stream,
+                    200,
+                    &[("Content-Type".into(), "application/rss+xml".into())],
+                    &body,
+                );
+            }),
+        );
+        feeds.push_str(&format!(
+            "[[feeds]]\nname = \"f{i}\"\nurl = \"{}\"\n",
+            server.url(&format!("/f{i}.rss"))
+        ));
+    }
+    let project = Project::new(&format!("[http]\nper_host = 2\n{feeds}{RULES}"));
+    let (code, _, err) = project.run(&["poll"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("6 ok"), "{err}");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "at most 2 requests to one host at once, and the limit is used"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_feed_name() {
+    let server = TestServer::start();
+    serve_fixtures(&server);
+    let project = Project::new(&format!(
+        "[[feeds]]\nname = \"uknews\"\nurl = \"{}\"\n{RULES}",
+        server.url("/uk.rss")
+    ));
+    let (code, _, err) = project.run(&["-v", "--log-format", "json", "poll"]);
+    assert_eq!(code, 0, "{err}");
+    let logs: Vec<Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .collect();
+    let fetched = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "fetched")
+        .expect("a fetch log line");
+    assert_eq!(fetched["span"]["feed"], "uknews", "{fetched}");
+    assert_eq!(fetched["fields"]["new_matches"], 2, "{fetched}");
+    for key in ["duration_ms", "bytes", "new_items", "status"] {
+        assert!(fetched["fields"].get(key).is_some(), "{key} in {fetched}");
+    }
+}
