@@ -402,6 +402,7 @@ pub fn process_entries(
             published: e.published,
             rules: m.rules,
             snippet: m.snippet,
+            story_key: dedup::story_key(&title),
         });
         out.push(EntryRecord {
             identity,

@@ -22,7 +22,13 @@ use crate::matcher::RuleMatch;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema, as ordered migrations. Append only.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0003_story_key.sql"),
+];
+
+/// How far apart two outlets' identical titles may be first seen and still be one story.
+pub const STORY_WINDOW: chrono::Duration = chrono::Duration::hours(72);
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +85,8 @@ pub struct MatchedEntry {
     pub published: Option<DateTime<Utc>>,
     pub rules: Vec<RuleMatch>,
     pub snippet: String,
+    /// Key of the same story from other outlets ([`crate::dedup::story_key`]).
+    pub story_key: Option<[u8; 16]>,
 }
 
 /// One new or changed entry of a fetched document.
@@ -327,6 +335,21 @@ impl Store {
                         .query_row([canon], |r| r.get(0))
                         .optional()?;
                 }
+                if item_id.is_none()
+                    && let Some(key) = &m.story_key
+                {
+                    // Another outlet's copy under a different URL: same title words, first
+                    // seen recently, and not already carried by this feed (a feed repeating a
+                    // title is a new story, e.g. a daily round-up).
+                    item_id = tx
+                        .prepare_cached(
+                            "SELECT i.id FROM items i WHERE i.story_key = ?1 AND i.first_seen_at >= ?2
+                               AND NOT EXISTS (SELECT 1 FROM sightings s WHERE s.item_id = i.id AND s.feed_id = ?3)
+                             ORDER BY i.id LIMIT 1",
+                        )?
+                        .query_row(params![&key[..], ts(now - STORY_WINDOW), feed_id], |r| r.get(0))
+                        .optional()?;
+                }
                 let authors = serde_json::to_string(&m.authors).unwrap_or_else(|_| "[]".into());
                 let published = m.published.map(ts);
                 let id = match item_id {
@@ -357,8 +380,8 @@ impl Store {
                     None => {
                         tx.prepare_cached(
                             "INSERT INTO items (canonical_url, link, guid, title, summary, content, authors,
-                               published_at, first_seen_at, updated_at, snippet)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+                               published_at, first_seen_at, updated_at, snippet, story_key)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
                         )?
                         .execute(params![
                             rec.identity.canonical_url,
@@ -370,7 +393,8 @@ impl Store {
                             authors,
                             published,
                             now_s,
-                            m.snippet
+                            m.snippet,
+                            m.story_key.as_ref().map(|k| &k[..])
                         ])?;
                         counts.new_matches += 1;
                         tx.last_insert_rowid()
@@ -639,6 +663,7 @@ mod tests {
                     terms: vec![title.split(' ').next().unwrap_or("").into()],
                 }],
                 snippet: title.into(),
+                story_key: dedup::story_key(title),
             }),
         }
     }
@@ -690,6 +715,44 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].feeds, vec!["a", "b"]);
         assert_eq!(rows[0].rules, vec!["gchq", "nca"]);
+    }
+
+    #[test]
+    fn same_story_under_different_urls_from_two_outlets_is_one_item() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        let b = s.feed_state("b").unwrap().unwrap().id;
+        let now = Utc::now();
+        let title = "NCA arrests six people in dark web drugs probe";
+        s.commit_feed(
+            a,
+            &FetchFacts::default(),
+            &[record("a1", "http://one.example/x", title, Some("nca"))],
+            now,
+        )
+        .unwrap();
+        let c = s
+            .commit_feed(
+                b,
+                &FetchFacts::default(),
+                &[record("b1", "http://two.example/y", title, Some("nca"))],
+                now,
+            )
+            .unwrap();
+        assert_eq!(c.new_matches, 0, "merged into the first outlet's item");
+        // The same feed repeating the title later is a new story.
+        let c = s
+            .commit_feed(
+                a,
+                &FetchFacts::default(),
+                &[record("a2", "http://one.example/z", title, Some("nca"))],
+                now,
+            )
+            .unwrap();
+        assert_eq!(c.new_matches, 1);
+        let rows = s.matches(&MatchFilter::default()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().any(|r| r.feeds == vec!["a", "b"]));
     }
 
     #[test]
