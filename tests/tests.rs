@@ -4,4 +4,5 @@ mod corpus;
 mod support;
 
 mod cli_poll;
+mod ecosystem;
 mod fetch;
