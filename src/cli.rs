@@ -53,17 +53,104 @@ pub enum Command {
     Poll(PollArgs),
     /// Print stored matches, newest first
     Query(QueryArgs),
-    /// List every feed with its health: last fetch, status, failures, next due time, counts
-    Feeds(FeedsArgs),
     /// Validate the config and print the feeds, rules and schedules it would use
     Check,
+    /// List every feed with its health (last fetch, status, failures, next due time, counts);
+    /// import, export or discover feeds
+    Feeds(FeedsArgs),
+    /// Write stored matches as an Atom 1.0 or JSON Feed 1.1 document
+    Export(ExportArgs),
+    /// Print a shell completion script (e.g. `newswatch completions bash`)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout
+    Man,
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct FeedsArgs {
-    /// Output format
+    #[command(subcommand)]
+    pub command: Option<FeedsCommand>,
+    /// Output format of the listing
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedsCommand {
+    /// Print the feeds of an OPML file as TOML [[feeds]] tables (folders become tags)
+    Import(FeedsImportArgs),
+    /// Write every configured feed as OPML 2.0 (tags become nested folders)
+    Export(FeedsExportArgs),
+    /// List the feeds a web page advertises (or, failing that, common feed paths of its site)
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FeedsImportArgs {
+    /// The OPML file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FeedsExportArgs {
+    /// Write to this file (replaced atomically) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// A page of the site (https:// is assumed when no scheme is given)
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Fetch through this proxy (http://, https://, socks5://, socks5h://)
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ExportFormat::Atom)]
+    pub format: ExportFormat,
+    /// Only matches of this rule
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
+    /// Only matches seen in this feed
+    #[arg(long, value_name = "NAME")]
+    pub feed: Option<String>,
+    /// Only matches published (else first seen) since: a duration (24h, 7d) or a date (2015-11-01)
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many matches, newest first
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub limit: usize,
+    /// The feed's title
+    #[arg(long, default_value = "newswatch matches", value_name = "TEXT")]
+    pub title: String,
+    /// Where the feed will be published (its rel="self" link / feed_url)
+    #[arg(long, value_name = "URL")]
+    pub self_url: Option<String>,
+    /// Write to this file (replaced atomically) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Atom 1.0
+    Atom,
+    /// JSON Feed 1.1
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -549,6 +636,152 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
         writeln!(out, "  {:<20} next: {}", "", next.join(", "))?;
     }
     writeln!(out, "\nconfig OK")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feed-reader ecosystem: feeds listing/import/export/discover, match export, completions, man.
+
+/// `newswatch feeds import FILE`: the OPML file's feeds as TOML `[[feeds]]` tables, named and
+/// de-duplicated exactly as `feeds_opml = ["FILE"]` would load them.
+pub fn feeds_import(args: &FeedsImportArgs, out: &mut dyn Write) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        feeds: Vec<Feed<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Feed<'a> {
+        name: &'a str,
+        url: &'a str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        tags: &'a [String],
+    }
+    let feeds = config::load_opml(&args.file).map_err(|e| UsageError(e.to_string()))?;
+    let doc = Doc {
+        feeds: feeds
+            .iter()
+            .map(|f| Feed {
+                name: &f.name,
+                url: f.url.as_str(),
+                tags: &f.tags,
+            })
+            .collect(),
+    };
+    let text = toml::to_string(&doc).context("cannot write TOML")?;
+    writeln!(
+        out,
+        "# {} feeds from {} (newswatch feeds import)\n",
+        feeds.len(),
+        args.file.display()
+    )?;
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `newswatch feeds export`: every configured feed as OPML 2.0, tags as nested folders.
+pub fn feeds_export(
+    settings: &Settings,
+    args: &FeedsExportArgs,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let feeds: Vec<crate::opml::ExportFeed> = settings
+        .feeds
+        .iter()
+        .map(|f| crate::opml::ExportFeed {
+            name: f.name.clone(),
+            xml_url: f.url.to_string(),
+            html_url: None,
+            folders: f.tags.clone(),
+        })
+        .collect();
+    let mut buf = Vec::new();
+    crate::opml::write(&feeds, "newswatch feeds", &mut buf)?;
+    emit(&buf, args.out.as_deref(), out)
+}
+
+/// Write `bytes` to `path` atomically, or to `out` when there is no path.
+fn emit(bytes: &[u8], path: Option<&std::path::Path>, out: &mut dyn Write) -> Result<()> {
+    match path {
+        Some(p) => crate::export::write_atomic(p, bytes)?,
+        None => {
+            out.write_all(bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// `newswatch feeds discover URL`: one line per feed found, `URL<TAB>TYPE<TAB>TITLE`.
+pub async fn feeds_discover(args: &DiscoverArgs, out: &mut dyn Write) -> Result<()> {
+    let raw = args.url.trim();
+    let url = match url::Url::parse(raw) {
+        Ok(u) => u,
+        Err(url::ParseError::RelativeUrlWithoutBase) => url::Url::parse(&format!("https://{raw}"))
+            .map_err(|e| UsageError(format!("invalid URL {raw:?}: {e}")))?,
+        Err(e) => bail!(UsageError(format!("invalid URL {raw:?}: {e}"))),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!(UsageError(format!("not an http(s) URL: {url}")));
+    }
+    let fetcher = crate::fetch::Fetcher::new(crate::fetch::FetchOptions {
+        proxy: args.proxy.clone(),
+        ..Default::default()
+    })
+    .map_err(|e| UsageError(e.to_string()))?;
+    let found = crate::discover::discover(&fetcher, &url).await?;
+    if found.is_empty() {
+        bail!("no feeds found at {url}");
+    }
+    for d in found {
+        writeln!(
+            out,
+            "{}\t{}\t{}",
+            d.url,
+            d.kind,
+            sanitize(d.title.as_deref().unwrap_or(""))
+        )?;
+    }
+    Ok(())
+}
+
+/// `newswatch export`: stored matches as Atom 1.0 or JSON Feed 1.1.
+pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
+    let rows = if settings.database.exists() {
+        let store = open_store(settings)?;
+        store
+            .matches(&MatchFilter {
+                rule: args.rule.clone(),
+                feed: args.feed.clone(),
+                since: args.since,
+                limit: Some(args.limit),
+                ..MatchFilter::default()
+            })
+            .context("cannot read matches")?
+    } else {
+        // Nothing polled yet: an empty feed, and no database created by a read.
+        Vec::new()
+    };
+    let mut meta = crate::export::FeedMeta::for_database(&settings.database, args.title.clone());
+    meta.self_link = args.self_url.clone();
+    let mut buf = Vec::new();
+    match args.format {
+        ExportFormat::Atom => crate::export::write_atom(&rows, &mut buf, &meta)?,
+        ExportFormat::Json => crate::export::write_json_feed(&rows, &mut buf, &meta)?,
+    }
+    emit(&buf, args.out.as_deref(), out)
+}
+
+/// `newswatch completions SHELL`.
+pub fn completions(args: &CompletionsArgs, out: &mut dyn Write) -> Result<()> {
+    use clap::CommandFactory;
+    clap_complete::generate(args.shell, &mut Cli::command(), "newswatch", out);
+    Ok(())
+}
+
+/// `newswatch man`: the man page, roff, generated from the same definitions as `--help`.
+pub fn man(out: &mut dyn Write) -> Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(out)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! reporting every mistake with file:line:column and a one-line reason. A reload builds a new
 //! `Settings`; a bad file never replaces a good one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,8 +42,13 @@ pub struct ConfigError {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// OPML files whose feeds are added to `[[feeds]]` (paths relative to the config's folder).
+    #[serde(default)]
+    feeds_opml: Vec<Spanned<String>>,
     #[serde(default)]
     storage: RawStorage,
+    #[serde(default)]
+    output: RawOutput,
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
@@ -58,6 +63,13 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    atom: Option<Spanned<String>>,
+    json_feed: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -119,6 +131,18 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     pub feeds: Vec<FeedSettings>,
     pub rules: Vec<RuleSettings>,
+    /// Files kept up to date with the stored matches (`[output]`).
+    pub output: OutputSettings,
+}
+
+/// `[output]`: feeds of the stored matches that the daemon rewrites after each poll, so any
+/// feed reader can follow newswatch. Paths are already resolved against the config's folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputSettings {
+    /// Atom 1.0 file (`[output] atom = "matches.atom"`).
+    pub atom: Option<PathBuf>,
+    /// JSON Feed 1.1 file (`[output] json_feed = "matches.json"`).
+    pub json_feed: Option<PathBuf>,
 }
 
 /// Global schedule settings.
@@ -349,29 +373,7 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
                 format!("duplicate feed name {name:?} (first defined on line {first})"),
             ));
         }
-        let url = Url::parse(f.url.get_ref().trim()).map_err(|e| {
-            err(
-                Some(f.url.span()),
-                format!("feed {name:?}: invalid URL {:?}: {e}", f.url.get_ref()),
-            )
-        })?;
-        match url.scheme() {
-            "http" | "https" | "file" => {}
-            other => {
-                return Err(err(
-                    Some(f.url.span()),
-                    format!(
-                        "feed {name:?}: unsupported URL scheme {other:?} (use http, https or file)"
-                    ),
-                ));
-            }
-        }
-        if url.scheme() != "file" && url.host_str().is_none_or(str::is_empty) {
-            return Err(err(
-                Some(f.url.span()),
-                format!("feed {name:?}: URL has no host"),
-            ));
-        }
+        let url = feed_url(name, f.url.get_ref()).map_err(|m| err(Some(f.url.span()), m))?;
         if let Some(s) = &f.schedule {
             crate::schedule::Schedule::parse(s.get_ref())
                 .map_err(|e| err(Some(s.span()), format!("feed {name:?}: schedule: {e}")))?;
@@ -397,6 +399,21 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
             tags: f.tags.clone(),
         });
     }
+
+    let opml_feeds = opml_feeds(&raw, &feeds, &base_fetch, &origin, &lines, base)?;
+    feeds.extend(opml_feeds);
+
+    let output_path = |v: &Option<Spanned<String>>, key: &str| match v {
+        None => Ok(None),
+        Some(s) if s.get_ref().trim().is_empty() => {
+            Err(err(Some(s.span()), format!("output.{key} is empty")))
+        }
+        Some(s) => Ok(Some(base.join(s.get_ref().trim()))),
+    };
+    let output = OutputSettings {
+        atom: output_path(&raw.output.atom, "atom")?,
+        json_feed: output_path(&raw.output.json_feed, "json_feed")?,
+    };
 
     let mut rules = Vec::with_capacity(raw.rules.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -437,7 +454,162 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         schedule: ScheduleSettings { poll, timezone },
         feeds,
         rules,
+        output,
     })
+}
+
+/// Check a feed URL: http, https or file, with a host unless file. The message names the feed.
+fn feed_url(name: &str, raw: &str) -> Result<Url, String> {
+    let url =
+        Url::parse(raw.trim()).map_err(|e| format!("feed {name:?}: invalid URL {raw:?}: {e}"))?;
+    match url.scheme() {
+        "http" | "https" | "file" => {}
+        other => {
+            return Err(format!(
+                "feed {name:?}: unsupported URL scheme {other:?} (use http, https or file)"
+            ));
+        }
+    }
+    if url.scheme() != "file" && url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("feed {name:?}: URL has no host"));
+    }
+    Ok(url)
+}
+
+/// The feeds of one OPML file on their own, as `feeds_opml = [path]` would add them to a
+/// config without `[[feeds]]` (names made unique, duplicate URLs dropped with a warning,
+/// default HTTP settings). For `newswatch feeds import`.
+pub fn load_opml(path: &Path) -> Result<Vec<FeedSettings>, ConfigError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        origin: file.clone(),
+        position: None,
+        message: format!("cannot read OPML file: {e}"),
+    })?;
+    merge_opml(
+        &bytes,
+        &file,
+        &mut HashMap::new(),
+        &mut HashSet::new(),
+        &FetchOptions::default(),
+    )
+}
+
+/// The feeds of one OPML document (`bytes`, read from `file`) that are not in `first_seen`
+/// yet, named uniquely against `taken`; both are updated.
+fn merge_opml(
+    bytes: &[u8],
+    file: &str,
+    first_seen: &mut HashMap<Url, (String, String)>,
+    taken: &mut HashSet<String>,
+    fetch: &FetchOptions,
+) -> Result<Vec<FeedSettings>, ConfigError> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let in_file = |position: Option<(usize, usize)>, message: String| ConfigError {
+        origin: file.to_string(),
+        position,
+        message,
+    };
+    let found = crate::opml::parse(text).map_err(|e| in_file(e.position, e.message))?;
+    let mut kept = Vec::new();
+    let mut duplicates = Vec::new();
+    for f in found {
+        let (l, c) = f.position;
+        let label = if f.name.is_empty() {
+            &f.xml_url
+        } else {
+            &f.name
+        };
+        let url = feed_url(label, &f.xml_url).map_err(|m| in_file(Some(f.position), m))?;
+        let here = format!("{file}:{l}:{c}");
+        if first_seen.contains_key(&url) {
+            duplicates.push((url, here));
+            continue;
+        }
+        first_seen.insert(url.clone(), (here, String::new()));
+        kept.push((f, url));
+    }
+    let wanted: Vec<String> = kept.iter().map(|(f, _)| f.name.clone()).collect();
+    let names = crate::opml::unique_names(&wanted, taken, |i| {
+        kept.get(i)
+            .and_then(|(_, u)| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "feed".to_string())
+    });
+    let mut out = Vec::with_capacity(kept.len());
+    for ((f, url), name) in kept.into_iter().zip(names) {
+        if let Some(entry) = first_seen.get_mut(&url) {
+            entry.1 = name.clone();
+        }
+        out.push(FeedSettings {
+            name,
+            url,
+            schedule: None,
+            fetch: fetch.clone(),
+            tags: f.folders,
+        });
+    }
+    // Reported once names are known (the first place may be in this same file).
+    for (url, here) in duplicates {
+        if let Some((first, name)) = first_seen.get(&url) {
+            tracing::warn!(
+                "feed URL {url} is configured twice, at {first} and at {here}; \
+                 polling it once, as feed {name:?}"
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The feeds of every `feeds_opml` file, in order, after the TOML ones (`toml_feeds`).
+///
+/// Folder paths become tags; names come from `title` else `text` (else the URL's host) and are
+/// made unique across the whole config with `-2`, `-3`, …. A URL configured earlier (in the
+/// TOML, or an earlier outline or file) is polled once: the later one is dropped with a warning
+/// naming both places. Errors point into the OPML file (origin = its path).
+fn opml_feeds(
+    raw: &RawConfig,
+    toml_feeds: &[FeedSettings],
+    fetch: &FetchOptions,
+    origin: &str,
+    lines: &LineIndex<'_>,
+    base: &Path,
+) -> Result<Vec<FeedSettings>, ConfigError> {
+    let mut out = Vec::new();
+    if raw.feeds_opml.is_empty() {
+        return Ok(out);
+    }
+    // URL → (where it was first configured, the name it is polled as).
+    let mut first_seen: HashMap<Url, (String, String)> = HashMap::new();
+    for (f, r) in toml_feeds.iter().zip(&raw.feeds) {
+        let (l, c) = lines.position(r.url.span().start);
+        first_seen
+            .entry(f.url.clone())
+            .or_insert_with(|| (format!("{origin}:{l}:{c}"), f.name.clone()));
+    }
+    let mut taken: HashSet<String> = toml_feeds.iter().map(|f| f.name.clone()).collect();
+    for entry in &raw.feeds_opml {
+        let rel = entry.get_ref().trim();
+        let at_key = |message: String| ConfigError {
+            origin: origin.to_string(),
+            position: Some(lines.position(entry.span().start)),
+            message,
+        };
+        if rel.is_empty() {
+            return Err(at_key("feeds_opml entry is empty".into()));
+        }
+        let path = base.join(rel);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| at_key(format!("cannot read OPML file {}: {e}", path.display())))?;
+        out.extend(merge_opml(
+            &bytes,
+            &path.display().to_string(),
+            &mut first_seen,
+            &mut taken,
+            fetch,
+        )?);
+    }
+    Ok(out)
 }
 
 fn sorted_headers(h: &HashMap<String, String>) -> Vec<(String, String)> {

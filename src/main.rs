@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use newswatch::cli::{self, Cli, Command, LogFormat, UsageError};
+use newswatch::cli::{self, Cli, Command, FeedsCommand, LogFormat, UsageError};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -45,10 +45,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let (source, settings) = cli::load_settings(cli)?;
             cli::check(&source, &settings, &mut out)
         }
-        Command::Feeds(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
-            cli::feeds_list(&settings, args.format, &mut out)
-        }
         Command::Query(args) => {
             let (_, settings) = cli::load_settings(cli)?;
             cli::query(&settings, args, &mut out)
@@ -68,6 +64,29 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             rt.block_on(cli::poll(settings, args, &mut std::io::stderr()))?;
             Ok(())
         }
+        Command::Feeds(args) => match &args.command {
+            None => {
+                let (_, settings) = cli::load_settings(cli)?;
+                cli::feeds_list(&settings, args.format, &mut out)
+            }
+            Some(FeedsCommand::Import(a)) => cli::feeds_import(a, &mut out),
+            Some(FeedsCommand::Export(a)) => {
+                let (_, settings) = cli::load_settings(cli)?;
+                cli::feeds_export(&settings, a, &mut out)
+            }
+            Some(FeedsCommand::Discover(a)) => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(cli::feeds_discover(a, &mut out))
+            }
+        },
+        Command::Export(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::export(&settings, args, &mut out)
+        }
+        Command::Completions(args) => cli::completions(args, &mut out),
+        Command::Man => cli::man(&mut out),
     }
 }
 

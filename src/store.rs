@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use rusqlite_migration::{M, Migrations};
 
 use crate::config::FeedSettings;
 use crate::dedup::Identity;
@@ -178,6 +177,40 @@ pub struct FeedStatus {
     pub in_config: bool,
 }
 
+/// Bring the schema to the latest version, recorded in `PRAGMA user_version`.
+///
+/// The version is read inside an IMMEDIATE transaction, so two processes opening a new
+/// database at once (a daemon starting while `query` runs) cannot both apply a migration.
+fn migrate(conn: &mut Connection) -> std::result::Result<(), String> {
+    let latest = MIGRATIONS.len() as i64;
+    let version =
+        |c: &Connection| c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
+    // Fast path for readers of an up-to-date database: no write lock.
+    if version(conn).map_err(|e| e.to_string())? == latest {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let current = version(&tx).map_err(|e| e.to_string())?;
+    if current > latest {
+        return Err(format!(
+            "schema version {current} is newer than this newswatch knows ({latest}); upgrade newswatch"
+        ));
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migration {}: {e}", i + 1))?;
+    }
+    tx.pragma_update(None, "user_version", latest)
+        .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())
+}
+
 /// The database.
 #[derive(Debug)]
 pub struct Store {
@@ -208,13 +241,10 @@ impl Store {
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|e| open_err(e.to_string()))?;
-        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
-        migrations
-            .to_latest(&mut conn)
-            .map_err(|e| StoreError::Migrate {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        migrate(&mut conn).map_err(|reason| StoreError::Migrate {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -805,6 +835,27 @@ mod tests {
         .unwrap();
         assert_eq!(s.known_entries(a).unwrap().len(), 1);
         assert!(s.matches(&MatchFilter::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn concurrent_opens_of_a_new_database_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || Store::open(&p).map(|_| ()).map_err(|e| e.to_string()))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let v: i64 = s
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
     }
 
     #[test]

@@ -5,4 +5,5 @@ mod support;
 
 mod cli_poll;
 mod daemon;
+mod ecosystem;
 mod fetch;

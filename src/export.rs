@@ -1,0 +1,412 @@
+//! Export: stored matches as a feed (Atom 1.0 or JSON Feed 1.1) that any feed reader follows.
+//!
+//! It exists so newswatch's results can be read where people already read news: point
+//! Miniflux, FreshRSS, newsboat or a phone app at the file and every match shows up, with its
+//! feeds and rules as categories. [`write_atom`] and [`write_json_feed`] render rows from
+//! [`Store::matches`]; [`write_atomic`] replaces a file without readers ever seeing half of
+//! it; [`update_outputs`] does both for the `[output]` files of a config (the daemon calls it
+//! after each poll).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesText, Event};
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+use crate::opml::xml_safe;
+use crate::store::{MatchFilter, MatchRow, Store, StoreError, parse_ts};
+
+/// Category scheme of a matched rule's name.
+pub const RULE_SCHEME: &str = "urn:newswatch:rule";
+/// Category scheme of a source feed's name.
+pub const FEED_SCHEME: &str = "urn:newswatch:feed";
+/// How many of the newest matches the `[output]` files hold.
+pub const OUTPUT_LIMIT: usize = 200;
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Write(#[from] std::io::Error),
+    /// Replacing a file failed.
+    #[error("cannot write {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the matches failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What describes the feed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedMeta {
+    pub title: String,
+    /// The feed's id (an IRI); entry ids are `{id}:item:{item id}`.
+    pub id: String,
+    /// Where the feed will be published, for `rel="self"` / `feed_url`, if known.
+    pub self_link: Option<String>,
+    /// The feed's `updated` when there are no entries (else the newest entry's).
+    pub updated: DateTime<Utc>,
+}
+
+impl FeedMeta {
+    /// Meta for the matches of the database at `database`: the id is stable for that file
+    /// (`urn:newswatch:` + 16 hex digits of SHA-256 of its absolute path), so item ids from two
+    /// databases never collide in a reader.
+    pub fn for_database(database: &Path, title: impl Into<String>) -> FeedMeta {
+        let abs = std::path::absolute(database).unwrap_or_else(|_| database.to_path_buf());
+        let digest = Sha256::digest(abs.to_string_lossy().as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        FeedMeta {
+            title: title.into(),
+            id: format!("urn:newswatch:{hex}"),
+            self_link: None,
+            updated: Utc::now(),
+        }
+    }
+
+    /// The stable id of stored item `id`.
+    pub fn item_id(&self, id: i64) -> String {
+        format!("{}:item:{id}", self.id)
+    }
+}
+
+/// RFC 3339 in seconds, UTC; stored text that does not parse is passed through unchanged.
+fn rfc3339(stored: &str) -> String {
+    parse_ts(stored)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_else(|| stored.to_string())
+}
+
+/// The newest first-seen time of `rows`, else `meta.updated`.
+fn feed_updated(rows: &[MatchRow], meta: &FeedMeta) -> String {
+    rows.iter()
+        .filter_map(|r| parse_ts(&r.first_seen))
+        .max()
+        .unwrap_or(meta.updated)
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The text shown for an item: the snippet around the hit, else the stored summary.
+fn summary_of(row: &MatchRow) -> &str {
+    if row.snippet.trim().is_empty() {
+        &row.summary
+    } else {
+        &row.snippet
+    }
+}
+
+/// Write an Atom 1.0 feed with one entry per row: id [`FeedMeta::item_id`], `updated` = first
+/// seen, `published` when known, the link, the title, the snippet as summary, and a category
+/// per matched rule ([`RULE_SCHEME`]) and per source feed ([`FEED_SCHEME`]).
+pub fn write_atom(
+    rows: &[MatchRow],
+    out: &mut dyn Write,
+    meta: &FeedMeta,
+) -> Result<(), ExportError> {
+    let mut w = Writer::new_with_indent(out, b' ', 2);
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    w.create_element("feed")
+        .with_attribute(("xmlns", "http://www.w3.org/2005/Atom"))
+        .write_inner_content(|w| {
+            text_element(w, "id", &meta.id)?;
+            w.create_element("title")
+                .with_attribute(("type", "text"))
+                .write_text_content(BytesText::new(&xml_safe(&meta.title)))?;
+            text_element(w, "updated", &feed_updated(rows, meta))?;
+            w.create_element("generator")
+                .with_attribute(("version", env!("CARGO_PKG_VERSION")))
+                .write_text_content(BytesText::new("newswatch"))?;
+            w.create_element("author")
+                .write_inner_content(|w| text_element(w, "name", "newswatch"))?;
+            if let Some(link) = &meta.self_link {
+                w.create_element("link")
+                    .with_attribute(("rel", "self"))
+                    .with_attribute(("type", "application/atom+xml"))
+                    .with_attribute(("href", xml_safe(link).as_str()))
+                    .write_empty()?;
+            }
+            for row in rows {
+                w.create_element("entry")
+                    .write_inner_content(|w| write_entry(w, row, meta))?;
+            }
+            Ok(())
+        })?;
+    let out = w.into_inner();
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_entry<W: Write>(
+    w: &mut Writer<W>,
+    row: &MatchRow,
+    meta: &FeedMeta,
+) -> std::io::Result<()> {
+    text_element(w, "id", &meta.item_id(row.id))?;
+    w.create_element("title")
+        .with_attribute(("type", "text"))
+        .write_text_content(BytesText::new(&xml_safe(&row.title)))?;
+    text_element(w, "updated", &rfc3339(&row.first_seen))?;
+    if let Some(p) = &row.published {
+        text_element(w, "published", &rfc3339(p))?;
+    }
+    if let Some(link) = &row.link {
+        w.create_element("link")
+            .with_attribute(("rel", "alternate"))
+            .with_attribute(("href", xml_safe(link).as_str()))
+            .write_empty()?;
+    }
+    for (scheme, names) in [(RULE_SCHEME, &row.rules), (FEED_SCHEME, &row.feeds)] {
+        for name in names {
+            let name = xml_safe(name);
+            w.create_element("category")
+                .with_attribute(("scheme", scheme))
+                .with_attribute(("term", name.as_str()))
+                .write_empty()?;
+        }
+    }
+    let summary = summary_of(row);
+    if !summary.is_empty() {
+        w.create_element("summary")
+            .with_attribute(("type", "text"))
+            .write_text_content(BytesText::new(&xml_safe(summary)))?;
+    }
+    Ok(())
+}
+
+fn text_element<W: Write>(w: &mut Writer<W>, name: &str, text: &str) -> std::io::Result<()> {
+    w.create_element(name)
+        .write_text_content(BytesText::new(&xml_safe(text)))?;
+    Ok(())
+}
+
+/// Write a JSON Feed 1.1 with one item per row. Rules and feeds are `tags` prefixed `rule:`
+/// and `feed:`, and also listed plainly in the `_newswatch` extension object.
+pub fn write_json_feed(
+    rows: &[MatchRow],
+    out: &mut dyn Write,
+    meta: &FeedMeta,
+) -> Result<(), ExportError> {
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut item = serde_json::json!({
+                "id": meta.item_id(r.id),
+                "title": r.title,
+                "content_text": summary_of(r),
+                "summary": summary_of(r),
+                "date_published": rfc3339(r.published.as_deref().unwrap_or(&r.first_seen)),
+                "tags": r.rules.iter().map(|x| format!("rule:{x}"))
+                    .chain(r.feeds.iter().map(|x| format!("feed:{x}")))
+                    .collect::<Vec<_>>(),
+                "_newswatch": {
+                    "item_id": r.id,
+                    "first_seen": rfc3339(&r.first_seen),
+                    "rules": r.rules,
+                    "feeds": r.feeds,
+                    "terms": r.terms,
+                    "status": r.status,
+                },
+            });
+            if let (Some(link), Some(obj)) = (&r.link, item.as_object_mut()) {
+                obj.insert("url".into(), link.clone().into());
+            }
+            item
+        })
+        .collect();
+    let mut feed = serde_json::json!({
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": meta.title,
+        "authors": [{ "name": "newswatch" }],
+        "items": items,
+    });
+    if let (Some(link), Some(obj)) = (&meta.self_link, feed.as_object_mut()) {
+        obj.insert("feed_url".into(), link.clone().into());
+    }
+    serde_json::to_writer_pretty(&mut *out, &feed).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Replace `path` with `bytes` atomically: write a temporary file in the same folder, flush it
+/// to disk, then rename it over `path`. Readers see the old file or the new one, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let file_err = |source: std::io::Error| ExportError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| {
+            file_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a file name",
+            ))
+        })?
+        .to_string_lossy()
+        .into_owned();
+    std::fs::create_dir_all(dir).map_err(file_err)?;
+    let (tmp, mut file) = loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(file_err(e)),
+        }
+    };
+    let result = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            std::fs::rename(&tmp, path)
+        });
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(file_err(e));
+    }
+    // Make the rename itself durable where the platform allows opening a folder.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Rewrite the `[output]` files of `settings` (if any) with the newest [`OUTPUT_LIMIT`]
+/// matches in `store`. For the daemon, after each poll.
+pub fn update_outputs(settings: &Settings, store: &Store) -> Result<(), ExportError> {
+    let out = &settings.output;
+    if out.atom.is_none() && out.json_feed.is_none() {
+        return Ok(());
+    }
+    let rows = store.matches(&MatchFilter {
+        limit: Some(OUTPUT_LIMIT),
+        ..MatchFilter::default()
+    })?;
+    let meta = FeedMeta::for_database(&settings.database, "newswatch matches");
+    if let Some(path) = &out.atom {
+        let mut buf = Vec::new();
+        write_atom(&rows, &mut buf, &meta)?;
+        write_atomic(path, &buf)?;
+    }
+    if let Some(path) = &out.json_feed {
+        let mut buf = Vec::new();
+        write_json_feed(&rows, &mut buf, &meta)?;
+        write_atomic(path, &buf)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, title: &str) -> MatchRow {
+        MatchRow {
+            id,
+            title: title.into(),
+            link: Some(format!("https://news.example/{id}?a=1&b=2")),
+            published: Some("2015-11-09T10:00:00.000Z".into()),
+            first_seen: "2015-11-09T11:00:00.000Z".into(),
+            feeds: vec!["uk & world".into()],
+            rules: vec!["nca".into()],
+            terms: vec!["NCA".into()],
+            snippet: "…the <NCA> said…".into(),
+            status: "new".into(),
+            summary: String::new(),
+            content: String::new(),
+        }
+    }
+
+    #[test]
+    fn atom_is_escaped_and_reads_back_with_feed_rs() {
+        let meta = FeedMeta::for_database(Path::new("/tmp/x.db"), "m");
+        let mut buf = Vec::new();
+        let rows = [row(7, "<script>alert(1)</script> & \u{1}co")];
+        write_atom(&rows, &mut buf, &meta).unwrap();
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert!(text.contains("&lt;script&gt;"), "{text}");
+        assert!(!text.contains('\u{1}'));
+        let feed = feed_rs::parser::parse(&buf[..]).unwrap();
+        assert_eq!(feed.entries.len(), 1);
+        let e = &feed.entries[0];
+        assert_eq!(
+            e.title.as_ref().unwrap().content,
+            "<script>alert(1)</script> & co"
+        );
+        assert_eq!(e.id, meta.item_id(7));
+        assert_eq!(e.links[0].href, "https://news.example/7?a=1&b=2");
+        let cats: Vec<_> = e
+            .categories
+            .iter()
+            .map(|c| (c.scheme.clone().unwrap_or_default(), c.term.clone()))
+            .collect();
+        assert!(
+            cats.contains(&(RULE_SCHEME.into(), "nca".into())),
+            "{cats:?}"
+        );
+        assert!(
+            cats.contains(&(FEED_SCHEME.into(), "uk & world".into())),
+            "{cats:?}"
+        );
+    }
+
+    #[test]
+    fn json_feed_has_required_fields() {
+        let meta = FeedMeta::for_database(Path::new("a.db"), "m");
+        let mut buf = Vec::new();
+        write_json_feed(&[row(3, "t")], &mut buf, &meta).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["version"], "https://jsonfeed.org/version/1.1");
+        assert_eq!(v["items"][0]["id"], meta.item_id(3));
+        assert_eq!(v["items"][0]["date_published"], "2015-11-09T10:00:00Z");
+        assert_eq!(v["items"][0]["tags"][0], "rule:nca");
+        let feed = feed_rs::parser::parse(&buf[..]).unwrap();
+        assert_eq!(feed.entries[0].title.as_ref().unwrap().content, "t");
+    }
+
+    #[test]
+    fn database_ids_differ_per_file_and_are_stable() {
+        let a = FeedMeta::for_database(Path::new("/x/a.db"), "t");
+        let b = FeedMeta::for_database(Path::new("/x/b.db"), "t");
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.id, FeedMeta::for_database(Path::new("/x/a.db"), "u").id);
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/out.atom");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.atom")]);
+        // A parent that is a file: an error naming the path, not a panic.
+        let e = write_atomic(&path.join("x"), b"x").unwrap_err();
+        assert!(e.to_string().contains("out.atom"), "{e}");
+    }
+}
