@@ -2,7 +2,7 @@
 //!
 //! One module per pipeline stage: [`fetch`] → [`parse`] → [`normalise`] → [`matcher`] →
 //! [`dedup`] → [`store`], driven by [`poll`] (one cycle) on a [`schedule`], configured by
-//! [`config`], and served to people by [`cli`].
+//! [`config`], and served to people by [`cli`], [`review`] and [`digest`].
 
 // External data must never panic the daemon: no unwrap/expect/panic outside tests.
 #![cfg_attr(
@@ -13,10 +13,12 @@
 pub mod cli;
 pub mod config;
 pub mod dedup;
+pub mod digest;
 pub mod fetch;
 pub mod matcher;
 pub mod normalise;
 pub mod parse;
 pub mod poll;
+pub mod review;
 pub mod schedule;
 pub mod store;

@@ -22,7 +22,10 @@ use crate::matcher::RuleMatch;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema, as ordered migrations. Append only.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_digest.sql"),
+];
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
