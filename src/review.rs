@@ -230,13 +230,15 @@ pub fn stats(store: &Store, since: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) ->
     let mut per_feed: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_day: BTreeMap<chrono::NaiveDate, usize> = BTreeMap::new();
     let mut per_status: BTreeMap<String, usize> = STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
-    // Every day of the window, so quiet days show as 0.
-    let (first, last) = (
-        since.with_timezone(&tz).date_naive(),
-        now.max(since).with_timezone(&tz).date_naive(),
-    );
-    let mut d = first;
-    while d <= last && per_day.len() < 3660 {
+    // Every day from the first match (or `since`, if later) to now, so quiet days show as 0.
+    let day_of = |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
+    let earliest = rows
+        .iter()
+        .filter_map(|r| parse_ts(&r.first_seen))
+        .min()
+        .map_or(since, |t| t.max(since));
+    let mut d = day_of(earliest);
+    while d <= day_of(now.max(earliest)) && per_day.len() < 36_600 {
         per_day.insert(d, 0);
         match d.succ_opt() {
             Some(n) => d = n,

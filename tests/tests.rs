@@ -4,4 +4,6 @@ mod corpus;
 mod support;
 
 mod cli_poll;
+mod digest;
 mod fetch;
+mod review;

@@ -2,7 +2,7 @@
 //!
 //! Why a separate file: all feed text is hostile until escaped, and each format escapes
 //! differently. Every piece of feed text goes through exactly one escaper here: `md_text`,
-//! `html_escape::encode_text` / `encode_double_quoted_attribute`, or `sanitize` (text). Links
+//! `html_escape::encode_safe` / `encode_double_quoted_attribute`, or `sanitize` (text). Links
 //! become links only when their scheme is http or https; anything else is shown as text.
 
 use chrono::{DateTime, Utc};
@@ -288,7 +288,8 @@ fn text(d: &Digest) -> String {
 // HTML
 
 fn esc(s: &str) -> String {
-    html_escape::encode_text(&sanitize(s)).into_owned()
+    // encode_safe also escapes quotes and '/': text stays text even if misplaced in an attribute.
+    html_escape::encode_safe(&sanitize(s)).into_owned()
 }
 
 fn attr(s: &str) -> String {
