@@ -14,9 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, ConfigSource, Settings};
 use crate::digest::{self, Period};
-use crate::review;
 use crate::matcher::{Matcher, Query};
 use crate::poll::{self, Outcome, Runtime, Summary};
+use crate::review;
 use crate::schedule::Schedule;
 use crate::store::{MatchFilter, MatchRow, Store};
 
@@ -532,7 +532,14 @@ pub fn show(settings: &Settings, args: &ShowArgs, out: &mut dyn Write) -> Result
     let tz = settings.schedule.timezone;
     writeln!(out, "#{}  {}", m.id, sanitize(&m.title))?;
     let field = |out: &mut dyn Write, k: &str, v: &str| writeln!(out, "{k:<12}{v}");
-    field(out, "link:", &m.link.as_deref().map(sanitize).unwrap_or_else(|| "(none)".into()))?;
+    field(
+        out,
+        "link:",
+        &m.link
+            .as_deref()
+            .map(sanitize)
+            .unwrap_or_else(|| "(none)".into()),
+    )?;
     field(
         out,
         "published:",
@@ -600,12 +607,7 @@ pub fn mark(settings: &Settings, args: &MarkArgs, out: &mut dyn Write) -> Result
             ..Default::default()
         }
     };
-    let list = |ids: &[i64]| {
-        ids.iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" ");
     if !outcome.changed.is_empty() {
         writeln!(out, "marked {status}: {}", list(&outcome.changed))?;
     }

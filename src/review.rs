@@ -229,7 +229,8 @@ pub fn stats(store: &Store, since: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) ->
     let mut per_rule: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_feed: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_day: BTreeMap<chrono::NaiveDate, usize> = BTreeMap::new();
-    let mut per_status: BTreeMap<String, usize> = STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
+    let mut per_status: BTreeMap<String, usize> =
+        STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
     // Every day from the first match (or `since`, if later) to now, so quiet days show as 0.
     let day_of = |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
     let earliest = rows
@@ -253,7 +254,9 @@ pub fn stats(store: &Store, since: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) ->
             *per_feed.entry(feed.clone()).or_default() += 1;
         }
         if let Some(t) = parse_ts(&r.first_seen) {
-            *per_day.entry(t.with_timezone(&tz).date_naive()).or_default() += 1;
+            *per_day
+                .entry(t.with_timezone(&tz).date_naive())
+                .or_default() += 1;
         }
         *per_status.entry(r.status.clone()).or_default() += 1;
     }
@@ -303,13 +306,11 @@ pub fn stats(store: &Store, since: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) ->
 
 /// `true` if any stored match has rule `name`.
 pub fn rule_is_known(store: &Store, name: &str) -> Result<bool> {
-    Ok(store
-        .conn()
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM item_rules WHERE rule = ?1)",
-            [name],
-            |r| r.get(0),
-        )?)
+    Ok(store.conn().query_row(
+        "SELECT EXISTS (SELECT 1 FROM item_rules WHERE rule = ?1)",
+        [name],
+        |r| r.get(0),
+    )?)
 }
 
 /// Timestamp helper for callers printing times of this module's data.

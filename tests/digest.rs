@@ -293,7 +293,11 @@ fn digest_golden_md_text_json() {
     let titles: Vec<(&str, &str)> = d
         .sections
         .iter()
-        .flat_map(|s| s.entries.iter().map(move |e| (s.rule.as_str(), e.title.as_str())))
+        .flat_map(|s| {
+            s.entries
+                .iter()
+                .map(move |e| (s.rule.as_str(), e.title.as_str()))
+        })
         .collect();
     assert_eq!(
         titles,
@@ -310,18 +314,40 @@ fn digest_golden_md_text_json() {
     );
     assert_eq!(d.total, 4, "distinct stories");
     let nca = &d.sections[0].entries[0];
-    assert_eq!(nca.feeds, vec!["security", "uknews"], "one item, two outlets");
+    assert_eq!(
+        nca.feeds,
+        vec!["uknews", "security"],
+        "one item, two outlets, the first to carry it first"
+    );
     assert_eq!(nca.also_matched, vec!["nca"]);
     assert_eq!(
-        d.feed_problems.iter().map(|p| p.feed.as_str()).collect::<Vec<_>>(),
+        d.feed_problems
+            .iter()
+            .map(|p| p.feed.as_str())
+            .collect::<Vec<_>>(),
         vec!["gone"],
         "flaky succeeded within 24 h"
     );
 
     let md = digest::render(&d, Format::Md);
-    assert!(md.contains("**NCA**") && md.contains("**dark web**"), "{md}");
+    assert!(
+        md.contains("**NCA**") && md.contains("**dark web**"),
+        "{md}"
+    );
     assert!(md.contains("\\*why\\*"), "feed asterisks escaped: {md}");
-    assert!(md.contains("uknews (also in:") || md.contains("security (also in: uknews)"));
+    assert!(md.contains("uknews (also in: security)"), "{md}");
+    assert_eq!(
+        md.matches("### [Joint Operations Cell marks first year]")
+            .count(),
+        1,
+        "a story matching three rules is shown in full once: {md}"
+    );
+    assert!(
+        md.contains(
+            "- [Joint Operations Cell marks first year](https://agency.example/joc) — under gchq"
+        ),
+        "and referred to from its other rules' sections: {md}"
+    );
     assert_golden("digest-2015-11-09.md", &md);
     assert_golden("digest-2015-11-09.txt", &digest::render(&d, Format::Text));
     let json = digest::render(&d, Format::Json);
@@ -336,8 +362,14 @@ fn digest_rule_filter_keeps_one_section_with_also_matched() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = golden_store(&dir.path().join("news.db"));
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("date");
-    let d = digest::build(&store, Period::day(day, TZ).expect("p"), Some("nca"), TZ, now())
-        .expect("build");
+    let d = digest::build(
+        &store,
+        Period::day(day, TZ).expect("p"),
+        Some("nca"),
+        TZ,
+        now(),
+    )
+    .expect("build");
     assert_eq!(d.sections.len(), 1);
     assert_eq!(d.sections[0].rule, "nca");
     assert_eq!(d.total, 2);
@@ -351,14 +383,17 @@ fn digest_quiet_day_says_so_in_every_format() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = golden_store(&dir.path().join("news.db"));
     let day = NaiveDate::from_ymd_opt(2015, 11, 12).expect("date");
-    let d = digest::build(&store, Period::day(day, TZ).expect("p"), None, TZ, now())
-        .expect("build");
+    let d =
+        digest::build(&store, Period::day(day, TZ).expect("p"), None, TZ, now()).expect("build");
     assert_eq!(d.total, 0);
     let want = "No new matches between 2015-11-12 00:00 GMT and 2015-11-13 00:00 GMT.";
     for f in [Format::Md, Format::Text, Format::Html] {
         let out = digest::render(&d, f);
         assert!(out.contains(want), "{f:?}: {out}");
-        assert!(out.contains("gone"), "feed problems still listed on a quiet day: {out}");
+        assert!(
+            out.contains("gone"),
+            "feed problems still listed on a quiet day: {out}"
+        );
     }
     let v: Value = serde_json::from_str(&digest::render(&d, Format::Json)).expect("json");
     assert_eq!(v["total"], 0);
@@ -390,10 +425,19 @@ fn digest_day_follows_the_configured_time_zone() {
     let d0 = digest::build(&store, Period::day(june, TZ).expect("p"), None, TZ, now).expect("b");
     assert_eq!((d1.total, d0.total), (1, 0));
     let md = digest::render(&d1, Format::Md);
-    assert!(md.contains("2015-07-01 00:00 BST – 2015-07-02 00:00 BST"), "{md}");
+    assert!(
+        md.contains("2015-07-01 00:00 BST – 2015-07-02 00:00 BST"),
+        "{md}"
+    );
     assert!(md.contains("published 2015-07-01 00:10 BST"), "{md}");
-    let utc = digest::build(&store, Period::day(june, chrono_tz::UTC).expect("p"), None, chrono_tz::UTC, now)
-        .expect("b");
+    let utc = digest::build(
+        &store,
+        Period::day(june, chrono_tz::UTC).expect("p"),
+        None,
+        chrono_tz::UTC,
+        now,
+    )
+    .expect("b");
     assert_eq!(utc.total, 1, "in UTC it is still 30 June");
 }
 
@@ -422,7 +466,10 @@ fn assert_only_our_markup(html: &str) {
                 break;
             };
             let attr = attrs[..eq].trim();
-            assert!(ATTRS.contains(&attr), "unexpected attribute {attr:?} in <{tag}>");
+            assert!(
+                ATTRS.contains(&attr),
+                "unexpected attribute {attr:?} in <{tag}>"
+            );
             let after = &attrs[eq + 2..];
             let close = after.find('"').expect("attribute closes");
             let value = &after[..close];
@@ -480,20 +527,42 @@ fn digest_html_escapes_hostile_feed_text_and_links() {
     assert_only_our_markup(&html);
     let lower = html.to_ascii_lowercase();
     assert!(!lower.contains("<script"), "{html}");
-    assert!(!lower.contains("href=\"javascript") && !lower.contains("href=\"data:"), "{html}");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt; NCA"), "title shown as text: {html}");
-    assert!(html.contains("javascript:alert(document.cookie)"), "bad link shown as text: {html}");
+    assert!(
+        !lower.contains("href=\"javascript") && !lower.contains("href=\"data:"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt; NCA"),
+        "title shown as text: {html}"
+    );
+    assert!(
+        html.contains("javascript:alert(document.cookie)"),
+        "bad link shown as text: {html}"
+    );
     assert!(html.contains("<mark"), "terms still marked: {html}");
-    assert!(html.contains("&lt;i&gt;rule&lt;&#x2F;i&gt;"), "rule names escaped too: {html}");
+    assert!(
+        html.contains("&lt;i&gt;rule&lt;&#x2F;i&gt;"),
+        "rule names escaped too: {html}"
+    );
     assert!(
         !lower.contains("<img") && !lower.contains("<link") && !lower.contains("url("),
         "no external resources"
     );
-    assert_eq!(lower.matches("<a ").count(), 1, "only the https link is a link: {html}");
+    assert_eq!(
+        lower.matches("<a ").count(),
+        1,
+        "only the https link is a link: {html}"
+    );
 
     let md = digest::render(&d, Format::Md);
-    assert!(!md.contains("<script>") && !md.contains("<img"), "{md}");
-    assert!(!md.contains("](javascript:") && !md.contains("](data:"), "{md}");
+    assert!(
+        md.match_indices('<').all(|(i, _)| md[..i].ends_with('\\')),
+        "every < in Markdown is escaped: {md}"
+    );
+    assert!(
+        !md.contains("](javascript:") && !md.contains("](data:"),
+        "{md}"
+    );
     assert!(md.contains("\\<script\\>"), "{md}");
     let text = digest::render(&d, Format::Text);
     assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text}");
@@ -521,7 +590,8 @@ fn digest_text_and_md_strip_terminal_escapes() {
     for f in [Format::Md, Format::Text, Format::Html] {
         let out = digest::render(&d, f);
         assert!(
-            !out.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            !out.chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
             "{f:?}: {out:?}"
         );
     }
@@ -559,16 +629,33 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     let old = mk(&mut s, "2015-11-05T10:00:00Z", "old");
     let a = mk(&mut s, "2015-11-09T10:00:00Z", "a");
     let b = mk(&mut s, "2015-11-09T22:00:00Z", "b");
-    let run1 = digest::write_scheduled(&s, &out, &[Format::Html, Format::Json], TZ, t("2015-11-10T07:00:00Z"))
-        .expect("run 1");
-    assert_eq!(ids_of(&run1.digest), BTreeSet::from([a, b]), "first run: the last 24 h");
+    let run1 = digest::write_scheduled(
+        &s,
+        &out,
+        &[Format::Html, Format::Json],
+        TZ,
+        t("2015-11-10T07:00:00Z"),
+    )
+    .expect("run 1");
+    assert_eq!(
+        ids_of(&run1.digest),
+        BTreeSet::from([a, b]),
+        "first run: the last 24 h"
+    );
     assert!(!ids_of(&run1.digest).contains(&old));
     let names: Vec<String> = run1
         .files
         .iter()
         .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["digest-2015-11-10.md", "digest-2015-11-10.html", "digest-2015-11-10.json"]);
+    assert_eq!(
+        names,
+        vec![
+            "digest-2015-11-10.md",
+            "digest-2015-11-10.html",
+            "digest-2015-11-10.json"
+        ]
+    );
     for f in &run1.files {
         assert!(f.is_file());
     }
@@ -583,21 +670,47 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     let dismissed = mk(&mut s, "2015-11-12T09:00:00Z", "dismissed");
     newswatch::review::mark(&s, &[dismissed], "dismissed").expect("dismiss");
     let e = mk(&mut s, "2015-11-13T06:59:00Z", "e");
-    let run2 = digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T07:00:00Z")).expect("run 2");
+    let run2 =
+        digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T07:00:00Z")).expect("run 2");
     let got2 = ids_of(&run2.digest);
-    assert_eq!(got2, BTreeSet::from([c, skewed, d, e]), "every match since run 1, skew included");
+    assert_eq!(
+        got2,
+        BTreeSet::from([c, skewed, d, e]),
+        "every match since run 1, skew included"
+    );
     assert!(got2.is_disjoint(&ids_of(&run1.digest)), "no repeats");
-    assert_eq!(run2.digest.period_start, t("2015-11-10T07:00:00Z"), "period continues from run 1");
+    assert_eq!(
+        run2.digest.period_start,
+        t("2015-11-10T07:00:00Z"),
+        "period continues from run 1"
+    );
     let md = read(&run2.files[0]);
-    assert!(md.contains("2015-11-10 07:00 GMT – 2015-11-13 07:00 GMT"), "{md}");
-    assert!(md.contains("### [skewed](") && !md.contains("[dismissed]"), "{md}");
+    assert!(
+        md.contains("2015-11-10 07:00 GMT – 2015-11-13 07:00 GMT"),
+        "{md}"
+    );
+    assert!(
+        md.contains("### [skewed](") && !md.contains("[dismissed]"),
+        "{md}"
+    );
 
     // Same day again, nothing new: a second file, saying so.
-    let run3 = digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T19:00:00Z")).expect("run 3");
+    let run3 =
+        digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T19:00:00Z")).expect("run 3");
     assert_eq!(run3.digest.total, 0);
-    assert!(run3.files[0].ends_with("digest-2015-11-13-2.md"), "{:?}", run3.files);
-    assert!(read(&run3.files[0]).contains("No new matches between 2015-11-13 07:00 GMT and 2015-11-13 19:00 GMT."));
-    assert!(read(&run2.files[0]).contains("### [c]("), "run 2's file not overwritten");
+    assert!(
+        run3.files[0].ends_with("digest-2015-11-13-2.md"),
+        "{:?}",
+        run3.files
+    );
+    assert!(
+        read(&run3.files[0])
+            .contains("No new matches between 2015-11-13 07:00 GMT and 2015-11-13 19:00 GMT.")
+    );
+    assert!(
+        read(&run2.files[0]).contains("### [c]("),
+        "run 2's file not overwritten"
+    );
 
     // The record: contiguous id cuts.
     let runs = digest::scheduled_runs(&s).expect("runs");
@@ -647,7 +760,11 @@ impl SmtpServer {
                     }
                     let cmd = line.trim_end().to_string();
                     l.lock().expect("log").push(cmd.clone());
-                    let verb = cmd.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                    let verb = cmd
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_uppercase();
                     let reply: &[u8] = match verb.as_str() {
                         "EHLO" => b"250-localhost\r\n250 8BITMIME\r\n",
                         "DATA" => {
@@ -744,13 +861,26 @@ fn digest_email_arrives_with_html_and_text_parts() {
     let data = smtp.data.lock().expect("data").clone();
     assert_eq!(data.len(), 1, "one message");
     let msg = qp_decode(&data[0]);
-    assert!(msg.contains("Subject: newswatch digest 2015-11-09: 4 new matches"), "{msg}");
+    assert!(
+        msg.contains("Subject: newswatch digest 2015-11-09: 4 new matches"),
+        "{msg}"
+    );
     assert!(msg.contains("multipart/alternative"), "{msg}");
-    assert!(msg.contains("text/plain") && msg.contains("text/html"), "{msg}");
-    assert!(msg.contains("NCA arrests suspects in dark web drugs probe"), "{msg}");
+    assert!(
+        msg.contains("text/plain") && msg.contains("text/html"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("NCA arrests suspects in dark web drugs probe"),
+        "{msg}"
+    );
     assert!(msg.contains("<mark"), "html part: {msg}");
     let log = smtp.log.lock().expect("log").clone();
-    assert!(log.iter().any(|c| c.starts_with("RCPT TO:<analyst@example.org>")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|c| c.starts_with("RCPT TO:<analyst@example.org>")),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -772,11 +902,20 @@ fn digest_email_refuses_plain_smtp_to_a_remote_host_and_reports_missing_password
     s.retry.attempts = 2;
     let r = rt().block_on(digest::deliver(&d, &s));
     assert_eq!(r[0].attempts, 2, "bounded attempts");
-    assert!(r[0].result.as_ref().is_err_and(|e| e.contains("refusing unencrypted")), "{r:?}");
+    assert!(
+        r[0].result
+            .as_ref()
+            .is_err_and(|e| e.contains("refusing unencrypted")),
+        "{r:?}"
+    );
 
     let missing = digest::SecretSource::Env("NEWSWATCH_TEST_SURELY_UNSET_PASSWORD".into());
     let err = missing.read().expect_err("unset");
-    assert!(err.to_string().contains("NEWSWATCH_TEST_SURELY_UNSET_PASSWORD"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("NEWSWATCH_TEST_SURELY_UNSET_PASSWORD"),
+        "{err}"
+    );
 }
 
 /// Read what is left of a request so closing does not reset the connection.
@@ -850,11 +989,17 @@ fn digest_webhook_gives_up_after_bounded_attempts() {
     let reports = rt().block_on(digest::deliver(&d, &settings(None, Some(hook))));
     assert_eq!(reports[0].attempts, 3);
     assert!(
-        reports[0].result.as_ref().is_err_and(|e| e.contains("HTTP 500")),
+        reports[0]
+            .result
+            .as_ref()
+            .is_err_and(|e| e.contains("HTTP 500")),
         "{reports:?}"
     );
     assert_eq!(server.hits("/hook"), 3);
-    assert!(started.elapsed() >= Duration::from_millis(30), "backoff 10 ms + 20 ms");
+    assert!(
+        started.elapsed() >= Duration::from_millis(30),
+        "backoff 10 ms + 20 ms"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -877,14 +1022,35 @@ fn digest_cli_prints_formats_writes_files_and_checks_arguments() {
     assert!(md.starts_with("# newswatch digest 2015-11-09\n"), "{md}");
     assert!(md.contains("**4 new matches**"), "{md}");
 
-    let (code, _, err) = project.run(&["digest", "--date", "2015-11-09", "--format", "html", "--out", "out/d.html"]);
+    let (code, _, err) = project.run(&[
+        "digest",
+        "--date",
+        "2015-11-09",
+        "--format",
+        "html",
+        "--out",
+        "out/d.html",
+    ]);
     assert_eq!(code, 0, "{err}");
     let html = read(&project.path("out/d.html"));
-    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<mark"), "{html}");
-    let files: Vec<_> = std::fs::read_dir(project.path("out")).expect("dir").collect();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("<mark"),
+        "{html}"
+    );
+    let files: Vec<_> = std::fs::read_dir(project.path("out"))
+        .expect("dir")
+        .collect();
     assert_eq!(files.len(), 1, "no temp file left");
 
-    let (code, json, _) = project.run(&["digest", "--date", "2015-11-09", "--rule", "gchq", "--format", "json"]);
+    let (code, json, _) = project.run(&[
+        "digest",
+        "--date",
+        "2015-11-09",
+        "--rule",
+        "gchq",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["rule"], "gchq");
@@ -892,7 +1058,10 @@ fn digest_cli_prints_formats_writes_files_and_checks_arguments() {
 
     let (code, text, _) = project.run(&["digest", "--date", "2015-11-12", "--format", "text"]);
     assert_eq!(code, 0);
-    assert!(text.contains("No new matches between 2015-11-12 00:00 GMT and 2015-11-13 00:00 GMT."), "{text}");
+    assert!(
+        text.contains("No new matches between 2015-11-12 00:00 GMT and 2015-11-13 00:00 GMT."),
+        "{text}"
+    );
 
     // The default period is the last 24 h of the wall clock: the 2015 fixture is all older.
     let (code, md, _) = project.run(&["digest"]);
@@ -925,7 +1094,13 @@ fn needs_matcher_digest_after_real_poll_lists_fixture_matches() {
     assert_eq!(code, 0, "{err}");
     let (code, md, err) = project.run(&["digest", "--since", "1h"]);
     assert_eq!(code, 0, "{err}");
-    assert!(md.contains("NCA arrests suspects in dark web drugs probe"), "{md}");
+    assert!(
+        md.contains("NCA arrests suspects in dark web drugs probe"),
+        "{md}"
+    );
     assert!(md.contains("**NCA**"), "{md}");
-    assert!(md.contains("## Feed problems") && md.contains("gone"), "{md}");
+    assert!(
+        md.contains("## Feed problems") && md.contains("gone"),
+        "{md}"
+    );
 }

@@ -35,7 +35,12 @@ fn review_show_prints_one_match_in_full_text_and_json() {
     let id = ids_with_title(&project, "NCA arrests suspects in dark web drugs probe")[0];
     let (code, out, err) = project.run(&["show", &id.to_string()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with(&format!("#{id}  NCA arrests suspects in dark web drugs probe\n")), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "#{id}  NCA arrests suspects in dark web drugs probe\n"
+        )),
+        "{out}"
+    );
     for want in [
         "link:       https://uknews.example/nca-dark-web?utm_source=rss",
         "published:  2015-11-09 08:30 GMT",
@@ -58,7 +63,11 @@ fn review_show_prints_one_match_in_full_text_and_json() {
     assert_eq!(v["feeds"].as_array().map(Vec::len), Some(2));
     assert_eq!(v["rules"][0]["rule"], "darkweb");
     assert_eq!(v["rules"][1]["terms"][0], "NCA");
-    assert!(v["content"].as_str().is_some_and(|c| c.contains("Second paragraph")));
+    assert!(
+        v["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Second paragraph"))
+    );
 
     let (code, _, err) = project.run(&["show", "99999"]);
     assert_eq!(code, 1, "{err}");
@@ -86,7 +95,8 @@ fn review_show_is_terminal_safe() {
     let (code, out, err) = project.run(&["show", &id.to_string()]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        !out.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+        !out.chars()
+            .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
         "{out:?}"
     );
     assert!(out.contains("cleared screen"));
@@ -104,7 +114,10 @@ fn review_mark_round_trips_through_query_status_and_leaves_digests() {
     assert_eq!(out.trim(), format!("marked read: {nca} {gchq}"));
     assert_eq!(
         statuses(&project, "read"),
-        vec!["GCHQ opens its doors to schools", "NCA arrests suspects in dark web drugs probe"]
+        vec![
+            "GCHQ opens its doors to schools",
+            "NCA arrests suspects in dark web drugs probe"
+        ]
     );
     let (code, out, _) = project.run(&["mark", &nca.to_string(), "--read"]);
     assert_eq!(code, 0);
@@ -112,8 +125,14 @@ fn review_mark_round_trips_through_query_status_and_leaves_digests() {
 
     let (code, _, _) = project.run(&["mark", &gchq.to_string(), "--star"]);
     assert_eq!(code, 0);
-    assert_eq!(statuses(&project, "starred"), vec!["GCHQ opens its doors to schools"]);
-    assert_eq!(statuses(&project, "read"), vec!["NCA arrests suspects in dark web drugs probe"]);
+    assert_eq!(
+        statuses(&project, "starred"),
+        vec!["GCHQ opens its doors to schools"]
+    );
+    assert_eq!(
+        statuses(&project, "read"),
+        vec!["NCA arrests suspects in dark web drugs probe"]
+    );
 
     // Dismissing removes it from the digest; --new brings it back.
     let (code, _, _) = project.run(&["mark", &ipb.to_string(), "--dismiss"]);
@@ -171,12 +190,22 @@ fn review_stats_counts_per_rule_feed_day_and_feed_health() {
 
     let (code, text, _) = project.run(&["stats", "--since", "36500d"]);
     assert_eq!(code, 0);
-    assert!(text.contains("per rule:") && text.contains("feed health:"), "{text}");
-    assert!(text.lines().any(|l| l.contains("gone") && l.contains("failed") && l.contains("HTTP 404")), "{text}");
+    assert!(
+        text.contains("per rule:") && text.contains("feed health:"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("gone") && l.contains("failed") && l.contains("HTTP 404")),
+        "{text}"
+    );
 
     let (code, text, _) = project.run(&["stats"]);
     assert_eq!(code, 0);
-    assert!(text.starts_with("0 matches first seen"), "default 7 days: {text}");
+    assert!(
+        text.starts_with("0 matches first seen"),
+        "default 7 days: {text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,13 +290,22 @@ fn needs_matcher_poll_then_mark_show_and_query_status() {
     let id = ids_with_title(&project, "GCHQ opens its doors to schools")[0];
     let (code, _, err) = project.run(&["mark", &id.to_string(), "--star"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(statuses(&project, "starred"), vec!["GCHQ opens its doors to schools"]);
+    assert_eq!(
+        statuses(&project, "starred"),
+        vec!["GCHQ opens its doors to schools"]
+    );
     let (code, out, _) = project.run(&["show", &id.to_string()]);
     assert_eq!(code, 0);
-    assert!(out.contains("status:     starred") && out.contains("gchq: GCHQ"), "{out}");
+    assert!(
+        out.contains("status:     starred") && out.contains("gchq: GCHQ"),
+        "{out}"
+    );
     let (code, _, _) = project.run(&["mark", &id.to_string(), "--dismiss"]);
     assert_eq!(code, 0);
     let (_, md, _) = project.run(&["digest", "--since", "1h"]);
-    assert!(!md.contains("GCHQ opens its doors"), "dismissed left out: {md}");
+    assert!(
+        !md.contains("GCHQ opens its doors"),
+        "dismissed left out: {md}"
+    );
     assert!(md.contains("NCA arrests suspects"), "{md}");
 }

@@ -41,9 +41,8 @@ impl SecretSource {
     /// Read the secret now.
     pub fn read(&self) -> Result<String> {
         match self {
-            SecretSource::Env(name) => std::env::var(name).map_err(|_| {
-                DigestError::Email(format!("environment variable {name} is not set"))
-            }),
+            SecretSource::Env(name) => std::env::var(name)
+                .map_err(|_| DigestError::Email(format!("environment variable {name} is not set"))),
             SecretSource::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
                 .map_err(|e| {
@@ -253,6 +252,10 @@ pub async fn post_webhook(digest: &Digest, s: &WebhookSettings) -> Result<()> {
     if status.is_success() {
         Ok(())
     } else {
-        Err(DigestError::Webhook(format!("{}: HTTP {}", s.url, status.as_u16())))
+        Err(DigestError::Webhook(format!(
+            "{}: HTTP {}",
+            s.url,
+            status.as_u16()
+        )))
     }
 }

@@ -153,7 +153,10 @@ mod tests {
     #[test]
     fn phrases_span_punctuation_and_prefixes_extend() {
         assert_eq!(
-            marked("Dark web, dark-web and darknet: the Dark  Web", &["\"dark web\"", "darkn*"]),
+            marked(
+                "Dark web, dark-web and darknet: the Dark  Web",
+                &["\"dark web\"", "darkn*"]
+            ),
             "[Dark web], [dark-web] and [darknet]: the [Dark  Web]"
         );
     }
@@ -161,7 +164,10 @@ mod tests {
     #[test]
     fn accents_fold_and_byte_ranges_stay_on_char_boundaries() {
         assert_eq!(
-            marked("Théresa May et la National Crime Agency", &["theresa", "\"national crime agency\""]),
+            marked(
+                "Théresa May et la National Crime Agency",
+                &["theresa", "\"national crime agency\""]
+            ),
             "[Théresa] May et la [National Crime Agency]"
         );
         assert_eq!(marked("Привет GCHQ", &["привет"]), "[Привет] GCHQ");
@@ -170,7 +176,10 @@ mod tests {
     #[test]
     fn negative_field_and_empty_terms() {
         assert_eq!(
-            marked("NCA report on weather", &["-weather", "title:report", "\"\"", "*"]),
+            marked(
+                "NCA report on weather",
+                &["-weather", "title:report", "\"\"", "*"]
+            ),
             "NCA [report] on weather"
         );
     }
@@ -178,7 +187,10 @@ mod tests {
     #[test]
     fn overlapping_hits_merge() {
         assert_eq!(
-            marked("the national crime agency", &["crime", "\"national crime\""]),
+            marked(
+                "the national crime agency",
+                &["crime", "\"national crime\""]
+            ),
             "the [national crime] agency"
         );
     }

@@ -8,9 +8,10 @@
 //! item ids as the exact cut so none is skipped or repeated, even after downtime; [`deliver`]
 //! sends a written digest on, with bounded retries.
 //!
-//! A story that matched several rules is listed under *each* of its rules, each copy saying
-//! "also matched: …": every rule section is then complete on its own (an analyst who owns a
-//! topic reads only their section and misses nothing), and the overlap stays visible. The
+//! A story that matched several rules is shown in full once, under the first of its rules (in
+//! section order), saying "also matched: …"; every other rule's section lists it as a one-line
+//! reference to that entry. So each section stays complete (an analyst who owns one topic reads
+//! only their section and misses nothing) while nobody reads the same snippet three times. The
 //! header counts distinct stories as well as per-rule entries.
 
 mod deliver;
@@ -201,7 +202,7 @@ pub struct Entry {
     pub id: i64,
     pub title: String,
     pub link: Option<String>,
-    /// Every feed that carried it, by name (sorted).
+    /// Every feed that carried it, the first to carry it first.
     pub feeds: Vec<String>,
     pub published: Option<DateTime<Utc>>,
     pub first_seen: DateTime<Utc>,
@@ -209,6 +210,9 @@ pub struct Entry {
     pub rules: Vec<String>,
     /// The rules other than this section's.
     pub also_matched: Vec<String>,
+    /// The section where the story is shown in full (the first of its rules in section order);
+    /// other sections only refer to it.
+    pub listed_under: String,
     /// Matched query terms as written in the rules.
     pub terms: Vec<String>,
     pub snippet: String,
@@ -262,13 +266,15 @@ fn build_selected(
     now: DateTime<Utc>,
 ) -> Result<Digest> {
     let ids = select_ids(store.conn(), select, rule)?;
-    let rows = rows_for(store, &ids)?;
+    let mut rows = rows_for(store, &ids)?;
+    for row in &mut rows {
+        row.feeds = feeds_in_order(store.conn(), row.id)?;
+    }
     let mut by_rule: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
     for row in &rows {
         let published = row.published.as_deref().and_then(parse_ts);
-        let first_seen = parse_ts(&row.first_seen).ok_or_else(|| {
-            StoreError::Corrupt(format!("item {}: bad first_seen_at", row.id))
-        })?;
+        let first_seen = parse_ts(&row.first_seen)
+            .ok_or_else(|| StoreError::Corrupt(format!("item {}: bad first_seen_at", row.id)))?;
         let highlights = highlight_terms(&row.snippet, &row.terms)
             .into_iter()
             .map(|r| [r.start, r.end])
@@ -286,6 +292,7 @@ fn build_selected(
                 first_seen,
                 rules: row.rules.clone(),
                 also_matched: row.rules.iter().filter(|x| *x != r).cloned().collect(),
+                listed_under: String::new(),
                 terms: row.terms.clone(),
                 snippet: row.snippet.clone(),
                 highlights: Vec::clone(&highlights),
@@ -293,9 +300,19 @@ fn build_selected(
             });
         }
     }
+    // Sections in rule-name order; a story is shown in full in the first one it appears in.
+    let mut first_section: BTreeMap<i64, String> = BTreeMap::new();
     let sections: Vec<Section> = by_rule
         .into_iter()
-        .map(|(rule, entries)| Section { rule, entries })
+        .map(|(rule, mut entries)| {
+            for e in &mut entries {
+                e.listed_under = first_section
+                    .entry(e.id)
+                    .or_insert_with(|| rule.clone())
+                    .clone();
+            }
+            Section { rule, entries }
+        })
         .collect();
     let distinct: BTreeSet<i64> = sections
         .iter()
@@ -379,6 +396,18 @@ fn rows_for(store: &Store, ids: &[i64]) -> Result<Vec<MatchRow>> {
     Ok(rows)
 }
 
+/// The feeds that carried item `id`, the first to carry it first (then by name).
+fn feeds_in_order(conn: &rusqlite::Connection, id: i64) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.name FROM sightings s JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = ?1
+         GROUP BY f.id ORDER BY MIN(s.first_seen_at), f.name",
+    )?;
+    let names = stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
+}
+
 /// Configured feeds that are failing and have not succeeded for [`FEED_STALE_AFTER`] (or ever).
 fn feed_problems(conn: &rusqlite::Connection, now: DateTime<Utc>) -> Result<Vec<FeedProblem>> {
     let mut stmt = conn.prepare(
@@ -427,8 +456,7 @@ pub fn write_scheduled(
     })?;
     // IMMEDIATE: take the write lock before reading the cut, so two writers cannot both read
     // the same previous run. Pollers wait (busy timeout) for the few milliseconds this takes.
-    let tx =
-        rusqlite::Transaction::new_unchecked(store.conn(), TransactionBehavior::Immediate)?;
+    let tx = rusqlite::Transaction::new_unchecked(store.conn(), TransactionBehavior::Immediate)?;
     let prev: Option<(String, i64)> = tx
         .query_row(
             "SELECT period_end, last_item_id FROM digest_runs ORDER BY id DESC LIMIT 1",
@@ -599,7 +627,8 @@ pub fn scheduled_runs(store: &Store) -> Result<Vec<DigestRun>> {
     for row in rows {
         let (id, start, end, after, last, items, files) = row?;
         let time = |s: &str| {
-            parse_ts(s).ok_or_else(|| StoreError::Corrupt(format!("digest run {id}: bad time {s:?}")))
+            parse_ts(s)
+                .ok_or_else(|| StoreError::Corrupt(format!("digest run {id}: bad time {s:?}")))
         };
         out.push(DigestRun {
             id,
@@ -615,3 +644,58 @@ pub fn scheduled_runs(store: &Store) -> Result<Vec<DigestRun>> {
     Ok(out)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_periods_follow_dst_in_the_time_zone() {
+        let london = chrono_tz::Europe::London;
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        let spring = Period::day(d(2015, 3, 29), london).unwrap();
+        assert_eq!(spring.end - spring.start, chrono::Duration::hours(23));
+        let autumn = Period::day(d(2015, 10, 25), london).unwrap();
+        assert_eq!(autumn.end - autumn.start, chrono::Duration::hours(25));
+        let summer = Period::day(d(2015, 7, 1), london).unwrap();
+        assert_eq!(ts(summer.start), "2015-06-30T23:00:00.000Z");
+        // Midnight that does not exist (Santiago jumps 00:00 → 01:00): the day starts at 01:00.
+        let santiago = Period::day(d(2022, 9, 11), chrono_tz::America::Santiago).unwrap();
+        assert_eq!(ts(santiago.start), "2022-09-11T04:00:00.000Z");
+    }
+
+    #[test]
+    fn formats_parse_and_name_files() {
+        assert_eq!(Format::parse(" Markdown "), Some(Format::Md));
+        assert_eq!(Format::parse("txt"), Some(Format::Text));
+        assert_eq!(Format::parse("pdf"), None);
+        let exts: Vec<&str> = [Format::Md, Format::Html, Format::Text, Format::Json]
+            .iter()
+            .map(|f| f.extension())
+            .collect();
+        assert_eq!(exts, vec!["md", "html", "txt", "json"]);
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_files_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new/sub/d.md");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("d.md")]);
+    }
+
+    #[test]
+    fn free_stem_adds_a_counter_when_the_day_has_a_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = NaiveDate::from_ymd_opt(2015, 11, 9).unwrap();
+        let fs = [Format::Md, Format::Json];
+        assert_eq!(free_stem(dir.path(), &day, &fs), "digest-2015-11-09");
+        std::fs::write(dir.path().join("digest-2015-11-09.json"), "{}").unwrap();
+        assert_eq!(free_stem(dir.path(), &day, &fs), "digest-2015-11-09-2");
+    }
+}

@@ -81,7 +81,10 @@ fn sources(e: &Entry) -> String {
         Some((first, rest)) => format!(
             "{} (also in: {})",
             sanitize(first),
-            rest.iter().map(|f| sanitize(f)).collect::<Vec<_>>().join(", ")
+            rest.iter()
+                .map(|f| sanitize(f))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -135,8 +138,18 @@ fn problem_line(p: &super::FeedProblem, tz: Tz) -> (String, String) {
             ),
             since
         ),
-        p.last_error.clone().unwrap_or_else(|| "unknown error".into()),
+        p.last_error
+            .clone()
+            .unwrap_or_else(|| "unknown error".into()),
     )
+}
+
+/// Entries of `sec` shown in full under an earlier section.
+fn cross_refs(sec: &super::Section) -> Vec<&Entry> {
+    sec.entries
+        .iter()
+        .filter(|e| e.listed_under != sec.rule)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,7 +207,7 @@ fn markdown(d: &Digest) -> String {
             md_text(&sec.rule),
             sec.entries.len()
         ));
-        for e in &sec.entries {
+        for e in sec.entries.iter().filter(|e| e.listed_under == sec.rule) {
             let heading = match web_link(e.link.as_deref()) {
                 Some(u) => format!("[{}]({})", md_text(&e.title), md_url(&u)),
                 None => md_text(&e.title),
@@ -207,6 +220,21 @@ fn markdown(d: &Digest) -> String {
             }
             if !e.snippet.trim().is_empty() {
                 s.push_str(&format!("\n> {}\n", md_snippet(e)));
+            }
+        }
+        let refs = cross_refs(sec);
+        if !refs.is_empty() {
+            s.push_str("\nShown above under another rule:\n\n");
+            for e in refs {
+                let t = match web_link(e.link.as_deref()) {
+                    Some(u) => format!("[{}]({})", md_text(&e.title), md_url(&u)),
+                    None => md_text(&e.title),
+                };
+                s.push_str(&format!(
+                    "- {t} — under {} · id {}\n",
+                    md_text(&e.listed_under),
+                    e.id
+                ));
             }
         }
     }
@@ -247,7 +275,7 @@ fn text(d: &Digest) -> String {
     for sec in &d.sections {
         let h = format!("{} ({})", sanitize(&sec.rule), sec.entries.len());
         s.push_str(&format!("\n{h}\n{}\n", "-".repeat(h.chars().count())));
-        for e in &sec.entries {
+        for e in sec.entries.iter().filter(|e| e.listed_under == sec.rule) {
             s.push_str(&format!("\n* {}\n", sanitize(&e.title)));
             if let Some(link) = &e.link {
                 s.push_str(&format!("  {}\n", sanitize(link)));
@@ -265,6 +293,18 @@ fn text(d: &Digest) -> String {
                     })
                     .collect();
                 s.push_str(&format!("  {snip}\n"));
+            }
+        }
+        let refs = cross_refs(sec);
+        if !refs.is_empty() {
+            s.push_str("\nShown above under another rule:\n");
+            for e in refs {
+                s.push_str(&format!(
+                    "- {} — under {} · id {}\n",
+                    sanitize(&e.title),
+                    sanitize(&e.listed_under),
+                    e.id
+                ));
             }
         }
     }
@@ -300,13 +340,17 @@ const BODY: &str = "margin:0;padding:0;background:#f4f4f1;color:#1d1d1b;font-fam
 const PAGE: &str = "max-width:720px;margin:0 auto;padding:24px 16px;background:#ffffff";
 const H1: &str = "font-size:24px;margin:0 0 8px 0";
 const META: &str = "color:#5f5f5a;font-size:14px;margin:0 0 4px 0";
-const SUMMARY: &str = "margin:16px 0;padding:12px 16px;background:#eef3f8;border-left:4px solid #2f6690";
-const H2: &str = "font-size:20px;margin:32px 0 8px 0;padding-bottom:4px;border-bottom:1px solid #d8d8d2";
+const SUMMARY: &str =
+    "margin:16px 0;padding:12px 16px;background:#eef3f8;border-left:4px solid #2f6690";
+const H2: &str =
+    "font-size:20px;margin:32px 0 8px 0;padding-bottom:4px;border-bottom:1px solid #d8d8d2";
 const ITEM: &str = "margin:16px 0 20px 0";
 const H3: &str = "font-size:17px;margin:0 0 4px 0";
 const A: &str = "color:#1a4f7a;text-decoration:underline";
-const SNIPPET: &str = "margin:6px 0 0 0;padding-left:12px;border-left:3px solid #d8d8d2;color:#33332f";
+const SNIPPET: &str =
+    "margin:6px 0 0 0;padding-left:12px;border-left:3px solid #d8d8d2;color:#33332f";
 const MARK: &str = "background:#fff1a8;color:inherit;padding:0 1px";
+const REF: &str = "margin:2px 0 2px 12px;font-size:15px";
 const PROBLEM: &str = "margin:4px 0;color:#7a1f1f";
 
 fn html(d: &Digest) -> String {
@@ -315,7 +359,9 @@ fn html(d: &Digest) -> String {
     s.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     s.push_str(&format!("<title>{t}</title>\n</head>\n"));
-    s.push_str(&format!("<body style=\"{BODY}\">\n<div style=\"{PAGE}\">\n"));
+    s.push_str(&format!(
+        "<body style=\"{BODY}\">\n<div style=\"{PAGE}\">\n"
+    ));
     s.push_str(&format!("<h1 style=\"{H1}\">{t}</h1>\n"));
     s.push_str(&format!(
         "<p style=\"{META}\">Period: {} ({})</p>\n",
@@ -344,7 +390,7 @@ fn html(d: &Digest) -> String {
             esc(&sec.rule),
             sec.entries.len()
         ));
-        for e in &sec.entries {
+        for e in sec.entries.iter().filter(|e| e.listed_under == sec.rule) {
             s.push_str(&format!("<div style=\"{ITEM}\">\n"));
             match web_link(e.link.as_deref()) {
                 Some(u) => s.push_str(&format!(
@@ -380,6 +426,27 @@ fn html(d: &Digest) -> String {
                 s.push_str(&format!("<p style=\"{SNIPPET}\">{snip}</p>\n"));
             }
             s.push_str("</div>\n");
+        }
+        let refs = cross_refs(sec);
+        if !refs.is_empty() {
+            s.push_str(&format!(
+                "<p style=\"{META}\">Shown above under another rule:</p>\n"
+            ));
+            for e in refs {
+                let t = match web_link(e.link.as_deref()) {
+                    Some(u) => format!(
+                        "<a style=\"{A}\" href=\"{}\">{}</a>",
+                        attr(u.as_str()),
+                        esc(&e.title)
+                    ),
+                    None => esc(&e.title),
+                };
+                s.push_str(&format!(
+                    "<p style=\"{REF}\">{t} — under {} · id {}</p>\n",
+                    esc(&e.listed_under),
+                    e.id
+                ));
+            }
         }
     }
     if !d.feed_problems.is_empty() {
