@@ -13,8 +13,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, ConfigSource, Settings};
+use crate::digest::{self, Period};
 use crate::matcher::{Matcher, Query};
 use crate::poll::{self, Outcome, Runtime, Summary};
+use crate::review;
 use crate::schedule::Schedule;
 use crate::store::{MatchFilter, MatchRow, Store};
 
@@ -64,6 +66,14 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff) to stdout
     Man,
+    /// Print (or write) a digest of matches first seen in a period (default: the last 24 hours)
+    Digest(DigestArgs),
+    /// Print one match in full: text, links, feeds, rules and terms, status
+    Show(ShowArgs),
+    /// Set the review status of matches (read, starred, dismissed, or back to new)
+    Mark(MarkArgs),
+    /// Matches per rule, feed and day since a time, and each feed's health
+    Stats(StatsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +148,25 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// Matches first seen in this long up to now (e.g. 24h, 7d)
+    #[arg(long, value_name = "DURATION", conflicts_with = "date", value_parser = parse_duration)]
+    pub since: Option<chrono::Duration>,
+    /// Matches first seen on this calendar day in the configured time zone (e.g. 2015-11-09)
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<NaiveDate>,
+    /// Only matches of this rule
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = digest::Format::Md)]
+    pub format: digest::Format,
+    /// Write to this file (atomically) instead of standard output
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     /// Atom 1.0
@@ -156,6 +185,68 @@ pub struct CompletionsArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListFormat {
     Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Match id (as printed by query and digest)
+    #[arg(value_name = "ID")]
+    pub id: i64,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ReviewFormat::Text)]
+    pub format: ReviewFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("status").required(true).args(["read", "star", "dismiss", "new"])))]
+pub struct MarkArgs {
+    /// Match ids
+    #[arg(value_name = "ID", required = true, num_args = 1..)]
+    pub ids: Vec<i64>,
+    /// Mark as read
+    #[arg(long)]
+    pub read: bool,
+    /// Mark as starred
+    #[arg(long)]
+    pub star: bool,
+    /// Mark as dismissed (left out of digests)
+    #[arg(long)]
+    pub dismiss: bool,
+    /// Mark as new again
+    #[arg(long)]
+    pub new: bool,
+}
+
+impl MarkArgs {
+    /// The status the flags ask for.
+    pub fn status(&self) -> Status {
+        if self.read {
+            Status::Read
+        } else if self.star {
+            Status::Starred
+        } else if self.dismiss {
+            Status::Dismissed
+        } else {
+            Status::New
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Window: matches first seen in this long up to now (e.g. 24h, 7d)
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub since: chrono::Duration,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ReviewFormat::Text)]
+    pub format: ReviewFormat,
+}
+
+/// Output format of `show` and `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReviewFormat {
+    Text,
     Json,
 }
 
@@ -244,6 +335,13 @@ pub fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
     Utc::now()
         .checked_sub_signed(d)
         .ok_or_else(|| format!("duration {s:?} is too long"))
+}
+
+/// A duration like `24h`, `7d`, `90m`.
+pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|_| format!("expected a duration like 24h or 7d, got {s:?}"))?;
+    chrono::Duration::from_std(d).map_err(|_| format!("duration {s:?} is too long"))
 }
 
 /// Load the config the flags point at, or fail with a usage error.
@@ -578,6 +676,209 @@ pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) 
                 writeln!(out, "{}", fit(&line, terminal_width().max(100)))?;
             }
         }
+    }
+    Ok(())
+}
+/// Open the database for a read-only command: an empty in-memory one when nothing was polled
+/// yet (a read never creates the file).
+fn open_for_read(settings: &Settings) -> Result<Store> {
+    if settings.database.exists() {
+        open_store(settings)
+    } else {
+        Store::open(std::path::Path::new(":memory:")).context("cannot open an empty database")
+    }
+}
+
+/// `newswatch digest`.
+pub fn digest(
+    settings: &Settings,
+    args: &DigestArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let tz = settings.schedule.timezone;
+    let period = match args.date {
+        Some(date) => Period::day(date, tz).map_err(|e| UsageError(e.to_string()))?,
+        None => Period::last(args.since.unwrap_or(chrono::Duration::hours(24)), now),
+    };
+    let store = open_for_read(settings)?;
+    if let Some(rule) = &args.rule
+        && !settings.rules.iter().any(|r| &r.name == rule)
+        && !review::rule_is_known(&store, rule).context("cannot read rules")?
+    {
+        bail!(UsageError(format!(
+            "no rule named {rule:?} in the config or the database"
+        )));
+    }
+    let d = digest::build(&store, period, args.rule.as_deref(), tz, now)
+        .context("cannot build the digest")?;
+    let text = digest::render(&d, args.format);
+    match &args.out {
+        Some(path) => digest::write_atomic(path, text.as_bytes())?,
+        None => out.write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// `newswatch show`.
+pub fn show(settings: &Settings, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
+    let store = open_for_read(settings)?;
+    let Some(m) = review::show(&store, args.id).context("cannot read the match")? else {
+        bail!("no match with id {}", args.id);
+    };
+    if args.format == ReviewFormat::Json {
+        serde_json::to_writer_pretty(&mut *out, &m)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let tz = settings.schedule.timezone;
+    writeln!(out, "#{}  {}", m.id, sanitize(&m.title))?;
+    let field = |out: &mut dyn Write, k: &str, v: &str| writeln!(out, "{k:<12}{v}");
+    field(
+        out,
+        "link:",
+        &m.link
+            .as_deref()
+            .map(sanitize)
+            .unwrap_or_else(|| "(none)".into()),
+    )?;
+    field(
+        out,
+        "published:",
+        &m.published
+            .as_deref()
+            .map(|p| review::local(p, tz))
+            .unwrap_or_else(|| "(unknown)".into()),
+    )?;
+    field(out, "first seen:", &review::local(&m.first_seen, tz))?;
+    field(out, "updated:", &review::local(&m.updated, tz))?;
+    field(out, "status:", &m.status)?;
+    if !m.authors.is_empty() {
+        field(out, "authors:", &sanitize(&m.authors.join(", ")))?;
+    }
+    writeln!(out, "feeds:")?;
+    for f in &m.feeds {
+        let title = f
+            .title
+            .as_deref()
+            .map(|t| format!(" \"{}\"", sanitize(t)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {}{title} <{}> since {}",
+            sanitize(&f.name),
+            sanitize(&f.url),
+            review::local(&f.first_seen, tz)
+        )?;
+    }
+    writeln!(out, "rules:")?;
+    for r in &m.rules {
+        writeln!(
+            out,
+            "  {}: {}",
+            sanitize(&r.rule),
+            sanitize(&r.terms.join(", "))
+        )?;
+    }
+    for (name, text) in [
+        ("snippet", &m.snippet),
+        ("summary", &m.summary),
+        ("content", &m.content),
+    ] {
+        if text.trim().is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{name}:")?;
+        for line in text.lines() {
+            writeln!(out, "  {}", sanitize(line))?;
+        }
+    }
+    Ok(())
+}
+
+/// `newswatch mark`. Unknown ids are reported and make it fail (exit 1) after the known ones
+/// are marked.
+pub fn mark(settings: &Settings, args: &MarkArgs, out: &mut dyn Write) -> Result<()> {
+    let status = args.status().as_str();
+    let outcome = if settings.database.exists() {
+        let store = open_store(settings)?;
+        review::mark(&store, &args.ids, status).context("cannot change status")?
+    } else {
+        review::MarkOutcome {
+            not_found: args.ids.clone(),
+            ..Default::default()
+        }
+    };
+    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" ");
+    if !outcome.changed.is_empty() {
+        writeln!(out, "marked {status}: {}", list(&outcome.changed))?;
+    }
+    if !outcome.unchanged.is_empty() {
+        writeln!(out, "already {status}: {}", list(&outcome.unchanged))?;
+    }
+    if !outcome.not_found.is_empty() {
+        bail!("no match with id {}", list(&outcome.not_found));
+    }
+    Ok(())
+}
+
+/// `newswatch stats`.
+pub fn stats(
+    settings: &Settings,
+    args: &StatsArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let tz = settings.schedule.timezone;
+    let store = open_for_read(settings)?;
+    let st = review::stats(&store, now - args.since, tz, now).context("cannot read stats")?;
+    if args.format == ReviewFormat::Json {
+        serde_json::to_writer_pretty(&mut *out, &st)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} matches first seen {} – {}",
+        st.total,
+        st.since.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+        st.until.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+    )?;
+    for (title, counts) in [
+        ("per rule", &st.per_rule),
+        ("per feed", &st.per_feed),
+        ("per day", &st.per_day),
+        ("per status", &st.per_status),
+    ] {
+        writeln!(out, "\n{title}:")?;
+        if counts.is_empty() {
+            writeln!(out, "  (none)")?;
+        }
+        for c in counts {
+            writeln!(out, "  {:<28} {:>6}", sanitize(&c.name), c.count)?;
+        }
+    }
+    writeln!(out, "\nfeed health:")?;
+    if st.feeds.is_empty() {
+        writeln!(out, "  (no feeds polled yet)")?;
+    }
+    for f in &st.feeds {
+        let mut line = format!(
+            "  {:<28} {:<10} failures {:<3}",
+            sanitize(&f.name),
+            f.last_status.as_deref().unwrap_or("never"),
+            f.consecutive_failures
+        );
+        if let Some(t) = &f.last_success {
+            line.push_str(&format!(" last ok {}", review::local(t, tz)));
+        }
+        if let Some(e) = &f.last_error {
+            line.push_str(&format!(" error: {}", sanitize(e)));
+        }
+        if !f.in_config {
+            line.push_str(" (no longer configured)");
+        }
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }

@@ -56,6 +56,22 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(cli::run(source, settings))
         }
+        Command::Digest(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::digest(&settings, args, chrono::Utc::now(), &mut out)
+        }
+        Command::Show(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::show(&settings, args, &mut out)
+        }
+        Command::Mark(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::mark(&settings, args, &mut out)
+        }
+        Command::Stats(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::stats(&settings, args, chrono::Utc::now(), &mut out)
+        }
         Command::Poll(args) => {
             let (_, settings) = cli::load_settings(cli)?;
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -23,6 +23,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The schema, as ordered migrations. Append only.
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_digest.sql"),
     include_str!("../migrations/0003_story_key.sql"),
 ];
 

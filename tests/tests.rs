@@ -5,5 +5,7 @@ mod support;
 
 mod cli_poll;
 mod daemon;
+mod digest;
 mod ecosystem;
 mod fetch;
+mod review;
