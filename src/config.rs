@@ -20,6 +20,9 @@ use crate::matcher::Query;
 /// The built-in default configuration (config/newswatch.toml), used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/newswatch.toml");
 
+/// Default time of the scheduled digest: 07:00 every day.
+pub const DEFAULT_DIGEST_SCHEDULE: &str = "0 7 * * *";
+
 /// Default number of feeds fetched at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Default number of simultaneous requests to one host.
@@ -49,6 +52,7 @@ struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     output: RawOutput,
+    digest: Option<RawDigest>,
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
@@ -70,6 +74,45 @@ struct RawStorage {
 struct RawOutput {
     atom: Option<Spanned<String>>,
     json_feed: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDigest {
+    schedule: Option<Spanned<String>>,
+    dir: Option<Spanned<String>>,
+    #[serde(default)]
+    formats: Vec<Spanned<String>>,
+    email: Option<RawEmail>,
+    webhook: Option<RawWebhook>,
+    /// Delivery attempts (default 3).
+    attempts: Option<u32>,
+    /// First retry delay, doubled each time (default "30s").
+    retry_delay: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    host: Spanned<String>,
+    port: Option<u16>,
+    /// "starttls" (default), "tls" or "plain" (loopback only).
+    security: Option<Spanned<String>>,
+    from: String,
+    to: Vec<String>,
+    username: Option<String>,
+    /// Name of the environment variable holding the password.
+    password_env: Option<String>,
+    /// File holding the password (relative to the config's folder).
+    password_file: Option<String>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: Spanned<String>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -133,6 +176,8 @@ pub struct Settings {
     pub rules: Vec<RuleSettings>,
     /// Files kept up to date with the stored matches (`[output]`).
     pub output: OutputSettings,
+    /// The scheduled digest (`[digest]`); `None` when the section is absent.
+    pub digest: Option<crate::digest::DigestSettings>,
 }
 
 /// `[output]`: feeds of the stored matches that the daemon rewrites after each poll, so any
@@ -414,6 +459,10 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         atom: output_path(&raw.output.atom, "atom")?,
         json_feed: output_path(&raw.output.json_feed, "json_feed")?,
     };
+    let digest = match &raw.digest {
+        None => None,
+        Some(d) => Some(digest_settings(d, base, &duration, &err)?),
+    };
 
     let mut rules = Vec::with_capacity(raw.rules.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -455,6 +504,137 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         feeds,
         rules,
         output,
+        digest,
+    })
+}
+
+/// Reads an optional humantime duration, with a default, reporting errors at its position.
+type DurationParser<'a> = dyn Fn(&Option<Spanned<String>>, Duration) -> Result<Duration, ConfigError> + 'a;
+
+/// `[digest]` → [`crate::digest::DigestSettings`].
+fn digest_settings(
+    d: &RawDigest,
+    base: &Path,
+    duration: &DurationParser<'_>,
+    err: &dyn Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<crate::digest::DigestSettings, ConfigError> {
+    use crate::digest::{
+        DigestSettings, EmailSecurity, EmailSettings, Format, RetryPolicy, SecretSource,
+        WebhookSettings,
+    };
+    let schedule = match &d.schedule {
+        None => DEFAULT_DIGEST_SCHEDULE.to_string(),
+        Some(s) => {
+            crate::schedule::Schedule::parse(s.get_ref())
+                .map_err(|e| err(Some(s.span()), format!("digest.schedule: {e}")))?;
+            s.get_ref().clone()
+        }
+    };
+    let dir = match &d.dir {
+        Some(s) if s.get_ref().trim().is_empty() => {
+            return Err(err(Some(s.span()), "digest.dir is empty".into()));
+        }
+        Some(s) => base.join(s.get_ref().trim()),
+        None => base.join("digests"),
+    };
+    let mut formats = Vec::new();
+    for f in &d.formats {
+        let fmt = Format::parse(f.get_ref()).ok_or_else(|| {
+            err(
+                Some(f.span()),
+                format!(
+                    "unknown digest format {:?} (use md, html, text or json)",
+                    f.get_ref()
+                ),
+            )
+        })?;
+        if !formats.contains(&fmt) {
+            formats.push(fmt);
+        }
+    }
+    let email = match &d.email {
+        None => None,
+        Some(e) => {
+            let security = match e
+                .security
+                .as_ref()
+                .map(|s| (s, s.get_ref().to_ascii_lowercase()))
+            {
+                None => EmailSecurity::StartTls,
+                Some((_, v)) if v == "starttls" => EmailSecurity::StartTls,
+                Some((_, v)) if v == "tls" => EmailSecurity::Tls,
+                Some((_, v)) if v == "plain" => EmailSecurity::Plain,
+                Some((s, _)) => {
+                    return Err(err(
+                        Some(s.span()),
+                        "digest.email.security must be starttls, tls or plain".into(),
+                    ));
+                }
+            };
+            if e.host.get_ref().trim().is_empty() {
+                return Err(err(
+                    Some(e.host.span()),
+                    "digest.email.host is empty".into(),
+                ));
+            }
+            let password = match (&e.password_env, &e.password_file) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        None,
+                        "digest.email: give password_env or password_file, not both".into(),
+                    ));
+                }
+                (Some(v), None) => Some(SecretSource::Env(v.clone())),
+                (None, Some(f)) => Some(SecretSource::File(base.join(f))),
+                (None, None) => None,
+            };
+            Some(EmailSettings {
+                host: e.host.get_ref().trim().to_string(),
+                port: e.port.unwrap_or(match security {
+                    EmailSecurity::Tls => 465,
+                    EmailSecurity::StartTls => 587,
+                    EmailSecurity::Plain => 25,
+                }),
+                security,
+                from: e.from.clone(),
+                to: e.to.clone(),
+                username: e.username.clone(),
+                password,
+                timeout: duration(&e.timeout, Duration::from_secs(30))?,
+            })
+        }
+    };
+    let webhook = match &d.webhook {
+        None => None,
+        Some(w) => {
+            let url = Url::parse(w.url.get_ref())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    err(
+                        Some(w.url.span()),
+                        format!(
+                            "digest.webhook.url: invalid http(s) URL {:?}",
+                            w.url.get_ref()
+                        ),
+                    )
+                })?;
+            Some(WebhookSettings {
+                url,
+                timeout: duration(&w.timeout, Duration::from_secs(30))?,
+            })
+        }
+    };
+    Ok(DigestSettings {
+        schedule,
+        dir,
+        formats,
+        email,
+        webhook,
+        retry: RetryPolicy {
+            attempts: d.attempts.unwrap_or(3).max(1),
+            base_delay: duration(&d.retry_delay, Duration::from_secs(30))?,
+        },
     })
 }
 
@@ -687,6 +867,31 @@ mod tests {
             );
         }
         assert_eq!(s.database, Path::new("/data/newswatch.db"));
+    }
+
+    #[test]
+    fn digest_section_parses_with_defaults_and_rejects_mistakes() {
+        let s = load(
+            "[digest]\nformats = [\"html\", \"json\"]\n[digest.email]\nhost = \"smtp.example\"\nfrom = \"a@x\"\nto = [\"b@x\"]\npassword_env = \"PW\"\n[digest.webhook]\nurl = \"https://hook.example/x\"\n",
+        )
+        .unwrap();
+        let d = s.digest.unwrap();
+        assert_eq!(d.schedule, DEFAULT_DIGEST_SCHEDULE);
+        assert_eq!(d.dir, Path::new("/base/digests"));
+        assert_eq!(d.formats.len(), 2);
+        let email = d.email.unwrap();
+        assert_eq!(email.port, 587);
+        assert_eq!(
+            email.password,
+            Some(crate::digest::SecretSource::Env("PW".into()))
+        );
+        assert!(load("").unwrap().digest.is_none());
+        let e = load("[digest]\nformats = [\"pdf\"]\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 12)), "{e}");
+        let e = load("[digest]\nschedule = \"7am\"\n").unwrap_err();
+        assert!(e.message.contains("digest.schedule"), "{e}");
+        let e = load("[digest.webhook]\nurl = \"ftp://x\"\n").unwrap_err();
+        assert!(e.message.contains("digest.webhook.url"), "{e}");
     }
 
     #[test]

@@ -179,7 +179,13 @@ pub async fn run(
     let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
     schedule_new_feeds(&runtime, &store, &mut due, Utc::now());
     let mut in_flight: HashSet<String> = HashSet::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, DateTime<Utc>)>();
+    // (feed, next due time, whether stored matches changed)
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, DateTime<Utc>, bool)>();
+    let mut outputs_dirty = false;
+    let mut digest_due = first_digest_due(&runtime.settings, &store, Utc::now());
+    if let Some(t) = digest_due {
+        tracing::info!(at = %t, "next digest");
+    }
     let tracker = TaskTracker::new();
     let tasks_stop = CancellationToken::new();
     let mut permits = Arc::new(Semaphore::new(runtime.settings.concurrency));
@@ -221,14 +227,28 @@ pub async fn run(
                 let next = stored_due(&store, &feed.name)
                     .await
                     .unwrap_or_else(|| next_due(&runtime.settings, &feed, &report, 0, Utc::now()));
-                let _ = done.send((feed.name.clone(), next));
+                let changed = matches!(report.outcome, Outcome::Ok(c) if c.new_matches + c.updated_matches > 0);
+                let _ = done.send((feed.name.clone(), next, changed));
             });
+        }
+
+        if outputs_dirty && in_flight.is_empty() {
+            // After a wave of polls: refresh the [output] feeds of matches once.
+            outputs_dirty = false;
+            update_outputs(&runtime, &store).await;
+        }
+        if let Some(at) = digest_due
+            && at <= Utc::now()
+        {
+            write_digest(&runtime, &store).await;
+            digest_due = next_digest_due(&runtime.settings, Utc::now());
         }
 
         let sleep = due
             .iter()
             .filter(|(name, _)| !in_flight.contains(*name))
             .map(|(_, t)| *t)
+            .chain(digest_due)
             .min()
             .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
@@ -236,8 +256,9 @@ pub async fn run(
 
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some((name, next)) = done_rx.recv() => {
+            Some((name, next, changed)) = done_rx.recv() => {
                 in_flight.remove(&name);
+                outputs_dirty |= changed;
                 if runtime.settings.feeds.iter().any(|f| f.name == name) {
                     due.insert(name, next);
                 }
@@ -256,6 +277,10 @@ pub async fn run(
                             .map(|f| f.name.as_str())
                             .collect();
                         due.retain(|name, _| keep.contains(name.as_str()));
+                        let old_digest = old.settings.digest.as_ref().map(|d| d.schedule.clone());
+                        if runtime.settings.digest.as_ref().map(|d| d.schedule.clone()) != old_digest {
+                            digest_due = next_digest_due(&runtime.settings, Utc::now());
+                        }
                         schedule_new_feeds(&runtime, &store, &mut due, Utc::now());
                         tracing::info!(
                             feeds = runtime.settings.feeds.len(),
@@ -282,6 +307,98 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// When the first scheduled digest is due: now if a scheduled time passed since the last
+/// digest (the daemon was down at digest time: catch up), else the next scheduled time.
+fn first_digest_due(
+    settings: &Settings,
+    store: &SharedStore,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let digest = settings.digest.as_ref()?;
+    let schedule = Schedule::parse(&digest.schedule).ok()?;
+    let last_run = {
+        let guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        crate::digest::scheduled_runs(&guard)
+            .ok()
+            .and_then(|runs| runs.last().map(|r| r.period_end))
+    };
+    if let (Some(last), Some(prev)) = (
+        last_run,
+        schedule.prev_at_or_before(now, settings.schedule.timezone),
+    ) && last < prev
+    {
+        tracing::info!(last_digest = %last, missed = %prev, "digest missed while stopped: catching up");
+        return Some(now);
+    }
+    schedule.next_after(now, settings.schedule.timezone)
+}
+
+fn next_digest_due(settings: &Settings, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let digest = settings.digest.as_ref()?;
+    Schedule::parse(&digest.schedule)
+        .ok()?
+        .next_after(now, settings.schedule.timezone)
+}
+
+/// Write the scheduled digest files (always), then deliver them (e-mail, webhook) in the
+/// background with retries; every outcome is logged.
+async fn write_digest(runtime: &Arc<Runtime>, store: &SharedStore) {
+    let Some(settings) = runtime.settings.digest.clone() else {
+        return;
+    };
+    let tz = runtime.settings.schedule.timezone;
+    let st = store.clone();
+    let dir = settings.dir.clone();
+    let formats = settings.formats.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let guard = st.lock().unwrap_or_else(|p| p.into_inner());
+        crate::digest::write_scheduled(&guard, &dir, &formats, tz, Utc::now())
+    })
+    .await;
+    match written {
+        Ok(Ok(run)) => {
+            let files: Vec<String> = run.files.iter().map(|f| f.display().to_string()).collect();
+            tracing::info!(files = %files.join(", "), "digest written");
+            if settings.email.is_some() || settings.webhook.is_some() {
+                tokio::spawn(async move {
+                    for report in crate::digest::deliver(&run.digest, &settings).await {
+                        match report.result {
+                            Ok(()) => tracing::info!(
+                                channel = report.channel,
+                                attempts = report.attempts,
+                                "digest delivered"
+                            ),
+                            Err(reason) => tracing::error!(
+                                channel = report.channel,
+                                attempts = report.attempts,
+                                %reason,
+                                "digest delivery failed"
+                            ),
+                        }
+                    }
+                });
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write digest"),
+        Err(e) => tracing::error!(error = %e, "digest task failed"),
+    }
+}
+
+/// Rewrite the `[output]` Atom / JSON Feed files of matches.
+async fn update_outputs(runtime: &Arc<Runtime>, store: &SharedStore) {
+    let (rt, st) = (runtime.clone(), store.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let guard = st.lock().unwrap_or_else(|p| p.into_inner());
+        crate::export::update_outputs(&rt.settings, &guard)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => tracing::debug!("outputs updated"),
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot update [output] files"),
+        Err(e) => tracing::error!(error = %e, "output task failed"),
+    }
 }
 
 /// Whether two versions of a feed poll the same way (so its due time carries over a reload).

@@ -126,6 +126,15 @@ pub fn backoff(name: &str, failures: u32, base: chrono::Duration) -> chrono::Dur
 }
 
 impl Schedule {
+    /// The last run at or before `at`, with the cron line read in `tz`.
+    pub fn prev_at_or_before(&self, at: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+        let local = at.with_timezone(&tz);
+        self.cron
+            .find_previous_occurrence(&local, true)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
     /// The gap between the next two runs after `after`: the schedule's current interval.
     pub fn interval_after(&self, after: DateTime<Utc>, tz: chrono_tz::Tz) -> chrono::Duration {
         match self

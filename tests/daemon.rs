@@ -279,3 +279,142 @@ fn restart_resumes_the_schedule_instead_of_polling_everything_at_once() {
     );
     assert!(again.stop(Duration::from_secs(8)).success());
 }
+
+/// (id, after_item_id, last_item_id) of every scheduled digest run; empty until the daemon
+/// has created the database.
+fn digest_runs(project: &Project) -> Vec<(i64, i64, i64)> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(conn) = rusqlite::Connection::open_with_flags(project.path("newswatch.db"), flags)
+    else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) =
+        conn.prepare("SELECT id, after_item_id, last_item_id FROM digest_runs ORDER BY id")
+    else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+fn digest_files(project: &Project) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(project.path("digests"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn scheduled_digest_is_written_and_catches_up_after_downtime_without_gap_or_repeat() {
+    let server = TestServer::start();
+    server.route(
+        "/a.rss",
+        Route::ok(
+            "application/rss+xml",
+            rss(&[("a1", "NCA raid"), ("a2", "NCA report")]),
+        ),
+    );
+    let feeds = feed("a", &server.url("/a.rss"));
+    let every_second = format!(
+        "{EVERY_SECOND}[digest]\nschedule = \"* * * * * *\"\ndir = \"digests\"\nformats = [\"html\", \"json\"]\n{feeds}{NCA_RULE}"
+    );
+    let project = Project::new(&every_second);
+    let mut daemon = Daemon::start(&project);
+    wait_until(
+        "a digest listing both matches",
+        Duration::from_secs(15),
+        || digest_runs(&project).iter().any(|(_, _, last)| *last >= 2),
+    );
+    assert!(daemon.stop(Duration::from_secs(8)).success());
+    let files = digest_files(&project);
+    assert!(files.iter().any(|f| f.ends_with(".md")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with(".html")) && files.iter().any(|f| f.ends_with(".json")),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.contains(".tmp")),
+        "atomic writes leave no temp files: {files:?}"
+    );
+
+    // Pretend the daemon was down at the last 07:00 digest: the last run ended long ago.
+    let before = digest_runs(&project);
+    {
+        let conn = rusqlite::Connection::open(project.path("newswatch.db")).expect("open");
+        conn.execute(
+            "UPDATE digest_runs SET period_end = '2020-01-01T00:00:00.000Z'",
+            [],
+        )
+        .expect("update");
+    }
+    server.route(
+        "/a.rss",
+        Route::ok(
+            "application/rss+xml",
+            rss(&[
+                ("a1", "NCA raid"),
+                ("a2", "NCA report"),
+                ("a3", "NCA appeal"),
+            ]),
+        ),
+    );
+    project.write_config(&format!(
+        "{EVERY_SECOND}[digest]\nschedule = \"0 7 * * *\"\ndir = \"digests\"\n{feeds}{NCA_RULE}"
+    ));
+    let mut again = Daemon::start(&project);
+    wait_until("the catch-up digest", Duration::from_secs(15), || {
+        digest_runs(&project).len() > before.len()
+    });
+    assert!(again.log().contains("catching up"), "{}", again.log());
+    let runs = digest_runs(&project);
+    for pair in runs.windows(2) {
+        assert_eq!(
+            pair[1].1, pair[0].2,
+            "each run starts where the previous one ended: {runs:?}"
+        );
+    }
+    assert!(again.stop(Duration::from_secs(8)).success());
+}
+
+#[test]
+fn output_atom_file_is_kept_up_to_date_after_polls() {
+    let server = TestServer::start();
+    server.route(
+        "/a.rss",
+        Route::ok("application/rss+xml", rss(&[("a1", "NCA raid")])),
+    );
+    let project = Project::new(&format!(
+        "{EVERY_SECOND}[output]\natom = \"out/matches.atom\"\n{}{NCA_RULE}",
+        feed("a", &server.url("/a.rss"))
+    ));
+    let mut daemon = Daemon::start(&project);
+    let atom = project.path("out/matches.atom");
+    wait_until("matches.atom written", Duration::from_secs(15), || {
+        atom.exists()
+    });
+    server.route(
+        "/a.rss",
+        Route::ok(
+            "application/rss+xml",
+            rss(&[("a1", "NCA raid"), ("a2", "NCA arrests")]),
+        ),
+    );
+    wait_until(
+        "matches.atom has the new match",
+        Duration::from_secs(15),
+        || {
+            std::fs::read(&atom)
+                .ok()
+                .and_then(|b| feed_rs::parser::parse(&b[..]).ok())
+                .is_some_and(|f| f.entries.len() == 2)
+        },
+    );
+    assert!(daemon.stop(Duration::from_secs(8)).success());
+}
