@@ -55,16 +55,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Run => {
             let (source, settings) = cli::load_settings(cli)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = newswatch::poll::build_runtime()?;
             rt.block_on(cli::run(source, settings))
         }
         Command::Poll(args) => {
             let (_, settings) = cli::load_settings(cli)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = newswatch::poll::build_runtime()?;
             rt.block_on(cli::poll(settings, args, &mut std::io::stderr()))?;
             Ok(())
         }
