@@ -509,7 +509,8 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
 }
 
 /// Reads an optional humantime duration, with a default, reporting errors at its position.
-type DurationParser<'a> = dyn Fn(&Option<Spanned<String>>, Duration) -> Result<Duration, ConfigError> + 'a;
+type DurationParser<'a> =
+    dyn Fn(&Option<Spanned<String>>, Duration) -> Result<Duration, ConfigError> + 'a;
 
 /// `[digest]` → [`crate::digest::DigestSettings`].
 fn digest_settings(

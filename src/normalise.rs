@@ -7,8 +7,8 @@
 
 use std::borrow::Cow;
 
-use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 /// Plain text from a feed's HTML or text field: tags removed (script/style content dropped),
 /// entities decoded (named, decimal, hex), NFKC, control characters removed, every run of
@@ -18,24 +18,75 @@ pub fn to_plain_text(input: &str) -> String {
     // the literal text "<b>" and `&amp;amp;` is decoded exactly once (to "&amp;").
     let stripped = strip_tags(input);
     let decoded = html_escape::decode_html_entities(&stripped);
-    let mut out = String::with_capacity(decoded.len());
-    let mut pending_space = false;
-    for c in decoded.nfkc() {
+    let mut out = Folder {
+        out: String::with_capacity(decoded.len()),
+        pending_space: false,
+    };
+    nfkc_into(&decoded, &mut out);
+    out.out
+}
+
+/// NFKC of `text`, fed char by char to `out`, without paying for normalisation where the text
+/// is already normal. NFKC (decompose + recompose every char) was the costliest step of a
+/// cold poll, and feed text is mostly ASCII with a few `&nbsp;`, `…` or accented letters.
+///
+/// The text is cut just before ASCII characters, which is safe: an ASCII character never
+/// composes with what precedes it and, being a starter, stops canonical reordering, so the NFKC
+/// of the whole is the concatenation of the NFKC of the pieces. ASCII runs are normal as they
+/// are; each non-ASCII run (with the ASCII character before it, which a combining mark may
+/// compose with) is normalised only when the quick check cannot prove it normal already.
+fn nfkc_into(text: &str, out: &mut Folder) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let mut j = i;
+        while j < bytes.len() && bytes[j].is_ascii() {
+            j += 1;
+        }
+        // text[seg..j] is non-empty ASCII unless j == i (only possible at the start).
+        let seg = if j > i { j - 1 } else { i };
+        text[i..seg].chars().for_each(|c| out.push(c));
+        if j == bytes.len() {
+            text[seg..].chars().for_each(|c| out.push(c));
+            break;
+        }
+        let mut k = j;
+        while k < bytes.len() && !bytes[k].is_ascii() {
+            k += 1;
+        }
+        // Cut points are ASCII bytes (or the end), hence char boundaries.
+        let piece = &text[seg..k];
+        if is_nfkc_quick(piece.chars()) == IsNormalized::Yes {
+            piece.chars().for_each(|c| out.push(c));
+        } else {
+            piece.nfkc().for_each(|c| out.push(c));
+        }
+        i = k;
+    }
+}
+
+/// The last pass of [`to_plain_text`]: drops invisible characters and folds whitespace.
+struct Folder {
+    out: String,
+    pending_space: bool,
+}
+
+impl Folder {
+    fn push(&mut self, c: char) {
         match classify(c) {
-            CharClass::Space => pending_space = true,
+            CharClass::Space => self.pending_space = true,
             CharClass::Drop => {}
             CharClass::Keep => {
                 // Leading whitespace is never emitted and trailing whitespace stays pending, so
                 // the result is trimmed without a second pass.
-                if pending_space && !out.is_empty() {
-                    out.push(' ');
+                if self.pending_space && !self.out.is_empty() {
+                    self.out.push(' ');
                 }
-                pending_space = false;
-                out.push(c);
+                self.pending_space = false;
+                self.out.push(c);
             }
         }
     }
-    out
 }
 
 enum CharClass {
@@ -376,6 +427,36 @@ pub(crate) fn fold_cow(token: &str) -> Cow<'_, str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn piecewise_nfkc_equals_whole_text_nfkc() {
+        let cases = [
+            "plain ascii only",
+            "cafe\u{301} au lait",
+            "\u{301}leading mark",
+            "Investigatory\u{a0}Powers\u{a0}Bill",
+            "ﬁnal … “quoted” — dash",
+            "ｆｕｌｌｗｉｄｔｈ ＧＣＨＱ and ①②",
+            "a\u{308}\u{301}b o\u{31b}\u{323}x",
+            "Ελληνικά και Русский, 한국어 가\u{11a8}",
+            "ends with mark e\u{301}",
+            "",
+            "é",
+        ];
+        for text in cases {
+            let mut piecewise = Folder {
+                out: String::new(),
+                pending_space: false,
+            };
+            nfkc_into(text, &mut piecewise);
+            let mut whole = Folder {
+                out: String::new(),
+                pending_space: false,
+            };
+            text.nfkc().for_each(|c| whole.push(c));
+            assert_eq!(piecewise.out, whole.out, "{text:?}");
+        }
+    }
 
     #[test]
     fn plain_text_table() {
