@@ -6,3 +6,4 @@ mod support;
 mod cli_poll;
 mod daemon;
 mod fetch;
+mod hostile;
