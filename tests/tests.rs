@@ -5,5 +5,6 @@ mod support;
 
 mod cli_poll;
 mod daemon;
+mod faults;
 mod fetch;
 mod hostile;
