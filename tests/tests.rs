@@ -5,6 +5,7 @@ mod support;
 
 mod cli_poll;
 mod daemon;
+mod edges;
 mod faults;
 mod fetch;
 mod hostile;
