@@ -540,3 +540,35 @@ fn fifty_megabyte_item_with_default_cap_is_too_large() {
     );
     assert_eq!(titles_of_feed(&db(&project), "ok"), ["NCA fine"]);
 }
+
+/// Peak memory of one `poll` over every hostile feed (GNU time's "Maximum resident set size").
+/// Prints the figure and checks it stays within the documented bound (docs/RELIABILITY.md):
+/// `cargo test -- --ignored --nocapture peak_rss`.
+#[test]
+#[ignore = "measurement: needs /usr/bin/time, prints the peak RSS of a hostile poll"]
+fn peak_rss_of_a_hostile_poll() {
+    let server = TestServer::start();
+    let project = Project::new(&hostile_config(&server));
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(assert_cmd::cargo::cargo_bin("newswatch"))
+        .arg("--config")
+        .arg(project.path("newswatch.toml"))
+        .arg("poll")
+        .current_dir(project.dir.path())
+        .output()
+        .expect("run /usr/bin/time");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kib: u64 = err
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS in: {err}"));
+    eprintln!("peak RSS of a hostile poll: {} MiB", kib / 1024);
+    // 32 feeds at once × 4 MiB cap = 128 MiB of bodies at most, plus parsing the 1.5 MB
+    // 10,000-item document; the bound documented is concurrency × cap × 4 + 64 MiB.
+    assert!(kib / 1024 < 32 * 4 * 4 + 64, "{} MiB", kib / 1024);
+}
