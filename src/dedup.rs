@@ -143,7 +143,9 @@ pub fn canonical_url(link: &str) -> Option<String> {
         out.push('?');
         out.push_str(&q);
     }
-    Some(out)
+    // Parse the result once more so the form is a fixed point: trimming dots can turn a name
+    // into an address ("4.." → "4", which a URL parser reads as 0.0.0.4).
+    Some(Url::parse(&out).map(|u| u.to_string()).unwrap_or(out))
 }
 
 fn is_tracking_param(name: &str) -> bool {
@@ -265,5 +267,24 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&b));
         b.content = "edited".into();
         assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+
+    /// Found by fuzzing (canonical_url): trimming trailing dots turned the host "4.." into
+    /// "4", which parses as the address 0.0.0.4, so canon(canon(x)) != canon(x).
+    #[test]
+    fn canonical_url_is_idempotent_for_numeric_host_with_trailing_dots() {
+        for link in [
+            "https:/4../?a=b",
+            "http://0x7f.1../x",
+            "http://EXAMPLE.com./a?utm_source=z&b=1#f",
+        ] {
+            let once = canonical_url(link);
+            assert!(once.is_some(), "{link}");
+            assert_eq!(once.as_deref().and_then(canonical_url), once, "{link}");
+        }
+        assert_eq!(
+            canonical_url("https:/4../").as_deref(),
+            Some("https://0.0.0.4/")
+        );
     }
 }
