@@ -144,8 +144,9 @@ pub fn canonical_url(link: &str) -> Option<String> {
         out.push_str(&q);
     }
     // Parse the result once more so the form is a fixed point: trimming dots can turn a name
-    // into an address ("4.." → "4", which a URL parser reads as 0.0.0.4).
-    Some(Url::parse(&out).map(|u| u.to_string()).unwrap_or(out))
+    // into an address ("4.." → "4", which a URL parser reads as 0.0.0.4) or into no valid
+    // host at all ("a..0.." → "a..0"); the latter has no canonical form.
+    Url::parse(&out).ok().map(|u| u.to_string())
 }
 
 fn is_tracking_param(name: &str) -> bool {
