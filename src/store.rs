@@ -177,6 +177,14 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 impl Store {
     /// Open (creating if needed) the database at `path`, set pragmas and apply migrations.
     pub fn open(path: &Path) -> Result<Store> {
@@ -192,21 +200,42 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| open_err(e.to_string()))?;
         // WAL lets readers (query, feeds) work while a poll or the daemon writes.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| open_err(e.to_string()))?;
+        // Switching a new database to WAL needs an exclusive lock, and SQLite reports
+        // SQLITE_BUSY at once (without the busy handler) when another connection is opening
+        // the same file: retry for up to the busy timeout.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other.map_err(|e| open_err(e.to_string()))?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::debug!(mode, "database not in WAL mode");
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|e| open_err(e.to_string()))?;
         let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
-        migrations
-            .to_latest(&mut conn)
-            .map_err(|e| StoreError::Migrate {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        // Two processes opening a new database at once (the daemon starting, a `query` beside
+        // it) both read schema version 0; the loser's migration fails ("table … already
+        // exists") once the winner has committed, and the schema is then current. Trying again
+        // is a no-op in that case and reports the real error in any other.
+        // Bounded (~0.5 s) so that a real migration error is still reported promptly; ordinary
+        // lock waits happen inside, under the busy timeout.
+        let mut migrated = migrations.to_latest(&mut conn);
+        for _ in 0..50 {
+            if migrated.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            migrated = migrations.to_latest(&mut conn);
+        }
+        migrated.map_err(|e| StoreError::Migrate {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -650,6 +679,31 @@ mod tests {
             .sync_feeds(&[feed("a", "http://a/feed"), feed("b", "http://b/feed")])
             .unwrap();
         (dir, store)
+    }
+
+    /// Found by the daemon tests under load: `newswatch run` and `newswatch query` opening a
+    /// new database at the same moment both saw schema version 0; the loser's migration then
+    /// failed with "table feeds already exists" and the command died.
+    #[test]
+    fn concurrent_first_open_of_a_new_database_migrates_once() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.sqlite");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for h in handles {
+                let r = h.join().unwrap();
+                assert!(r.is_ok(), "{r:?}");
+            }
+        }
     }
 
     #[test]
