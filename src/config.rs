@@ -124,10 +124,9 @@ struct RawHttp {
     timeout: Option<Spanned<String>>,
     max_redirects: Option<usize>,
     max_body_bytes: Option<u64>,
-    user_agent: Option<String>,
+    user_agent: Option<Spanned<String>>,
     proxy: Option<Spanned<String>>,
-    #[serde(default)]
-    headers: HashMap<String, String>,
+    headers: Option<Spanned<HashMap<String, String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -144,9 +143,8 @@ struct RawFeed {
     url: Spanned<String>,
     schedule: Option<Spanned<String>>,
     proxy: Option<Spanned<String>>,
-    user_agent: Option<String>,
-    #[serde(default)]
-    headers: HashMap<String, String>,
+    user_agent: Option<Spanned<String>>,
+    headers: Option<Spanned<HashMap<String, String>>>,
     timeout: Option<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
@@ -267,10 +265,20 @@ pub fn load(source: &ConfigSource) -> Result<Settings, ConfigError> {
     match source {
         ConfigSource::BuiltIn => load_str(DEFAULT_CONFIG, None, &default_data_dir()),
         ConfigSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            let bytes = std::fs::read(path).map_err(|e| ConfigError {
                 origin: path.display().to_string(),
                 position: None,
                 message: format!("cannot read config: {e}"),
+            })?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                // Point at the first bad byte, like every other config mistake.
+                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let valid = String::from_utf8_lossy(good);
+                ConfigError {
+                    origin: path.display().to_string(),
+                    position: Some(LineIndex::new(&valid).position(valid.len())),
+                    message: "config is not valid UTF-8".into(),
+                }
             })?;
             let base = path
                 .parent()
@@ -377,12 +385,38 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         user_agent: raw
             .http
             .user_agent
-            .clone()
+            .as_ref()
+            .map(|u| u.get_ref().clone())
             .unwrap_or_else(fetch::default_user_agent),
         proxy: check_proxy(&raw.http.proxy)?,
         headers: Vec::new(),
     };
-    base_fetch.headers = sorted_headers(&raw.http.headers);
+    // Header names/values and user agents the HTTP client would refuse are config mistakes:
+    // report them here, with a position, rather than when the first poll builds its client.
+    let check_http = |headers: &Option<Spanned<HashMap<String, String>>>,
+                      user_agent: &Option<Spanned<String>>,
+                      what: &str|
+     -> Result<(), ConfigError> {
+        if let Some(h) = headers {
+            for (name, value) in sorted_headers(h.get_ref()) {
+                fetch::check_header(&name, &value)
+                    .map_err(|m| err(Some(h.span()), format!("{what}headers: {m}")))?;
+            }
+        }
+        if let Some(ua) = user_agent {
+            fetch::check_user_agent(ua.get_ref())
+                .map_err(|m| err(Some(ua.span()), format!("{what}user_agent: {m}")))?;
+        }
+        Ok(())
+    };
+    check_http(&raw.http.headers, &raw.http.user_agent, "http.")?;
+    let global_headers: HashMap<String, String> = raw
+        .http
+        .headers
+        .as_ref()
+        .map(|h| h.get_ref().clone())
+        .unwrap_or_default();
+    base_fetch.headers = sorted_headers(&global_headers);
 
     let timezone = match &raw.schedule.timezone {
         None => chrono_tz::UTC,
@@ -412,6 +446,12 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         if name.is_empty() {
             return Err(err(Some(f.name.span()), "feed name is empty".into()));
         }
+        if let Some(c) = name.chars().find(|&c| is_unsafe_in_name(c)) {
+            return Err(err(
+                Some(f.name.span()),
+                format!("feed name contains a control character ({:?})", c),
+            ));
+        }
         if let Some(first) = seen.insert(name.to_string(), lines.position(f.name.span().start).0) {
             return Err(err(
                 Some(f.name.span()),
@@ -427,12 +467,13 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         if let Some(p) = check_proxy(&f.proxy)? {
             fetch.proxy = Some(p);
         }
+        check_http(&f.headers, &f.user_agent, &format!("feed {name:?}: "))?;
         if let Some(ua) = &f.user_agent {
-            fetch.user_agent = ua.clone();
+            fetch.user_agent = ua.get_ref().clone();
         }
-        if !f.headers.is_empty() {
-            let mut all: HashMap<String, String> = raw.http.headers.clone();
-            all.extend(f.headers.clone());
+        if let Some(h) = f.headers.as_ref().filter(|h| !h.get_ref().is_empty()) {
+            let mut all: HashMap<String, String> = global_headers.clone();
+            all.extend(h.get_ref().clone());
             fetch.headers = sorted_headers(&all);
         }
         fetch.timeout = duration(&f.timeout, fetch.timeout)?;
@@ -470,6 +511,12 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         let name = r.name.get_ref().trim();
         if name.is_empty() {
             return Err(err(Some(r.name.span()), "rule name is empty".into()));
+        }
+        if let Some(c) = name.chars().find(|&c| is_unsafe_in_name(c)) {
+            return Err(err(
+                Some(r.name.span()),
+                format!("rule name contains a control character ({:?})", c),
+            ));
         }
         if let Some(first) = seen.insert(name.to_string(), lines.position(r.name.span().start).0) {
             return Err(err(
@@ -821,6 +868,13 @@ fn query_offset(text: &str, span: std::ops::Range<usize>, column: usize) -> usiz
         .nth(skip)
         .map(|(i, _)| inner_start + i)
         .unwrap_or(span.start)
+}
+
+/// Characters a feed or rule name may not hold: names are printed in logs, tables and digests,
+/// where control characters (ANSI escapes, CR, BEL) and bidi overrides could spoof output.
+fn is_unsafe_in_name(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
 }
 
 /// Byte offset → 1-based (line, column in characters).

@@ -118,7 +118,7 @@ pub fn canonical_url(link: &str) -> Option<String> {
     url.set_fragment(None);
     let scheme = url.scheme().to_string();
     if scheme != "http" && scheme != "https" {
-        return Some(url.to_string());
+        return fixed_point(url.to_string());
     }
     let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
     if host.is_empty() {
@@ -143,7 +143,24 @@ pub fn canonical_url(link: &str) -> Option<String> {
         out.push('?');
         out.push_str(&q);
     }
-    Some(out)
+    // Trimming dots can turn a name into an address ("4.." → "4", which a URL parser reads
+    // as 0.0.0.4) or into no valid host at all ("a..0.." → "a..0"; no canonical form then).
+    fixed_point(out)
+}
+
+/// `s` re-parsed until its serialisation is stable, so that canonical forms are fixed points
+/// (WHATWG parsing is not always idempotent: "file://s/e:" re-parses as "file:///e:").
+/// `None` if it does not parse or does not settle.
+fn fixed_point(s: String) -> Option<String> {
+    let mut current = s;
+    for _ in 0..4 {
+        let next = Url::parse(&current).ok()?.to_string();
+        if next == current {
+            return Some(current);
+        }
+        current = next;
+    }
+    None
 }
 
 /// Fewest title words for two outlets' identical titles to count as one story.
@@ -308,5 +325,36 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&b));
         b.content = "edited".into();
         assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+
+    /// Found by fuzzing (canonical_url): trimming trailing dots turned the host "4.." into
+    /// "4", which parses as the address 0.0.0.4, so canon(canon(x)) != canon(x).
+    #[test]
+    fn canonical_url_is_idempotent_for_numeric_host_with_trailing_dots() {
+        for link in [
+            "https:/4../?a=b",
+            "http://0x7f.1../x",
+            "http://EXAMPLE.com./a?utm_source=z&b=1#f",
+        ] {
+            let once = canonical_url(link);
+            assert!(once.is_some(), "{link}");
+            assert_eq!(once.as_deref().and_then(canonical_url), once, "{link}");
+        }
+        assert_eq!(
+            canonical_url("https:/4../").as_deref(),
+            Some("https://0.0.0.4/")
+        );
+        // Trimmed into an invalid host (a dotted name ending in a number): no canonical form.
+        assert_eq!(canonical_url("https:/le....0....:/x"), None);
+    }
+
+    /// Found by fuzzing (canonical_url): the URL parser itself is not idempotent on some file
+    /// URLs ("file://s/e://S" re-parses as "file:///e://S"), and non-HTTP links were returned
+    /// as parsed once.
+    #[test]
+    fn canonical_url_is_idempotent_for_file_url_with_drive_letter_after_host() {
+        let once = canonical_url("file:/\t/S//e:/\t/S");
+        assert!(once.is_some());
+        assert_eq!(once.as_deref().and_then(canonical_url), once);
     }
 }

@@ -516,6 +516,23 @@ fn joined_header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(","))
 }
 
+/// Whether an extra request header is one the client accepts (for config validation); the
+/// reason otherwise. The value is never echoed: it may be a token.
+pub fn check_header(name: &str, value: &str) -> Result<(), String> {
+    match parse_headers(&[(name.to_string(), value.to_string())]) {
+        Ok(_) => Ok(()),
+        Err(FetchError::Setup(m)) => Err(m),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether a user agent is a valid header value (for config validation).
+pub fn check_user_agent(user_agent: &str) -> Result<(), String> {
+    HeaderValue::from_str(user_agent)
+        .map(|_| ())
+        .map_err(|_| "not a valid header value".to_string())
+}
+
 fn parse_headers(pairs: &[(String, String)]) -> Result<HeaderMap, FetchError> {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {

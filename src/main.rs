@@ -1,6 +1,13 @@
 //! The `newswatch` binary: parse the command line, set up logging, run the command, map
 //! errors to exit codes (0 ok, 1 runtime error, 2 usage or config error).
 
+// Same rule as the library (a separate crate root, so it needs its own attribute): no
+// unwrap/expect/panic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -7,5 +7,8 @@ mod cli_poll;
 mod daemon;
 mod digest;
 mod ecosystem;
+mod edges;
+mod faults;
 mod fetch;
+mod hostile;
 mod review;

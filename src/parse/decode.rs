@@ -22,6 +22,7 @@ use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE};
 /// The outcome of decoding: the text, and which encoding was used (for tests/diagnostics).
 pub(crate) struct Decoded<'a> {
     pub text: Cow<'a, str>,
+    // Read only by the unit tests (which encoding was picked); kept for diagnostics.
     #[cfg_attr(not(test), allow(dead_code))]
     pub encoding: &'static str,
 }

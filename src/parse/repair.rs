@@ -72,7 +72,16 @@ pub(crate) fn scan(src: &str) -> Scan<'_> {
         } else if rest.starts_with(b"<!--") {
             i = skip_past(b, i + 4, b"-->");
         } else if rest.starts_with(b"<?") {
-            i = skip_past(b, i + 2, b"?>");
+            let end = skip_past(b, i + 2, b"?>");
+            // An XML declaration is only allowed at the very start. A later one (two documents
+            // concatenated) is dropped: with another encoding it makes quick-xml panic.
+            let is_decl = rest.len() > 5
+                && rest[2..5].eq_ignore_ascii_case(b"xml")
+                && (rest[5].is_ascii_whitespace() || rest[5] == b'?');
+            if is_decl && src.get(..i).is_some_and(|before| !before.trim().is_empty()) {
+                w.replace(i, end, "");
+            }
+            i = end;
         } else if rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"<!DOCTYPE") {
             let after = trim_start(&rest[9..]);
             if root.is_none() && after.len() >= 4 && after[..4].eq_ignore_ascii_case(b"html") {

@@ -313,3 +313,23 @@ fn feed_wrapped_in_html() {
         <entry><id>1</id></entry></feed></body></html>";
     assert_eq!(parse(body).entries.len(), 1);
 }
+
+/// Found by fuzzing (parse_feed): a second XML declaration after the root element (two feeds
+/// concatenated) with another encoding made quick-xml panic inside feed-rs
+/// ("set_encoding() called after prefix buffer was drained"); catch_unwind turned it into
+/// "feed parser crashed" and the whole document was lost.
+#[test]
+fn second_xml_declaration_mid_document_does_not_lose_the_feed() {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<rss version=\"2.0\"><channel><title>T</title>\
+                <item><title>First</title><guid>a</guid></item>\
+                <?xml version=\"1.0\" encoding=\"iso-8859-7\"?>\
+                <item><title>Second</title><guid>b</guid></item></channel></rss>";
+    let f = parse(body);
+    let titles: Vec<&str> = f.entries.iter().map(|e| e.title.as_str()).collect();
+    assert_eq!(titles, ["First", "Second"]);
+    // Other processing instructions are left alone.
+    let f = parse(&rss(
+        "<?xml-stylesheet href=\"s.xsl\"?><item><title>X</title></item>",
+    ));
+    assert_eq!(f.entries.len(), 1);
+}

@@ -1,5 +1,6 @@
 //! Shared test helpers: loopback HTTP server, temp project dirs, the real binary.
 
+// Each test module uses a different subset of these helpers.
 #![allow(dead_code)]
 
 pub mod server;

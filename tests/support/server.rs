@@ -4,6 +4,7 @@
 //! Blocking std threads, one per connection, so it works from sync and async tests alike.
 //! Every connection is closed after one response (`Connection: close`).
 
+// Each test module uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
