@@ -12,6 +12,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod daemon;
