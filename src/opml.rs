@@ -6,6 +6,13 @@
 //! kept as tags and a line:column for every feed so mistakes are reported like config errors;
 //! [`write`] produces OPML 2.0 with tags as nested folders; [`unique_names`] gives feeds names
 //! that are unique across a whole config.
+//!
+//! What the importers we target read (from their import code), and so what [`write`] emits:
+//! Miniflux takes any outline with a non-empty `xmlUrl`, names it from `title` else `text`, and
+//! uses the nearest enclosing folder's title as its category; FreshRSS needs `text` on feeds and
+//! folders and flattens nested folders into the top one; newsboat (`-i`) takes `xmlUrl` (or
+//! `url`) and joins folder names with `/` into one tag. So every feed outline carries
+//! `type="rss"`, `text`, `title` and `xmlUrl`, and every folder both `text` and `title`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
