@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::support::server::{Route, TestServer};
 use crate::support::{Project, fixture, fixture_bytes};
 
-const RULES: &str = r#"
+/// The seed rules, as the fixture feeds exercise them.
+pub(crate) const RULES: &str = r#"
 [[rules]]
 name = "nca"
 query = 'NCA OR "National Crime Agency"'
@@ -30,7 +31,8 @@ name = "darkweb"
 query = '"dark web" OR "dark net" OR darknet'
 "#;
 
-fn serve_fixtures(server: &TestServer) {
+/// Serve the fixture feeds (RSS 2.0, Atom, JSON Feed, ISO-8859-1, windows-1251, an HTML page).
+pub(crate) fn serve_fixtures(server: &TestServer) {
     server.route(
         "/uk.rss",
         Route::cached(
@@ -65,7 +67,8 @@ fn serve_fixtures(server: &TestServer) {
     );
 }
 
-fn config(server: &TestServer) -> String {
+/// A config over the fixture feeds (one of them a file:// RSS 1.0 feed, one a 404) and [`RULES`].
+pub(crate) fn config(server: &TestServer) -> String {
     let agency = url::Url::from_file_path(fixture("agency.rdf")).expect("file url");
     format!(
         r#"

@@ -2,9 +2,8 @@
 //! text, quiet days, scheduled digests (catch-up after downtime: no gap, no repeat), e-mail to an
 //! in-process SMTP server, webhook retries against the loopback server, and the CLI.
 //!
-//! The fixture database is built through `Store::commit_feed` with fixed timestamps, so these
-//! tests do not need the matcher. Tests named `needs_matcher_*` poll real fixture feeds and
-//! fail until src/matcher lands.
+//! The fixture database is built through `Store::commit_feed` with fixed timestamps, so the
+//! golden outputs never depend on the clock; one test polls the real fixture feeds first.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -1085,12 +1084,12 @@ fn digest_cli_without_a_database_reports_a_quiet_period_and_creates_nothing() {
     assert!(!project.path("data/news.db").exists());
 }
 
-/// NEEDS THE MATCHER: polls the fixture feeds through the real binary, then digests them.
+/// Polls the fixture feeds through the real binary, then digests them.
 #[test]
-fn needs_matcher_digest_after_real_poll_lists_fixture_matches() {
+fn digest_after_real_poll_lists_fixture_matches() {
     let server = TestServer::start();
-    crate::review::serve_fixtures(&server);
-    let project = Project::new(&crate::review::poll_config(&server));
+    crate::cli_poll::serve_fixtures(&server);
+    let project = Project::new(&crate::cli_poll::config(&server));
     let (code, _, err) = project.run(&["poll"]);
     assert_eq!(code, 0, "{err}");
     let (code, md, err) = project.run(&["digest", "--since", "1h"]);

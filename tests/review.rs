@@ -1,14 +1,13 @@
 //! Review through the real binary: `show`, `mark`, `query --status` and `stats`.
 //!
-//! Most tests use the golden fixture database (built through the store, no matcher needed).
-//! Tests named `needs_matcher_*` poll the fixture feeds from the loopback server like
-//! tests/cli_poll.rs and fail until src/matcher lands.
+//! Most tests use the golden fixture database (built through the store); one polls the fixture
+//! feeds from the loopback server (tests/cli_poll.rs) first.
 
 use serde_json::Value;
 
 use crate::digest::golden_project;
-use crate::support::server::{Route, TestServer};
-use crate::support::{Project, fixture, fixture_bytes};
+use crate::support::Project;
+use crate::support::server::TestServer;
 
 fn ids_with_title(project: &Project, title: &str) -> Vec<i64> {
     project
@@ -209,82 +208,14 @@ fn review_stats_counts_per_rule_feed_day_and_feed_health() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// With real polling (needs the matcher).
+// With real polling.
 
-pub fn serve_fixtures(server: &TestServer) {
-    server.route(
-        "/uk.rss",
-        Route::ok("application/rss+xml", fixture_bytes("uk-news.rss")),
-    );
-    server.route(
-        "/security.atom",
-        Route::ok("application/atom+xml", fixture_bytes("security.atom")),
-    );
-    server.route(
-        "/blog.json",
-        Route::ok("application/feed+json", fixture_bytes("blog.json")),
-    );
-}
-
-pub fn poll_config(server: &TestServer) -> String {
-    let agency = url::Url::from_file_path(fixture("agency.rdf")).expect("file url");
-    format!(
-        r#"
-[storage]
-path = "data/news.db"
-
-[schedule]
-timezone = "Europe/London"
-
-[[feeds]]
-name = "uknews"
-url = "{uk}"
-
-[[feeds]]
-name = "security"
-url = "{sec}"
-
-[[feeds]]
-name = "blog"
-url = "{blog}"
-
-[[feeds]]
-name = "agency"
-url = "{agency}"
-
-[[feeds]]
-name = "gone"
-url = "{missing}"
-
-[[rules]]
-name = "nca"
-query = 'NCA OR "National Crime Agency"'
-
-[[rules]]
-name = "joc"
-query = 'JOC OR "Joint Operations Cell"'
-
-[[rules]]
-name = "gchq"
-query = 'GCHQ'
-
-[[rules]]
-name = "darkweb"
-query = '"dark web" OR "dark net" OR darknet'
-"#,
-        uk = server.url("/uk.rss"),
-        sec = server.url("/security.atom"),
-        blog = server.url("/blog.json"),
-        missing = server.url("/missing.rss"),
-    )
-}
-
-/// NEEDS THE MATCHER: poll → mark → show → query --status, all through the binary.
+/// poll → mark → show → query --status, all through the binary, on the fixture feeds.
 #[test]
-fn needs_matcher_poll_then_mark_show_and_query_status() {
+fn poll_then_mark_show_and_query_status() {
     let server = TestServer::start();
-    serve_fixtures(&server);
-    let project = Project::new(&poll_config(&server));
+    crate::cli_poll::serve_fixtures(&server);
+    let project = Project::new(&crate::cli_poll::config(&server));
     let (code, _, err) = project.run(&["poll"]);
     assert_eq!(code, 0, "{err}");
     let id = ids_with_title(&project, "GCHQ opens its doors to schools")[0];
