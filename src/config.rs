@@ -442,22 +442,8 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
     let mut feeds = Vec::with_capacity(raw.feeds.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for f in &raw.feeds {
-        let name = f.name.get_ref().trim();
-        if name.is_empty() {
-            return Err(err(Some(f.name.span()), "feed name is empty".into()));
-        }
-        if let Some(c) = name.chars().find(|&c| is_unsafe_in_name(c)) {
-            return Err(err(
-                Some(f.name.span()),
-                format!("feed name contains a control character ({:?})", c),
-            ));
-        }
-        if let Some(first) = seen.insert(name.to_string(), lines.position(f.name.span().start).0) {
-            return Err(err(
-                Some(f.name.span()),
-                format!("duplicate feed name {name:?} (first defined on line {first})"),
-            ));
-        }
+        let name = unique_name("feed", &f.name, &mut seen, &lines)
+            .map_err(|m| err(Some(f.name.span()), m))?;
         let url = feed_url(name, f.url.get_ref()).map_err(|m| err(Some(f.url.span()), m))?;
         if let Some(s) = &f.schedule {
             crate::schedule::Schedule::parse(s.get_ref())
@@ -508,22 +494,8 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
     let mut rules = Vec::with_capacity(raw.rules.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in &raw.rules {
-        let name = r.name.get_ref().trim();
-        if name.is_empty() {
-            return Err(err(Some(r.name.span()), "rule name is empty".into()));
-        }
-        if let Some(c) = name.chars().find(|&c| is_unsafe_in_name(c)) {
-            return Err(err(
-                Some(r.name.span()),
-                format!("rule name contains a control character ({:?})", c),
-            ));
-        }
-        if let Some(first) = seen.insert(name.to_string(), lines.position(r.name.span().start).0) {
-            return Err(err(
-                Some(r.name.span()),
-                format!("duplicate rule name {name:?} (first defined on line {first})"),
-            ));
-        }
+        let name = unique_name("rule", &r.name, &mut seen, &lines)
+            .map_err(|m| err(Some(r.name.span()), m))?;
         let source = r.query.get_ref();
         let query = Query::parse(source).map_err(|e| {
             // Point at the offending character inside the query string when we can.
@@ -553,6 +525,29 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         output,
         digest,
     })
+}
+
+/// A feed or rule name, trimmed: not empty, no control or bidi characters, not seen before in
+/// `seen` (name → line of first definition). The error is the one-line reason.
+fn unique_name<'a>(
+    kind: &str,
+    name: &'a Spanned<String>,
+    seen: &mut HashMap<String, usize>,
+    lines: &LineIndex<'_>,
+) -> Result<&'a str, String> {
+    let trimmed = name.get_ref().trim();
+    if trimmed.is_empty() {
+        return Err(format!("{kind} name is empty"));
+    }
+    if let Some(c) = trimmed.chars().find(|&c| is_unsafe_in_name(c)) {
+        return Err(format!("{kind} name contains a control character ({c:?})"));
+    }
+    if let Some(first) = seen.insert(trimmed.to_string(), lines.position(name.span().start).0) {
+        return Err(format!(
+            "duplicate {kind} name {trimmed:?} (first defined on line {first})"
+        ));
+    }
+    Ok(trimmed)
 }
 
 /// Reads an optional humantime duration, with a default, reporting errors at its position.
