@@ -120,11 +120,9 @@ pub struct DiscoverArgs {
     pub proxy: Option<String>,
 }
 
+/// Which stored matches a command reads: the filters `query` and `export` share.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
-    /// Output format
-    #[arg(long, value_enum, default_value_t = ExportFormat::Atom)]
-    pub format: ExportFormat,
+pub struct SelectArgs {
     /// Only matches of this rule
     #[arg(long, value_name = "NAME")]
     pub rule: Option<String>,
@@ -134,6 +132,28 @@ pub struct ExportArgs {
     /// Only matches published (else first seen) since: a duration (24h, 7d) or a date (2015-11-01)
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
     pub since: Option<DateTime<Utc>>,
+}
+
+impl SelectArgs {
+    /// The store filter for these flags, with at most `limit` rows.
+    pub fn filter(&self, limit: Option<usize>) -> MatchFilter {
+        MatchFilter {
+            rule: self.rule.clone(),
+            feed: self.feed.clone(),
+            since: self.since,
+            limit,
+            ..MatchFilter::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ExportFormat::Atom)]
+    pub format: ExportFormat,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// At most this many matches, newest first
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub limit: usize,
@@ -263,15 +283,8 @@ pub struct QueryArgs {
     /// (e.g. '"dark web" AND title:NCA')
     #[arg(value_name = "EXPR")]
     pub expr: Option<String>,
-    /// Only matches of this rule
-    #[arg(long, value_name = "NAME")]
-    pub rule: Option<String>,
-    /// Only matches seen in this feed
-    #[arg(long, value_name = "NAME")]
-    pub feed: Option<String>,
-    /// Only matches published (else first seen) since: a duration (24h, 7d) or a date (2015-11-01)
-    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
-    pub since: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Only matches with this review status (repeatable)
     #[arg(long, value_enum, value_name = "STATUS")]
     pub status: Vec<Status>,
@@ -429,18 +442,15 @@ pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Resu
         return print_matches(&[], args.format, out);
     }
     let store = open_store(settings)?;
+    // With an expression, filter in Rust first, then apply the limit.
+    let limit = if filter_matcher.is_some() {
+        None
+    } else {
+        Some(args.limit)
+    };
     let filter = MatchFilter {
-        rule: args.rule.clone(),
-        feed: args.feed.clone(),
-        since: args.since,
         statuses: args.status.iter().map(|s| s.as_str().to_string()).collect(),
-        // With an expression, filter in Rust first, then apply the limit.
-        limit: if filter_matcher.is_some() {
-            None
-        } else {
-            Some(args.limit)
-        },
-        ..MatchFilter::default()
+        ..args.select.filter(limit)
     };
     let mut rows = store.matches(&filter).context("cannot read matches")?;
     if let Some(m) = &filter_matcher {
@@ -1050,13 +1060,7 @@ pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Re
     let rows = if settings.database.exists() {
         let store = open_store(settings)?;
         store
-            .matches(&MatchFilter {
-                rule: args.rule.clone(),
-                feed: args.feed.clone(),
-                since: args.since,
-                limit: Some(args.limit),
-                ..MatchFilter::default()
-            })
+            .matches(&args.select.filter(Some(args.limit)))
             .context("cannot read matches")?
     } else {
         // Nothing polled yet: an empty feed, and no database created by a read.
