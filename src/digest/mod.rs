@@ -646,20 +646,6 @@ mod tests {
     }
 
     #[test]
-    fn write_atomic_replaces_whole_files_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("new/sub/d.md");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
-        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("d.md")]);
-    }
-
-    #[test]
     fn free_stem_adds_a_counter_when_the_day_has_a_digest() {
         let dir = tempfile::tempdir().unwrap();
         let day = NaiveDate::from_ymd_opt(2015, 11, 9).unwrap();
