@@ -16,6 +16,8 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 pub fn to_plain_text(input: &str) -> String {
     // Order matters: tags are stripped *before* entities are decoded, so `&lt;b&gt;` survives as
     // the literal text "<b>" and `&amp;amp;` is decoded exactly once (to "&amp;").
+    // Most titles and many summaries hold neither markup nor entities: both passes then borrow
+    // the input, and the only allocation is the result.
     let stripped = strip_tags(input);
     let decoded = html_escape::decode_html_entities(&stripped);
     let mut out = Folder {
@@ -45,9 +47,9 @@ fn nfkc_into(text: &str, out: &mut Folder) {
         }
         // text[seg..j] is non-empty ASCII unless j == i (only possible at the start).
         let seg = if j > i { j - 1 } else { i };
-        text[i..seg].chars().for_each(|c| out.push(c));
+        out.push_ascii(&text[i..seg]);
         if j == bytes.len() {
-            text[seg..].chars().for_each(|c| out.push(c));
+            out.push_ascii(&text[seg..]);
             break;
         }
         let mut k = j;
@@ -77,25 +79,69 @@ impl Folder {
             CharClass::Space => self.pending_space = true,
             CharClass::Drop => {}
             CharClass::Keep => {
-                // Leading whitespace is never emitted and trailing whitespace stays pending, so
-                // the result is trimmed without a second pass.
-                if self.pending_space && !self.out.is_empty() {
-                    self.out.push(' ');
-                }
-                self.pending_space = false;
+                self.space_before_kept();
                 self.out.push(c);
             }
         }
     }
+
+    /// [`Folder::push`] for every char of an ASCII string, a run of visible characters at a
+    /// time (feed text is mostly ASCII, and this was the hottest loop of a cold poll).
+    fn push_ascii(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let start = i;
+            while i < bytes.len() && matches!(ascii_class(bytes[i]), CharClass::Keep) {
+                i += 1;
+            }
+            if i > start {
+                self.space_before_kept();
+                self.out.push_str(&s[start..i]);
+            }
+            // Runs end at an ASCII byte, hence a char boundary.
+            while i < bytes.len() {
+                match ascii_class(bytes[i]) {
+                    CharClass::Space => self.pending_space = true,
+                    CharClass::Drop => {}
+                    CharClass::Keep => break,
+                }
+                i += 1;
+            }
+        }
+    }
+
+    /// Leading whitespace is never emitted and trailing whitespace stays pending, so the result
+    /// is trimmed without a second pass.
+    fn space_before_kept(&mut self) {
+        if self.pending_space && !self.out.is_empty() {
+            self.out.push(' ');
+        }
+        self.pending_space = false;
+    }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CharClass {
     Space,
     Drop,
     Keep,
 }
 
+/// [`classify`] for an ASCII byte: tab..carriage return and space are whitespace, the other
+/// C0 controls and DEL are dropped.
+fn ascii_class(b: u8) -> CharClass {
+    match b {
+        b'\t'..=b'\r' | b' ' => CharClass::Space,
+        0..=0x1F | 0x7F => CharClass::Drop,
+        _ => CharClass::Keep,
+    }
+}
+
 fn classify(c: char) -> CharClass {
+    if c.is_ascii() {
+        return ascii_class(c as u8);
+    }
     match c {
         // Zero-width space marks a word break (used between words in Thai, in URLs, ...), so it
         // separates words like a space does.
@@ -248,15 +294,24 @@ struct Markup {
 
 /// Remove tags, comments, CDATA markers and script/style content. Text (including a `<` that
 /// does not start markup, as in "a < b") is copied unchanged; entities are left for later.
-fn strip_tags(input: &str) -> String {
+fn strip_tags(input: &str) -> Cow<'_, str> {
     let bytes = input.as_bytes();
+    // Without a `<` there is no markup (CDATA ends only count after a CDATA start).
+    let Some(first) = memchr::memchr(b'<', bytes) else {
+        return Cow::Borrowed(input);
+    };
     let mut out = String::with_capacity(input.len());
     let mut finder = Finder::new(bytes);
     let mut in_cdata = false;
     let mut text_start = 0;
-    let mut i = 0;
+    let mut i = first;
     // All structural characters are ASCII, so every index where we cut is a char boundary.
     while i < bytes.len() {
+        // Jump to the next byte that may start or end markup.
+        match memchr::memchr2(b'<', b']', &bytes[i..]) {
+            Some(p) => i += p,
+            None => break,
+        }
         let b = bytes[i];
         if b == b'<' {
             if let Some(markup) = parse_markup(input, i, &mut finder, &mut in_cdata) {
@@ -278,7 +333,7 @@ fn strip_tags(input: &str) -> String {
         i += 1;
     }
     out.push_str(&input[text_start..]);
-    out
+    Cow::Owned(out)
 }
 
 /// Recognise markup starting at `bytes[i] == b'<'`; `None` means the `<` is ordinary text.
@@ -325,20 +380,32 @@ fn parse_markup(
         .position(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b':'))
         .unwrap_or(bytes.len() - name_start);
     let name_end = name_start + name_len;
-    let name = input[name_start..name_end].to_ascii_lowercase();
+    // Lower-cased on the stack: every name we look for is shorter than the buffer, and a
+    // longer one is an inline tag whatever it says.
+    let mut lower = [0u8; 12];
+    let name: &[u8] = match lower.get_mut(..name_len) {
+        Some(buf) => {
+            buf.copy_from_slice(&bytes[name_start..name_end]);
+            buf.make_ascii_lowercase();
+            buf
+        }
+        None => b"",
+    };
     let gt = finder.tag_end(name_end)?;
     let self_closing = gt > name_end && bytes[gt - 1] == b'/';
-    if !closing && !self_closing && (name == "script" || name == "style") {
+    if !closing && !self_closing && (name == b"script" || name == b"style") {
         // Drop everything up to the matching close tag; an unclosed script swallows the rest
         // (what a browser would do, and never leaks code into text).
-        let end = find_close_tag(bytes, gt + 1, name.as_bytes())
+        let end = find_close_tag(bytes, gt + 1, name)
             .and_then(|close| finder.find(b'>', close))
             .map_or(bytes.len(), |p| p + 1);
         return Some(Markup { end, space: true });
     }
     Some(Markup {
         end: gt + 1,
-        space: BLOCK_TAGS.binary_search(&name.as_str()).is_ok(),
+        space: BLOCK_TAGS
+            .binary_search_by(|t| t.as_bytes().cmp(name))
+            .is_ok(),
     })
 }
 
@@ -370,12 +437,23 @@ pub struct Token<'a> {
 
 /// Split plain text into tokens. Everything that is not a letter/digit separates tokens.
 pub fn tokenize(text: &str) -> Vec<Token<'_>> {
+    let bytes = text.as_bytes();
     let mut tokens = Vec::new();
     let mut start: Option<usize> = None;
-    for (i, c) in text.char_indices() {
-        // A combining mark continues a word (Devanagari vowel signs, decomposed accents) but
-        // cannot start one.
-        let inside = c.is_alphanumeric() || (start.is_some() && is_combining_mark(c));
+    let mut i = 0;
+    while i < bytes.len() {
+        // ASCII is classified from the byte; only other characters are decoded.
+        let (inside, len) = if bytes[i].is_ascii() {
+            (bytes[i].is_ascii_alphanumeric(), 1)
+        } else {
+            let Some(c) = text.get(i..).and_then(|rest| rest.chars().next()) else {
+                break;
+            };
+            // A combining mark continues a word (Devanagari vowel signs, decomposed accents)
+            // but cannot start one.
+            let inside = c.is_alphanumeric() || (start.is_some() && is_combining_mark(c));
+            (inside, c.len_utf8())
+        };
         match (inside, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
@@ -388,6 +466,7 @@ pub fn tokenize(text: &str) -> Vec<Token<'_>> {
             }
             _ => {}
         }
+        i += len;
     }
     if let Some(s) = start {
         tokens.push(Token {
@@ -406,22 +485,33 @@ pub fn fold(token: &str) -> String {
 
 /// [`fold`] without allocating for the common case of a token that is already folded ASCII.
 pub(crate) fn fold_cow(token: &str) -> Cow<'_, str> {
-    if token.is_ascii() {
-        if token.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Cow::Owned(token.to_ascii_lowercase());
-        }
+    if token.is_ascii() && !token.bytes().any(|b| b.is_ascii_uppercase()) {
         return Cow::Borrowed(token);
+    }
+    let mut out = String::with_capacity(token.len());
+    fold_into(token, &mut out);
+    Cow::Owned(out)
+}
+
+/// Append the [`fold`] of `token` to `out` (lets a caller fold many tokens into one buffer).
+pub(crate) fn fold_into(token: &str, out: &mut String) {
+    if token.is_ascii() {
+        let start = out.len();
+        out.push_str(token);
+        if let Some(added) = out.get_mut(start..) {
+            added.make_ascii_lowercase();
+        }
+        return;
     }
     // Lower-case first, then decompose: some lower-case mappings produce combining marks
     // (İ -> i + U+0307) which the decomposition pass then removes.
-    Cow::Owned(
+    out.extend(
         token
             .chars()
             .flat_map(char::to_lowercase)
             .nfd()
-            .filter(|c| !is_combining_mark(*c))
-            .collect(),
-    )
+            .filter(|c| !is_combining_mark(*c)),
+    );
 }
 
 #[cfg(test)]
@@ -611,6 +701,58 @@ pub(crate) mod tests {
                 assert!(!t.text.is_empty());
                 let _ = fold(t.text);
             }
+        }
+    }
+
+    #[test]
+    fn ascii_fast_paths_agree_with_unicode_properties() {
+        for b in 0..=0x7Fu8 {
+            let c = char::from(b);
+            let want = if c.is_whitespace() {
+                CharClass::Space
+            } else if c.is_control() {
+                CharClass::Drop
+            } else {
+                CharClass::Keep
+            };
+            assert_eq!(ascii_class(b), want, "{b:#04x}");
+        }
+        // The byte-wise tokenizer against the char-wise definition.
+        let reference = |text: &str| -> Vec<(usize, usize)> {
+            let mut out = Vec::new();
+            let mut start = None;
+            for (i, c) in text.char_indices() {
+                let inside = c.is_alphanumeric() || (start.is_some() && is_combining_mark(c));
+                match (inside, start) {
+                    (true, None) => start = Some(i),
+                    (false, Some(s)) => {
+                        out.push((s, i));
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            out.extend(start.map(|s| (s, text.len())));
+            out
+        };
+        for input in random_texts(3000) {
+            let text = to_plain_text(&input);
+            let got: Vec<(usize, usize)> =
+                tokenize(&text).iter().map(|t| (t.start, t.end)).collect();
+            assert_eq!(got, reference(&text), "{text:?}");
+            // Run-wise folding of ASCII against char-wise pushing.
+            let mut runs = Folder {
+                out: String::new(),
+                pending_space: false,
+            };
+            let mut chars = Folder {
+                out: String::new(),
+                pending_space: false,
+            };
+            let ascii: String = input.chars().filter(char::is_ascii).collect();
+            runs.push_ascii(&ascii);
+            ascii.chars().for_each(|c| chars.push(c));
+            assert_eq!(runs.out, chars.out, "{ascii:?}");
         }
     }
 

@@ -22,11 +22,10 @@
 
 pub mod query;
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::normalise::{Token, fold_cow, tokenize};
+use crate::normalise::{Token, fold_into, tokenize};
 use query::{Expr, Pat, Term};
 pub use query::{Query, QueryError};
 
@@ -287,16 +286,14 @@ impl Matcher {
     /// Every occurrence of every term in `text`, in order of starting token.
     fn scan(&self, text: &str) -> Vec<Hit> {
         let tokens = tokenize(text);
-        let folded: Vec<Cow<'_, str>> = tokens.iter().map(|t| fold_cow(t.text)).collect();
+        let folded = FoldedTokens::new(text, &tokens);
         let mut hits = Vec::new();
         let mut candidates: Vec<u32> = Vec::new();
-        for (i, (tok, f)) in tokens.iter().zip(&folded).enumerate() {
+        let idx = &self.index;
+        for (i, tok) in tokens.iter().enumerate() {
+            let Some(f) = folded.get(i) else { continue };
             candidates.clear();
-            let idx = &self.index;
-            if let Some(ids) = idx.folded.get(f.as_ref()) {
-                candidates.extend(ids);
-            }
-            if let Some(ids) = idx.exact.get(tok.text) {
+            if let Some(ids) = idx.folded.get(f) {
                 candidates.extend(ids);
             }
             probe_prefixes(
@@ -305,12 +302,19 @@ impl Matcher {
                 f,
                 &mut candidates,
             );
-            probe_prefixes(
-                &idx.exact_prefix,
-                &idx.exact_prefix_lens,
-                tok.text,
-                &mut candidates,
-            );
+            // Acronyms hold an upper-case letter, so an ASCII token that folding leaves as it
+            // is cannot be one: most tokens skip the exact lookups.
+            if f != tok.text || !tok.text.is_ascii() {
+                if let Some(ids) = idx.exact.get(tok.text) {
+                    candidates.extend(ids);
+                }
+                probe_prefixes(
+                    &idx.exact_prefix,
+                    &idx.exact_prefix_lens,
+                    tok.text,
+                    &mut candidates,
+                );
+            }
             // Each term's first token is indexed under exactly one key, so no duplicates here.
             for &id in &candidates {
                 if let Some(end) = self.rest_matches(id, i, &tokens, &folded) {
@@ -332,7 +336,7 @@ impl Matcher {
         id: u32,
         i: usize,
         tokens: &[Token<'_>],
-        folded: &[Cow<'_, str>],
+        folded: &FoldedTokens<'_>,
     ) -> Option<usize> {
         let term = self.terms.get(id as usize)?;
         let last = term.pats.len().checked_sub(1)?;
@@ -341,7 +345,7 @@ impl Matcher {
             let f = folded.get(i + k)?;
             let prefix = term.prefix && k == last;
             let (want, have) = match pat {
-                Pat::Folded(s) => (s.as_str(), f.as_ref()),
+                Pat::Folded(s) => (s.as_str(), f),
                 Pat::Exact(s) => (s.as_str(), tok.text),
             };
             let ok = if prefix {
@@ -354,6 +358,45 @@ impl Matcher {
             }
         }
         tokens.get(i + last).map(|t| t.end)
+    }
+}
+
+/// The folded form of every token of a text. Most tokens are lower-case ASCII and are their
+/// own folded form; the others are folded into one shared buffer rather than one allocation
+/// each.
+struct FoldedTokens<'a> {
+    text: &'a str,
+    buf: String,
+    /// Per token: its folded form as a byte range of `text` (already folded) or of `buf`.
+    spans: Vec<(bool, usize, usize)>,
+}
+
+impl<'a> FoldedTokens<'a> {
+    fn new(text: &'a str, tokens: &[Token<'a>]) -> Self {
+        let mut buf = String::new();
+        let mut spans = Vec::with_capacity(tokens.len());
+        for t in tokens {
+            if t.text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                spans.push((false, t.start, t.end));
+            } else {
+                let start = buf.len();
+                fold_into(t.text, &mut buf);
+                spans.push((true, start, buf.len()));
+            }
+        }
+        FoldedTokens { text, buf, spans }
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        let &(in_buf, start, end) = self.spans.get(i)?;
+        if in_buf {
+            self.buf.get(start..end)
+        } else {
+            self.text.get(start..end)
+        }
     }
 }
 
@@ -510,7 +553,7 @@ fn snippet(text: &str, hit_start: usize, hit_end: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalise::to_plain_text;
+    use crate::normalise::{fold, to_plain_text};
 
     fn matcher(rules: &[(&str, &str)]) -> Matcher {
         Matcher::new(
@@ -920,6 +963,19 @@ mod tests {
             for r in ranges {
                 assert!(body.get(r).is_some_and(|s| !s.is_empty()));
             }
+        }
+    }
+
+    #[test]
+    fn folded_tokens_equal_fold_of_each_token() {
+        for input in crate::normalise::tests::random_texts(1500) {
+            let text = to_plain_text(&input);
+            let tokens = tokenize(&text);
+            let folded = FoldedTokens::new(&text, &tokens);
+            for (i, t) in tokens.iter().enumerate() {
+                assert_eq!(folded.get(i), Some(fold(t.text).as_str()), "{text:?}");
+            }
+            assert_eq!(folded.get(tokens.len()), None);
         }
     }
 

@@ -169,7 +169,7 @@ fn trim_start(b: &[u8]) -> &[u8] {
 }
 
 pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// `Some(big_endian)` if `body` starts with a UTF-32 BOM.

@@ -58,7 +58,7 @@ pub(crate) fn scan(src: &str) -> Scan<'_> {
     let mut i = 0;
     while i < b.len() {
         // Jump to the next byte of interest.
-        match b[i..].iter().position(|&c| c == b'<' || c == b'&') {
+        match memchr::memchr2(b'<', b'&', &b[i..]) {
             Some(p) => i += p,
             None => break,
         }
