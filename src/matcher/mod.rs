@@ -302,9 +302,9 @@ impl Matcher {
                 f,
                 &mut candidates,
             );
-            // Acronyms hold an upper-case letter, so an ASCII token that folding leaves as it
-            // is cannot be one: most tokens skip the exact lookups.
-            if f != tok.text || !tok.text.is_ascii() {
+            // Acronyms hold an upper-case letter, so a lower-case ASCII token cannot be one:
+            // most tokens skip the exact lookups.
+            if !folded.is_own_fold(i) {
                 if let Some(ids) = idx.exact.get(tok.text) {
                     candidates.extend(ids);
                 }
@@ -388,6 +388,11 @@ impl<'a> FoldedTokens<'a> {
             }
         }
         FoldedTokens { text, buf, spans }
+    }
+
+    /// Whether token `i` is lower-case ASCII (letters and digits), hence its own folded form.
+    fn is_own_fold(&self, i: usize) -> bool {
+        self.spans.get(i).is_some_and(|&(in_buf, _, _)| !in_buf)
     }
 
     fn get(&self, i: usize) -> Option<&str> {
