@@ -111,11 +111,21 @@ pub fn parse_feed(
 fn parse_json(text: &str) -> Result<ParsedFeed, ParseError> {
     match run_feed_rs(text.as_bytes(), None, None) {
         Ok(feed) => Ok(feed),
+        Err(_) if !has_items_array(text) => Err(ParseError::Malformed(
+            "JSON document is not a JSON Feed (no \"items\" array)".into(),
+        )),
         Err(first) => match lenient_json(text) {
             Some(fixed) => run_feed_rs(fixed.as_bytes(), None, None).map_err(|_| first),
             None => Err(first),
         },
     }
+}
+
+/// Whether a JSON document is an object with an `items` array (what makes it a JSON Feed; the
+/// "RSS in JSON" format, `{"rss": {"channel": ...}}`, is not one).
+fn has_items_array(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .is_ok_and(|v| v.get("items").is_some_and(serde_json::Value::is_array))
 }
 
 /// Fix what real JSON Feeds get wrong and feed-rs rejects: the version URL with `http:`

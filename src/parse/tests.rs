@@ -302,6 +302,18 @@ fn rss_in_a_foreign_default_namespace() {
 }
 
 #[test]
+fn rss_in_json_is_not_a_json_feed() {
+    // Dave Winer's "RSS in JSON" (as in the corpus's ScriptingNews.json): named, not
+    // blamed on a missing "version".
+    let body = r#"{"rss":{"version":"2.0","channel":{"title":"S","item":[{"description":"x"}]}}}"#;
+    let err = parse_feed(body.as_bytes(), Some("application/json"), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed feed: JSON document is not a JSON Feed (no \"items\" array)"
+    );
+}
+
+#[test]
 fn lenient_json_feed() {
     let body = r#"{"version":"http://jsonfeed.org/version/1","items":[{"id":"1","tags":"a,b","content_text":"x"}]}"#;
     assert_eq!(parse(body).entries.len(), 1);
