@@ -56,6 +56,19 @@ pub struct Identity {
 /// the same document are dropped (first occurrence wins); the result pairs each kept entry's
 /// index with its identity, in document order.
 pub fn identify(entries: &[Entry]) -> Vec<(usize, Identity)> {
+    identify_deferred(entries)
+        .into_iter()
+        .map(|(i, mut identity, link)| {
+            identity.canonical_url = link.and_then(canonical_url);
+            (i, identity)
+        })
+        .collect()
+}
+
+/// [`identify`] without the canonical URLs, which only matched entries need (URL parsing was
+/// a visible share of a cold poll): each identity comes with the link to canonicalise, `None`
+/// when the entry has none or shares it.
+pub(crate) fn identify_deferred(entries: &[Entry]) -> Vec<(usize, Identity, Option<&str>)> {
     let mut link_count: HashMap<&str, usize> = HashMap::new();
     for e in entries {
         if let Some(link) = e.link.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
@@ -77,19 +90,15 @@ pub fn identify(entries: &[Entry]) -> Vec<(usize, Identity)> {
         if !seen.insert(key.clone()) {
             continue;
         }
-        let canonical_url = if shared {
-            None
-        } else {
-            link.and_then(canonical_url)
-        };
         let key_hash = truncate16(&hash_parts(&[&key]));
         out.push((
             i,
             Identity {
                 key,
                 key_hash,
-                canonical_url,
+                canonical_url: None,
             },
+            link.filter(|_| !shared),
         ));
     }
     out

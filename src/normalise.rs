@@ -32,35 +32,36 @@ pub fn to_plain_text(input: &str) -> String {
 /// is already normal. NFKC (decompose + recompose every char) was the costliest step of a
 /// cold poll, and feed text is mostly ASCII with a few `&nbsp;`, `…` or accented letters.
 ///
-/// The text is cut just before ASCII characters, which is safe: an ASCII character never
-/// composes with what precedes it and, being a starter, stops canonical reordering, so the NFKC
-/// of the whole is the concatenation of the NFKC of the pieces. ASCII runs are normal as they
-/// are; each non-ASCII run (with the ASCII character before it, which a combining mark may
-/// compose with) is normalised only when the quick check cannot prove it normal already.
+/// ASCII runs are normal as they are and go straight to the folder. A non-ASCII run is
+/// normalised together with the character before it (a combining mark may compose with it:
+/// `e` + U+0301 is `é`), and only when the quick check cannot prove the pair normal already.
+/// This is exact: an ASCII character never composes with what precedes it and, being a
+/// starter, stops canonical reordering, so the NFKC of the whole is the concatenation of the
+/// NFKC of the pieces cut before ASCII characters.
 fn nfkc_into(text: &str, out: &mut Folder) {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        let mut j = i;
-        while j < bytes.len() && bytes[j].is_ascii() {
-            j += 1;
-        }
-        // text[seg..j] is non-empty ASCII unless j == i (only possible at the start).
-        let seg = if j > i { j - 1 } else { i };
-        out.push_ascii(&text[i..seg]);
-        if j == bytes.len() {
-            out.push_ascii(&text[seg..]);
+        let j = out.push_ascii_run(text, i);
+        if j >= bytes.len() {
             break;
         }
         let mut k = j;
         while k < bytes.len() && !bytes[k].is_ascii() {
             k += 1;
         }
-        // Cut points are ASCII bytes (or the end), hence char boundaries.
-        let piece = &text[seg..k];
+        // Cut points are ASCII bytes (or the ends), hence char boundaries. The ASCII character
+        // before the run, if any, has been pushed already; it is the folder's last character
+        // exactly when it is a visible one (spaces and controls compose with nothing).
+        let before = j.checked_sub(1).filter(|&b| b >= i);
+        let with_before = before.filter(|&b| matches!(ascii_class(bytes[b]), CharClass::Keep));
+        let piece = &text[with_before.unwrap_or(j)..k];
         if is_nfkc_quick(piece.chars()) == IsNormalized::Yes {
-            piece.chars().for_each(|c| out.push(c));
+            text[j..k].chars().for_each(|c| out.push(c));
         } else {
+            if with_before.is_some() {
+                out.out.pop();
+            }
             piece.nfkc().for_each(|c| out.push(c));
         }
         i = k;
@@ -85,30 +86,32 @@ impl Folder {
         }
     }
 
-    /// [`Folder::push`] for every char of an ASCII string, a run of visible characters at a
-    /// time (feed text is mostly ASCII, and this was the hottest loop of a cold poll).
-    fn push_ascii(&mut self, s: &str) {
+    /// [`Folder::push`] for every char of the ASCII run of `s` starting at byte `from`, a run
+    /// of visible characters at a time (feed text is mostly ASCII, and this was the hottest
+    /// loop of a cold poll). Returns where the run ends: the first non-ASCII byte, or the end.
+    fn push_ascii_run(&mut self, s: &str, from: usize) -> usize {
         let bytes = s.as_bytes();
-        let mut i = 0;
+        let mut i = from;
         while i < bytes.len() {
             let start = i;
-            while i < bytes.len() && matches!(ascii_class(bytes[i]), CharClass::Keep) {
+            // Visible ASCII: '!' ..= '~'.
+            while i < bytes.len() && (0x21..0x7F).contains(&bytes[i]) {
                 i += 1;
             }
             if i > start {
                 self.space_before_kept();
                 self.out.push_str(&s[start..i]);
             }
-            // Runs end at an ASCII byte, hence a char boundary.
-            while i < bytes.len() {
-                match ascii_class(bytes[i]) {
-                    CharClass::Space => self.pending_space = true,
-                    CharClass::Drop => {}
-                    CharClass::Keep => break,
-                }
-                i += 1;
+            // Runs end at an ASCII byte or a non-ASCII char's first byte: char boundaries.
+            match bytes.get(i).map(|&b| (b, ascii_class(b))) {
+                Some((b, _)) if !b.is_ascii() => return i,
+                Some((_, CharClass::Space)) => self.pending_space = true,
+                Some(_) => {}
+                None => break,
             }
+            i += 1;
         }
+        i
     }
 
     /// Leading whitespace is never emitted and trailing whitespace stays pending, so the result
@@ -532,8 +535,11 @@ pub(crate) mod tests {
             "ends with mark e\u{301}",
             "",
             "é",
+            "a = b, a =\u{338} b, <\u{338}, e\t\u{301}, x \u{301}",
+            "\u{301}\u{301}a\u{308}",
         ];
-        for text in cases {
+        let random = random_texts(3000);
+        for text in cases.iter().copied().chain(random.iter().map(String::as_str)) {
             let mut piecewise = Folder {
                 out: String::new(),
                 pending_space: false,
@@ -750,7 +756,7 @@ pub(crate) mod tests {
                 pending_space: false,
             };
             let ascii: String = input.chars().filter(char::is_ascii).collect();
-            runs.push_ascii(&ascii);
+            assert_eq!(runs.push_ascii_run(&ascii, 0), ascii.len());
             ascii.chars().for_each(|c| chars.push(c));
             assert_eq!(runs.out, chars.out, "{ascii:?}");
         }

@@ -401,7 +401,7 @@ pub fn process_entries(
     known: &HashMap<[u8; 16], [u8; 16]>,
 ) -> Vec<EntryRecord> {
     let mut out = Vec::new();
-    for (i, identity) in dedup::identify(entries) {
+    for (i, mut identity, link) in dedup::identify_deferred(entries) {
         let Some(e) = entries.get(i) else { continue };
         let fingerprint = dedup::fingerprint(e);
         if known.get(&identity.key_hash) == Some(&fingerprint) {
@@ -417,21 +417,24 @@ pub fn process_entries(
         } else {
             format!("{summary} {content}")
         };
-        let matched = matcher.match_item(&title, &body).map(|m| MatchedEntry {
-            guid: e.guid.clone(),
-            link: e.link.clone(),
-            title: title.clone(),
-            summary: truncate_chars(&summary, MAX_STORED_TEXT),
-            content: if content == summary {
-                String::new()
-            } else {
-                truncate_chars(&content, MAX_STORED_TEXT)
-            },
-            authors: e.authors.clone(),
-            published: e.published,
-            rules: m.rules,
-            snippet: m.snippet,
-            story_key: dedup::story_key(&title),
+        let matched = matcher.match_item(&title, &body).map(|m| {
+            identity.canonical_url = link.and_then(dedup::canonical_url);
+            MatchedEntry {
+                guid: e.guid.clone(),
+                link: e.link.clone(),
+                title: title.clone(),
+                summary: truncate_chars(&summary, MAX_STORED_TEXT),
+                content: if content == summary {
+                    String::new()
+                } else {
+                    truncate_chars(&content, MAX_STORED_TEXT)
+                },
+                authors: e.authors.clone(),
+                published: e.published,
+                rules: m.rules,
+                snippet: m.snippet,
+                story_key: dedup::story_key(&title),
+            }
         });
         out.push(EntryRecord {
             identity,

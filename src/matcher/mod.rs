@@ -25,7 +25,7 @@ pub mod query;
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::normalise::{Token, fold_into, tokenize};
+use crate::normalise::{Token, fold, fold_cow, tokenize};
 use query::{Expr, Pat, Term};
 pub use query::{Query, QueryError};
 
@@ -109,6 +109,52 @@ struct Index {
     folded_prefix_lens: Vec<usize>,
     exact_prefix: HashMap<String, Vec<u32>>,
     exact_prefix_lens: Vec<usize>,
+    /// Pre-filter for ASCII tokens, which are nearly all tokens: [`ascii_hash`] of the folded
+    /// form of every key of the four maps. A lower-case-ASCII token (or prefix of one, at the
+    /// lengths in `prefix_lens`) whose hash is not here starts no term, so the common token
+    /// costs one pass over its bytes and one set probe, without folding or string compares.
+    first_hashes: HashSet<u64, foldhash::fast::RandomState>,
+    /// Byte lengths of the folded prefix keys of both prefix maps, ascending.
+    prefix_lens: Vec<usize>,
+}
+
+impl Index {
+    /// Whether `token` may be the first token of some term. Never false when it is one.
+    fn may_start(&self, token: &str) -> bool {
+        if !token.is_ascii() {
+            // Folding may change its length and bytes: leave it to the full lookups.
+            return true;
+        }
+        let mut hash = ASCII_HASH_SEED;
+        let mut lens = self.prefix_lens.iter().peekable();
+        for (n, b) in token.bytes().enumerate() {
+            hash = ascii_hash_step(hash, b.to_ascii_lowercase());
+            // Prefix keys of length n + 1.
+            while let Some(&&len) = lens.peek() {
+                if len > n + 1 {
+                    break;
+                }
+                if len == n + 1 && self.first_hashes.contains(&hash) {
+                    return true;
+                }
+                lens.next();
+            }
+        }
+        self.first_hashes.contains(&hash)
+    }
+}
+
+const ASCII_HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One step of FNV-1a: a hash that can be checked after every byte, so prefixes of a token are
+/// hashed in the same pass as the token.
+fn ascii_hash_step(hash: u64, byte: u8) -> u64 {
+    (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// [`ascii_hash_step`] over a whole string (keys at build time).
+fn ascii_hash(s: &str) -> u64 {
+    s.bytes().fold(ASCII_HASH_SEED, ascii_hash_step)
 }
 
 /// Which fields a term was found in, for one item.
@@ -175,6 +221,22 @@ impl Matcher {
         }
         index.folded_prefix_lens = key_lengths(&index.folded_prefix);
         index.exact_prefix_lens = key_lengths(&index.exact_prefix);
+        for (map, prefix) in [
+            (&index.folded, false),
+            (&index.exact, false),
+            (&index.folded_prefix, true),
+            (&index.exact_prefix, true),
+        ] {
+            for key in map.keys() {
+                let folded = fold(key);
+                index.first_hashes.insert(ascii_hash(&folded));
+                if prefix {
+                    index.prefix_lens.push(folded.len());
+                }
+            }
+        }
+        index.prefix_lens.sort_unstable();
+        index.prefix_lens.dedup();
         Matcher {
             rules: compiled,
             terms,
@@ -286,25 +348,27 @@ impl Matcher {
     /// Every occurrence of every term in `text`, in order of starting token.
     fn scan(&self, text: &str) -> Vec<Hit> {
         let tokens = tokenize(text);
-        let folded = FoldedTokens::new(text, &tokens);
         let mut hits = Vec::new();
         let mut candidates: Vec<u32> = Vec::new();
         let idx = &self.index;
         for (i, tok) in tokens.iter().enumerate() {
-            let Some(f) = folded.get(i) else { continue };
+            if !idx.may_start(tok.text) {
+                continue;
+            }
+            let f = fold_cow(tok.text);
             candidates.clear();
-            if let Some(ids) = idx.folded.get(f) {
+            if let Some(ids) = idx.folded.get(f.as_ref()) {
                 candidates.extend(ids);
             }
             probe_prefixes(
                 &idx.folded_prefix,
                 &idx.folded_prefix_lens,
-                f,
+                &f,
                 &mut candidates,
             );
-            // Acronyms hold an upper-case letter, so a lower-case ASCII token cannot be one:
-            // most tokens skip the exact lookups.
-            if !folded.is_own_fold(i) {
+            // Acronyms hold an upper-case letter, so a token that folding leaves unchanged
+            // cannot be one.
+            if f != tok.text {
                 if let Some(ids) = idx.exact.get(tok.text) {
                     candidates.extend(ids);
                 }
@@ -317,7 +381,7 @@ impl Matcher {
             }
             // Each term's first token is indexed under exactly one key, so no duplicates here.
             for &id in &candidates {
-                if let Some(end) = self.rest_matches(id, i, &tokens, &folded) {
+                if let Some(end) = self.rest_matches(id, i, &tokens) {
                     hits.push(Hit {
                         term: id,
                         start: tok.start,
@@ -331,21 +395,18 @@ impl Matcher {
 
     /// Whether term `id`, whose first token matched at `tokens[i]`, matches the following
     /// tokens too; returns the end byte of its last token.
-    fn rest_matches(
-        &self,
-        id: u32,
-        i: usize,
-        tokens: &[Token<'_>],
-        folded: &FoldedTokens<'_>,
-    ) -> Option<usize> {
+    fn rest_matches(&self, id: u32, i: usize, tokens: &[Token<'_>]) -> Option<usize> {
         let term = self.terms.get(id as usize)?;
         let last = term.pats.len().checked_sub(1)?;
         for (k, pat) in term.pats.iter().enumerate().skip(1) {
             let tok = tokens.get(i + k)?;
-            let f = folded.get(i + k)?;
             let prefix = term.prefix && k == last;
+            let folded;
             let (want, have) = match pat {
-                Pat::Folded(s) => (s.as_str(), f),
+                Pat::Folded(s) => {
+                    folded = fold_cow(tok.text);
+                    (s.as_str(), folded.as_ref())
+                }
                 Pat::Exact(s) => (s.as_str(), tok.text),
             };
             let ok = if prefix {
@@ -358,50 +419,6 @@ impl Matcher {
             }
         }
         tokens.get(i + last).map(|t| t.end)
-    }
-}
-
-/// The folded form of every token of a text. Most tokens are lower-case ASCII and are their
-/// own folded form; the others are folded into one shared buffer rather than one allocation
-/// each.
-struct FoldedTokens<'a> {
-    text: &'a str,
-    buf: String,
-    /// Per token: its folded form as a byte range of `text` (already folded) or of `buf`.
-    spans: Vec<(bool, usize, usize)>,
-}
-
-impl<'a> FoldedTokens<'a> {
-    fn new(text: &'a str, tokens: &[Token<'a>]) -> Self {
-        let mut buf = String::new();
-        let mut spans = Vec::with_capacity(tokens.len());
-        for t in tokens {
-            if t.text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            {
-                spans.push((false, t.start, t.end));
-            } else {
-                let start = buf.len();
-                fold_into(t.text, &mut buf);
-                spans.push((true, start, buf.len()));
-            }
-        }
-        FoldedTokens { text, buf, spans }
-    }
-
-    /// Whether token `i` is lower-case ASCII (letters and digits), hence its own folded form.
-    fn is_own_fold(&self, i: usize) -> bool {
-        self.spans.get(i).is_some_and(|&(in_buf, _, _)| !in_buf)
-    }
-
-    fn get(&self, i: usize) -> Option<&str> {
-        let &(in_buf, start, end) = self.spans.get(i)?;
-        if in_buf {
-            self.buf.get(start..end)
-        } else {
-            self.text.get(start..end)
-        }
     }
 }
 
@@ -558,7 +575,7 @@ fn snippet(text: &str, hit_start: usize, hit_end: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalise::{fold, to_plain_text};
+    use crate::normalise::to_plain_text;
 
     fn matcher(rules: &[(&str, &str)]) -> Matcher {
         Matcher::new(
@@ -972,16 +989,61 @@ mod tests {
     }
 
     #[test]
-    fn folded_tokens_equal_fold_of_each_token() {
-        for input in crate::normalise::tests::random_texts(1500) {
-            let text = to_plain_text(&input);
-            let tokens = tokenize(&text);
-            let folded = FoldedTokens::new(&text, &tokens);
-            for (i, t) in tokens.iter().enumerate() {
-                assert_eq!(folded.get(i), Some(fold(t.text).as_str()), "{text:?}");
+    fn prefilter_passes_every_token_that_starts_a_term() {
+        // Every kind of key: folded, acronym, folded prefix, acronym prefix, non-ASCII.
+        let m = matcher(&[
+            (
+                "a",
+                "dark OR NCA OR surveil* OR NC* OR Thé* OR \"Investigatory Powers\"",
+            ),
+            ("b", "G7 OR net OR Ελλάδα OR a*"),
+        ]);
+        let words = [
+            "dark",
+            "DARK",
+            "Dark",
+            "NCA",
+            "nca",
+            "surveillance",
+            "SURVEIL",
+            "surv",
+            "NCB",
+            "nc",
+            "N",
+            "Theresa",
+            "THE",
+            "Investigatory",
+            "g7",
+            "G7",
+            "net",
+            "network",
+            "a",
+            "Ab",
+            "ελλαδα",
+            "Ελλάδα",
+            "ΕΛΛΑΔΑ",
+            "x",
+            "",
+            "darker",
+        ];
+        for w in words {
+            let has_candidates = {
+                let f = fold_cow(w);
+                let idx = &m.index;
+                let mut c = Vec::new();
+                probe_prefixes(&idx.folded_prefix, &idx.folded_prefix_lens, &f, &mut c);
+                probe_prefixes(&idx.exact_prefix, &idx.exact_prefix_lens, w, &mut c);
+                idx.folded.contains_key(f.as_ref()) || idx.exact.contains_key(w) || !c.is_empty()
+            };
+            if has_candidates {
+                assert!(
+                    m.index.may_start(w),
+                    "{w:?} starts a term but was filtered out"
+                );
             }
-            assert_eq!(folded.get(tokens.len()), None);
         }
+        assert!(!m.index.may_start("policeman"));
+        assert!(!m.index.may_start("web"));
     }
 
     #[test]
