@@ -440,45 +440,78 @@ pub struct Token<'a> {
 
 /// Split plain text into tokens. Everything that is not a letter/digit separates tokens.
 pub fn tokenize(text: &str) -> Vec<Token<'_>> {
-    let bytes = text.as_bytes();
-    let mut tokens = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        // ASCII is classified from the byte; only other characters are decoded.
-        let (inside, len) = if bytes[i].is_ascii() {
-            (bytes[i].is_ascii_alphanumeric(), 1)
-        } else {
-            let Some(c) = text.get(i..).and_then(|rest| rest.chars().next()) else {
-                break;
-            };
-            // A combining mark continues a word (Devanagari vowel signs, decomposed accents)
-            // but cannot start one.
-            let inside = c.is_alphanumeric() || (start.is_some() && is_combining_mark(c));
-            (inside, c.len_utf8())
-        };
-        match (inside, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                tokens.push(Token {
-                    text: &text[s..i],
-                    start: s,
-                    end: i,
-                });
-                start = None;
-            }
-            _ => {}
+    tokens(text).collect()
+}
+
+/// The tokens of `text`, lazily (see [`tokenize`]).
+pub fn tokens(text: &str) -> Tokens<'_> {
+    Tokens { text, pos: 0 }
+}
+
+/// Iterator returned by [`tokens`].
+#[derive(Debug, Clone)]
+pub struct Tokens<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Tokens<'a> {
+    /// The char at byte `i` (a char boundary) and its length; ASCII is read from the byte.
+    fn char_at(&self, i: usize) -> Option<(char, usize)> {
+        let b = *self.text.as_bytes().get(i)?;
+        if b.is_ascii() {
+            return Some((char::from(b), 1));
         }
-        i += len;
+        let c = self.text.get(i..)?.chars().next()?;
+        Some((c, c.len_utf8()))
     }
-    if let Some(s) = start {
-        tokens.push(Token {
-            text: &text[s..],
-            start: s,
-            end: text.len(),
-        });
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        let bytes = self.text.as_bytes();
+        // Find the start: a letter or digit (a combining mark cannot start a word).
+        let start = loop {
+            let b = *bytes.get(self.pos)?;
+            if b.is_ascii() {
+                self.pos += 1;
+                if b.is_ascii_alphanumeric() {
+                    break self.pos - 1;
+                }
+            } else {
+                let (c, len) = self.char_at(self.pos)?;
+                self.pos += len;
+                if c.is_alphanumeric() {
+                    break self.pos - len;
+                }
+            }
+        };
+        // Extend it: letters, digits and combining marks (Devanagari vowel signs, decomposed
+        // accents) continue a word.
+        while let Some(&b) = bytes.get(self.pos) {
+            if b.is_ascii() {
+                if !b.is_ascii_alphanumeric() {
+                    break;
+                }
+                self.pos += 1;
+            } else {
+                let Some((c, len)) = self.char_at(self.pos) else {
+                    break;
+                };
+                if !(c.is_alphanumeric() || is_combining_mark(c)) {
+                    break;
+                }
+                self.pos += len;
+            }
+        }
+        Some(Token {
+            text: self.text.get(start..self.pos)?,
+            start,
+            end: self.pos,
+        })
     }
-    tokens
 }
 
 /// Case- and diacritic-folded form of a token: lower case, accents removed (Théresa -> theresa).

@@ -25,7 +25,7 @@ pub mod query;
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::normalise::{Token, fold, fold_cow, tokenize};
+use crate::normalise::{Tokens, fold, fold_cow, tokens};
 use query::{Expr, Pat, Term};
 pub use query::{Query, QueryError};
 
@@ -347,11 +347,11 @@ impl Matcher {
 
     /// Every occurrence of every term in `text`, in order of starting token.
     fn scan(&self, text: &str) -> Vec<Hit> {
-        let tokens = tokenize(text);
         let mut hits = Vec::new();
         let mut candidates: Vec<u32> = Vec::new();
         let idx = &self.index;
-        for (i, tok) in tokens.iter().enumerate() {
+        let mut tokens = tokens(text);
+        while let Some(tok) = tokens.next() {
             if !idx.may_start(tok.text) {
                 continue;
             }
@@ -381,7 +381,7 @@ impl Matcher {
             }
             // Each term's first token is indexed under exactly one key, so no duplicates here.
             for &id in &candidates {
-                if let Some(end) = self.rest_matches(id, i, &tokens) {
+                if let Some(end) = self.rest_matches(id, tok.end, tokens.clone()) {
                     hits.push(Hit {
                         term: id,
                         start: tok.start,
@@ -393,13 +393,15 @@ impl Matcher {
         hits
     }
 
-    /// Whether term `id`, whose first token matched at `tokens[i]`, matches the following
-    /// tokens too; returns the end byte of its last token.
-    fn rest_matches(&self, id: u32, i: usize, tokens: &[Token<'_>]) -> Option<usize> {
+    /// Whether term `id`, whose first token has just matched (ending at byte `end`), matches
+    /// the tokens that follow (`rest`) too; returns the end byte of its last token.
+    fn rest_matches(&self, id: u32, end: usize, mut rest: Tokens<'_>) -> Option<usize> {
         let term = self.terms.get(id as usize)?;
         let last = term.pats.len().checked_sub(1)?;
+        let mut end = end;
         for (k, pat) in term.pats.iter().enumerate().skip(1) {
-            let tok = tokens.get(i + k)?;
+            let tok = rest.next()?;
+            end = tok.end;
             let prefix = term.prefix && k == last;
             let folded;
             let (want, have) = match pat {
@@ -418,7 +420,7 @@ impl Matcher {
                 return None;
             }
         }
-        tokens.get(i + last).map(|t| t.end)
+        Some(end)
     }
 }
 
