@@ -467,34 +467,44 @@ impl<'a> Tokens<'a> {
     }
 }
 
-impl<'a> Iterator for Tokens<'a> {
-    type Item = Token<'a>;
+/// FNV-1a offset basis: the hash of the empty string for [`ascii_hash_step`].
+pub const ASCII_HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
 
-    fn next(&mut self) -> Option<Token<'a>> {
+/// One step of FNV-1a: a hash that can be checked after every byte, so a token and its
+/// prefixes are hashed in one pass.
+pub fn ascii_hash_step(hash: u64, byte: u8) -> u64 {
+    (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+impl<'a> Tokens<'a> {
+    /// The next token with, when it is all ASCII, the [`ascii_hash_step`] hash of its
+    /// lower-cased bytes, computed in the same pass (the matcher's pre-filter key).
+    pub fn next_hashed(&mut self) -> Option<(Token<'a>, Option<u64>)> {
         let bytes = self.text.as_bytes();
-        // Find the start: a letter or digit (a combining mark cannot start a word).
+        let mut hash = Some(ASCII_HASH_SEED);
         let start = loop {
             let b = *bytes.get(self.pos)?;
             if b.is_ascii() {
                 self.pos += 1;
                 if b.is_ascii_alphanumeric() {
+                    hash = hash.map(|h| ascii_hash_step(h, b.to_ascii_lowercase()));
                     break self.pos - 1;
                 }
             } else {
                 let (c, len) = self.char_at(self.pos)?;
                 self.pos += len;
                 if c.is_alphanumeric() {
+                    hash = None;
                     break self.pos - len;
                 }
             }
         };
-        // Extend it: letters, digits and combining marks (Devanagari vowel signs, decomposed
-        // accents) continue a word.
         while let Some(&b) = bytes.get(self.pos) {
             if b.is_ascii() {
                 if !b.is_ascii_alphanumeric() {
                     break;
                 }
+                hash = hash.map(|h| ascii_hash_step(h, b.to_ascii_lowercase()));
                 self.pos += 1;
             } else {
                 let Some((c, len)) = self.char_at(self.pos) else {
@@ -503,14 +513,24 @@ impl<'a> Iterator for Tokens<'a> {
                 if !(c.is_alphanumeric() || is_combining_mark(c)) {
                     break;
                 }
+                hash = None;
                 self.pos += len;
             }
         }
-        Some(Token {
+        let token = Token {
             text: self.text.get(start..self.pos)?,
             start,
             end: self.pos,
-        })
+        };
+        Some((token, hash))
+    }
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        self.next_hashed().map(|(token, _)| token)
     }
 }
 
@@ -572,7 +592,11 @@ pub(crate) mod tests {
             "\u{301}\u{301}a\u{308}",
         ];
         let random = random_texts(3000);
-        for text in cases.iter().copied().chain(random.iter().map(String::as_str)) {
+        for text in cases
+            .iter()
+            .copied()
+            .chain(random.iter().map(String::as_str))
+        {
             let mut piecewise = Folder {
                 out: String::new(),
                 pending_space: false,

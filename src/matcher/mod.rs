@@ -25,7 +25,7 @@ pub mod query;
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::normalise::{Tokens, fold, fold_cow, tokens};
+use crate::normalise::{ASCII_HASH_SEED, Tokens, ascii_hash_step, fold, fold_cow, tokens};
 use query::{Expr, Pat, Term};
 pub use query::{Query, QueryError};
 
@@ -120,21 +120,23 @@ struct Index {
 
 impl Index {
     /// Whether `token` may be the first token of some term. Never false when it is one.
-    fn may_start(&self, token: &str) -> bool {
-        if !token.is_ascii() {
-            // Folding may change its length and bytes: leave it to the full lookups.
-            return true;
+    /// `hash` is the [`ascii_hash_step`] hash of the lower-cased token when it is ASCII.
+    fn may_start(&self, token: &str, hash: Option<u64>) -> bool {
+        // Not ASCII: folding may change its length and bytes, so leave it to the full lookups.
+        let Some(hash) = hash else { return true };
+        if self.prefix_lens.is_empty() {
+            return self.first_hashes.contains(&hash);
         }
-        let mut hash = ASCII_HASH_SEED;
+        let mut prefix = ASCII_HASH_SEED;
         let mut lens = self.prefix_lens.iter().peekable();
         for (n, b) in token.bytes().enumerate() {
-            hash = ascii_hash_step(hash, b.to_ascii_lowercase());
+            prefix = ascii_hash_step(prefix, b.to_ascii_lowercase());
             // Prefix keys of length n + 1.
             while let Some(&&len) = lens.peek() {
                 if len > n + 1 {
                     break;
                 }
-                if len == n + 1 && self.first_hashes.contains(&hash) {
+                if len == n + 1 && self.first_hashes.contains(&prefix) {
                     return true;
                 }
                 lens.next();
@@ -142,14 +144,6 @@ impl Index {
         }
         self.first_hashes.contains(&hash)
     }
-}
-
-const ASCII_HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// One step of FNV-1a: a hash that can be checked after every byte, so prefixes of a token are
-/// hashed in the same pass as the token.
-fn ascii_hash_step(hash: u64, byte: u8) -> u64 {
-    (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
 }
 
 /// [`ascii_hash_step`] over a whole string (keys at build time).
@@ -351,8 +345,8 @@ impl Matcher {
         let mut candidates: Vec<u32> = Vec::new();
         let idx = &self.index;
         let mut tokens = tokens(text);
-        while let Some(tok) = tokens.next() {
-            if !idx.may_start(tok.text) {
+        while let Some((tok, hash)) = tokens.next_hashed() {
+            if !idx.may_start(tok.text, hash) {
                 continue;
             }
             let f = fold_cow(tok.text);
@@ -990,6 +984,15 @@ mod tests {
         }
     }
 
+    /// The pre-filter as `scan` calls it, for one word.
+    fn may_start(m: &Matcher, word: &str) -> bool {
+        let Some((tok, hash)) = tokens(word).next_hashed() else {
+            return false;
+        };
+        assert_eq!(tok.text, word);
+        m.index.may_start(tok.text, hash)
+    }
+
     #[test]
     fn prefilter_passes_every_token_that_starts_a_term() {
         // Every kind of key: folded, acronym, folded prefix, acronym prefix, non-ASCII.
@@ -1038,14 +1041,26 @@ mod tests {
                 idx.folded.contains_key(f.as_ref()) || idx.exact.contains_key(w) || !c.is_empty()
             };
             if has_candidates {
-                assert!(
-                    m.index.may_start(w),
-                    "{w:?} starts a term but was filtered out"
-                );
+                assert!(may_start(&m, w), "{w:?} starts a term but was filtered out");
             }
         }
-        assert!(!m.index.may_start("policeman"));
-        assert!(!m.index.may_start("web"));
+        assert!(!may_start(&m, "policeman"));
+        assert!(!may_start(&m, "web"));
+        // Without prefix terms the pre-filter is the token hash alone.
+        let m = matcher(&[("a", "dark OR NCA OR \"Investigatory Powers\" OR Ελλάδα")]);
+        for w in [
+            "dark",
+            "DARK",
+            "NCA",
+            "nca",
+            "Investigatory",
+            "ελλαδα",
+            "Ελλάδα",
+        ] {
+            assert!(may_start(&m, w), "{w:?}");
+        }
+        assert!(!may_start(&m, "darker"));
+        assert!(!may_start(&m, "Powers"));
     }
 
     #[test]
