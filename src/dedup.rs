@@ -48,7 +48,8 @@ pub struct Identity {
     /// Compact form of `key` stored for every entry ever seen (16 bytes of SHA-256).
     pub key_hash: [u8; 16],
     /// Canonical URL for merging across feeds; `None` when the entry has no link or shares
-    /// its link with other entries of the same document.
+    /// its link with other entries of the same document. The poller fills it only for
+    /// entries that match a rule (the store merges stored items alone).
     pub canonical_url: Option<String>,
 }
 
