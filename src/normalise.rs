@@ -541,33 +541,22 @@ pub fn fold(token: &str) -> String {
 
 /// [`fold`] without allocating for the common case of a token that is already folded ASCII.
 pub(crate) fn fold_cow(token: &str) -> Cow<'_, str> {
-    if token.is_ascii() && !token.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Cow::Borrowed(token);
-    }
-    let mut out = String::with_capacity(token.len());
-    fold_into(token, &mut out);
-    Cow::Owned(out)
-}
-
-/// Append the [`fold`] of `token` to `out` (lets a caller fold many tokens into one buffer).
-pub(crate) fn fold_into(token: &str, out: &mut String) {
     if token.is_ascii() {
-        let start = out.len();
-        out.push_str(token);
-        if let Some(added) = out.get_mut(start..) {
-            added.make_ascii_lowercase();
+        if token.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Cow::Owned(token.to_ascii_lowercase());
         }
-        return;
+        return Cow::Borrowed(token);
     }
     // Lower-case first, then decompose: some lower-case mappings produce combining marks
     // (İ -> i + U+0307) which the decomposition pass then removes.
-    out.extend(
+    Cow::Owned(
         token
             .chars()
             .flat_map(char::to_lowercase)
             .nfd()
-            .filter(|c| !is_combining_mark(*c)),
-    );
+            .filter(|c| !is_combining_mark(*c))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
