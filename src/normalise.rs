@@ -19,13 +19,33 @@ pub fn to_plain_text(input: &str) -> String {
     // Most titles and many summaries hold neither markup nor entities: both passes then borrow
     // the input, and the only allocation is the result.
     let stripped = strip_tags(input);
-    let decoded = html_escape::decode_html_entities(&stripped);
+    let decoded = decode_entities(&stripped);
     let mut out = Folder {
         out: String::with_capacity(decoded.len()),
         pending_space: false,
     };
     nfkc_into(&decoded, &mut out);
     out.out
+}
+
+/// Named and numeric character references decoded. html-escape looks for `&` a byte at a
+/// time; most text has none (memchr says so at a glance) or its first one late, and no
+/// reference starts before the first `&`, so html-escape sees only the text from there on.
+fn decode_entities(text: &str) -> Cow<'_, str> {
+    let Some(amp) = memchr::memchr(b'&', text.as_bytes()) else {
+        return Cow::Borrowed(text);
+    };
+    // `amp` indexes an ASCII byte: a char boundary.
+    let (head, tail) = text.split_at(amp);
+    match html_escape::decode_html_entities(tail) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        Cow::Owned(decoded) => {
+            let mut out = String::with_capacity(head.len() + decoded.len());
+            out.push_str(head);
+            out.push_str(&decoded);
+            Cow::Owned(out)
+        }
+    }
 }
 
 /// NFKC of `text`, fed char by char to `out`, without paying for normalisation where the text
@@ -456,12 +476,8 @@ pub struct Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
-    /// The char at byte `i` (a char boundary) and its length; ASCII is read from the byte.
+    /// The char at byte `i` (a char boundary, not ASCII) and its length.
     fn char_at(&self, i: usize) -> Option<(char, usize)> {
-        let b = *self.text.as_bytes().get(i)?;
-        if b.is_ascii() {
-            return Some((char::from(b), 1));
-        }
         let c = self.text.get(i..)?.chars().next()?;
         Some((c, c.len_utf8()))
     }
@@ -476,53 +492,84 @@ pub fn ascii_hash_step(hash: u64, byte: u8) -> u64 {
     (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
 }
 
+/// [`BYTE_CLASS`] of an ASCII byte that separates tokens.
+const SEPARATOR: u8 = 0;
+/// [`BYTE_CLASS`] of a byte of a multi-byte char (decoded and classified as a char).
+const NON_ASCII: u8 = 0xFF;
+
+/// What the tokenizer needs to know of a byte, in one lookup: [`SEPARATOR`], [`NON_ASCII`],
+/// or, for an ASCII letter or digit, the byte lower-cased (the input of the token hash).
+static BYTE_CLASS: [u8; 256] = {
+    let mut table = [NON_ASCII; 256];
+    let mut b = 0;
+    while b < 128 {
+        let byte = b as u8;
+        table[b] = if byte.is_ascii_alphanumeric() {
+            byte.to_ascii_lowercase()
+        } else {
+            SEPARATOR
+        };
+        b += 1;
+    }
+    table
+};
+
 impl<'a> Tokens<'a> {
     /// The next token with, when it is all ASCII, the [`ascii_hash_step`] hash of its
     /// lower-cased bytes, computed in the same pass (the matcher's pre-filter key).
+    ///
+    /// The hottest loop of a cold poll (every word of every new entry passes here), hence the
+    /// byte table: an ASCII byte costs one lookup, and only multi-byte chars are decoded.
     pub fn next_hashed(&mut self) -> Option<(Token<'a>, Option<u64>)> {
         let bytes = self.text.as_bytes();
-        let mut hash = Some(ASCII_HASH_SEED);
+        let mut pos = self.pos;
+        // Skip to the first char of the token: an ASCII letter/digit or an alphanumeric char.
         let start = loop {
-            let b = *bytes.get(self.pos)?;
-            if b.is_ascii() {
-                self.pos += 1;
-                if b.is_ascii_alphanumeric() {
-                    hash = hash.map(|h| ascii_hash_step(h, b.to_ascii_lowercase()));
-                    break self.pos - 1;
+            let Some(&b) = bytes.get(pos) else {
+                self.pos = pos;
+                return None;
+            };
+            match BYTE_CLASS[usize::from(b)] {
+                SEPARATOR => pos += 1,
+                NON_ASCII => {
+                    let (c, len) = self.char_at(pos)?;
+                    if c.is_alphanumeric() {
+                        break pos;
+                    }
+                    pos += len;
                 }
-            } else {
-                let (c, len) = self.char_at(self.pos)?;
-                self.pos += len;
-                if c.is_alphanumeric() {
-                    hash = None;
-                    break self.pos - len;
-                }
+                _ => break pos,
             }
         };
-        while let Some(&b) = bytes.get(self.pos) {
-            if b.is_ascii() {
-                if !b.is_ascii_alphanumeric() {
-                    break;
+        // The token: letters, digits and combining marks.
+        let mut hash = ASCII_HASH_SEED;
+        let mut ascii = true;
+        while let Some(&b) = bytes.get(pos) {
+            match BYTE_CLASS[usize::from(b)] {
+                SEPARATOR => break,
+                NON_ASCII => {
+                    let Some((c, len)) = self.char_at(pos) else {
+                        break;
+                    };
+                    if !(c.is_alphanumeric() || is_combining_mark(c)) {
+                        break;
+                    }
+                    ascii = false;
+                    pos += len;
                 }
-                hash = hash.map(|h| ascii_hash_step(h, b.to_ascii_lowercase()));
-                self.pos += 1;
-            } else {
-                let Some((c, len)) = self.char_at(self.pos) else {
-                    break;
-                };
-                if !(c.is_alphanumeric() || is_combining_mark(c)) {
-                    break;
+                lower => {
+                    hash = ascii_hash_step(hash, lower);
+                    pos += 1;
                 }
-                hash = None;
-                self.pos += len;
             }
         }
+        self.pos = pos;
         let token = Token {
-            text: self.text.get(start..self.pos)?,
+            text: self.text.get(start..pos)?,
             start,
-            end: self.pos,
+            end: pos,
         };
-        Some((token, hash))
+        Some((token, ascii.then_some(hash)))
     }
 }
 
@@ -792,6 +839,23 @@ pub(crate) mod tests {
             let got: Vec<(usize, usize)> =
                 tokenize(&text).iter().map(|t| (t.start, t.end)).collect();
             assert_eq!(got, reference(&text), "{text:?}");
+            // The table-driven hash: FNV-1a of the lower-cased bytes, for all-ASCII tokens only.
+            let mut toks = tokens(&text);
+            while let Some((tok, hash)) = toks.next_hashed() {
+                let want = tok.text.is_ascii().then(|| {
+                    tok.text.bytes().fold(ASCII_HASH_SEED, |h, b| {
+                        ascii_hash_step(h, b.to_ascii_lowercase())
+                    })
+                });
+                assert_eq!(hash, want, "{:?} in {text:?}", tok.text);
+            }
+            // Entities decoded from the first `&` on, against html-escape on the whole text.
+            let stripped = strip_tags(&input);
+            assert_eq!(
+                decode_entities(&stripped),
+                html_escape::decode_html_entities(&stripped),
+                "{input:?}"
+            );
             // Run-wise folding of ASCII against char-wise pushing.
             let mut runs = Folder {
                 out: String::new(),
@@ -806,6 +870,28 @@ pub(crate) mod tests {
             ascii.chars().for_each(|c| chars.push(c));
             assert_eq!(runs.out, chars.out, "{ascii:?}");
         }
+    }
+
+    #[test]
+    fn entities_decode_from_the_first_ampersand() {
+        for text in [
+            "",
+            "no references",
+            "&amp;",
+            "a &amp; b",
+            "Tom &amp; Jerry &lt;3 &#233;t&#xE9; &nbsp;&unknown; & &; &#; &#x;",
+            "tail &",
+            "&&amp;",
+            "é &eacute; ü",
+        ] {
+            assert_eq!(
+                decode_entities(text),
+                html_escape::decode_html_entities(text),
+                "{text:?}"
+            );
+        }
+        assert!(matches!(decode_entities("a & b"), Cow::Borrowed(_)));
+        assert!(matches!(decode_entities("plain"), Cow::Borrowed(_)));
     }
 
     #[test]
