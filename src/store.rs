@@ -73,6 +73,24 @@ pub struct FeedState {
     pub next_due_at: Option<DateTime<Utc>>,
 }
 
+const FEED_STATE_SELECT: &str = "SELECT id, name, url, effective_url, etag, last_modified, \
+     consecutive_failures, next_due_at FROM feeds";
+
+fn feed_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FeedState> {
+    Ok(FeedState {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        url: r.get(2)?,
+        effective_url: r.get(3)?,
+        validators: Validators {
+            etag: r.get(4)?,
+            last_modified: r.get(5)?,
+        },
+        consecutive_failures: r.get(6)?,
+        next_due_at: r.get::<_, Option<String>>(7)?.as_deref().and_then(parse_ts),
+    })
+}
+
 /// A matched entry, ready to store (text already normalised).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatchedEntry {
@@ -304,24 +322,23 @@ impl Store {
     /// The remembered state of feed `name`.
     pub fn feed_state(&self, name: &str) -> Result<Option<FeedState>> {
         self.conn
-            .query_row(
-                "SELECT id, name, url, effective_url, etag, last_modified, consecutive_failures, next_due_at
-                 FROM feeds WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(FeedState {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        url: r.get(2)?,
-                        effective_url: r.get(3)?,
-                        validators: Validators { etag: r.get(4)?, last_modified: r.get(5)? },
-                        consecutive_failures: r.get(6)?,
-                        next_due_at: r.get::<_, Option<String>>(7)?.as_deref().and_then(parse_ts),
-                    })
-                },
-            )
+            .prepare_cached(&format!("{FEED_STATE_SELECT} WHERE name = ?1"))?
+            .query_row([name], feed_state_row)
             .optional()
             .map_err(Into::into)
+    }
+
+    /// The remembered state of every feed, by name: one query where a cycle over all feeds
+    /// would otherwise make one per feed.
+    pub fn feed_states(&self) -> Result<HashMap<String, FeedState>> {
+        let mut stmt = self.conn.prepare_cached(FEED_STATE_SELECT)?;
+        let rows = stmt.query_map([], feed_state_row)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let state = row?;
+            out.insert(state.name.clone(), state);
+        }
+        Ok(out)
     }
 
     /// Identity hash → fingerprint of every entry ever seen in feed `feed_id`.
@@ -924,5 +941,38 @@ mod tests {
         );
         s.sync_feeds(&[feed("a", "http://a/other")]).unwrap();
         assert_eq!(s.feed_state("a").unwrap().unwrap().validators.etag, None);
+    }
+
+    #[test]
+    fn all_feed_states_at_once_equal_one_at_a_time() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        let facts = FetchFacts {
+            validators: Validators {
+                etag: Some("\"v1\"".into()),
+                last_modified: Some("Mon, 23 Nov 2026 10:00:00 GMT".into()),
+            },
+            effective_url: Some("http://a/moved".into()),
+            ..Default::default()
+        };
+        s.record_unchanged(a, &facts, Utc::now()).unwrap();
+        s.record_failure(a, "HTTP 500", Some(500), None, Utc::now())
+            .unwrap();
+        let all = s.feed_states().unwrap();
+        let mut names: Vec<&str> = all.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b"]);
+        for (name, state) in &all {
+            let one = s.feed_state(name).unwrap().unwrap();
+            assert_eq!(state.id, one.id);
+            assert_eq!(state.url, one.url);
+            assert_eq!(state.effective_url, one.effective_url);
+            assert_eq!(state.validators, one.validators);
+            assert_eq!(state.consecutive_failures, one.consecutive_failures);
+            assert_eq!(state.next_due_at, one.next_due_at);
+        }
+        assert_eq!(all["a"].validators.etag.as_deref(), Some("\"v1\""));
+        assert_eq!(all["a"].effective_url.as_deref(), Some("http://a/moved"));
+        assert_eq!(all["a"].consecutive_failures, 1);
     }
 }
