@@ -4,6 +4,7 @@
 //! A feed's failure is a message, not an abort: it is recorded on that feed, logged with the
 //! feed's name, and the cycle goes on. Each feed's results are committed in one transaction.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -440,13 +441,20 @@ pub fn process_entries(
         }
         let title = to_plain_text(&e.title);
         let summary = to_plain_text(&e.summary);
-        let content = to_plain_text(&e.content);
-        let body = if content.is_empty() || content == summary {
+        // Feeds often repeat the summary as the content: normalise it once.
+        let content = if e.content == e.summary {
             summary.clone()
-        } else if summary.is_empty() {
-            content.clone()
         } else {
-            format!("{summary} {content}")
+            to_plain_text(&e.content)
+        };
+        // What rules see as the body: summary and content, each once. Most entries have only
+        // one of them, which is then borrowed rather than copied.
+        let body: Cow<'_, str> = if content.is_empty() || content == summary {
+            Cow::Borrowed(&summary)
+        } else if summary.is_empty() {
+            Cow::Borrowed(&content)
+        } else {
+            Cow::Owned(format!("{summary} {content}"))
         };
         let matched = matcher.match_item(&title, &body).map(|m| {
             identity.canonical_url = link.and_then(dedup::canonical_url);
