@@ -345,3 +345,154 @@ fn second_xml_declaration_mid_document_does_not_lose_the_feed() {
     ));
     assert_eq!(f.entries.len(), 1);
 }
+
+/// feed-rs's default timestamp parser, reached the way `lenient_timestamp` reaches it: the
+/// reference `parse_timestamp` must agree with.
+fn feed_rs_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    lenient_timestamp(text)
+}
+
+#[test]
+fn timestamps_read_as_feed_rs_reads_them() {
+    let cases = [
+        "Tue, 15 Nov 2022 20:15:04 GMT",
+        "Tue, 15 Nov 2022 20:15:04 +0000",
+        "15 Nov 2022 20:15:04 -0500",
+        "Tue, 15 Nov 2022 20:15:04 UTC",
+        "Tue, 15 Nov 2022 20:15:04 -0000",
+        "Wed, 15 Nov 2022 20:15:04 GMT",
+        "Thurs, 13 Jul 2011 07:38:00 GMT",
+        "Tuesday, 15 November 2022 20:15:04 GMT",
+        "Nov 15 2022 20:15:04 GMT",
+        "Tue, 15 Nov 2022 24:15:04 GMT",
+        "Tue, 15 Nov 2022 8:15:04 GMT",
+        "Tue, 15 Nov 2022 20:15:04 EST",
+        "Tue, 15 Nov 2022 20:15:04 PDT",
+        "Tue, 15 Nov 2022 20:15:04 Z",
+        "Tue, 15 Nov 2022 20:15 GMT",
+        "Tue, 15 Nov 22 20:15:04 GMT",
+        "15 Nov 2022 20:15:04 +02:00",
+        "2022-11-15T20:15:04Z",
+        "2022-11-15t20:15:04z",
+        "2022-11-15T20:15:04.123456+02:00",
+        "2022-11-15T20:15:04+0200",
+        "2022-11-15T20:15:04-05",
+        "2022-11-15",
+        "2022-11-15T20:15:04",
+        "2022-11-15 20:15:04Z",
+        "2022-11-15 20:15:04",
+        "  2022-11-15T20:15:04Z\n",
+        "\n Tue, 15 Nov 2022 20:15:04 GMT ",
+        "",
+        "  ",
+        "garbage",
+        "2022-13-45T99:99:99Z",
+        "0000-00-00",
+        "Tue, 31 Feb 2022 20:15:04 GMT",
+        "1 & 2 < 3",
+        "Tue, 15 Nov 2022 20:15:04 GMT]]>",
+    ];
+    for text in cases {
+        assert_eq!(parse_timestamp(text), feed_rs_timestamp(text), "{text:?}");
+    }
+    let at = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+    };
+    assert_eq!(
+        parse_timestamp("Tue, 15 Nov 2022 20:15:04 GMT"),
+        at("2022-11-15T20:15:04Z")
+    );
+    assert_eq!(
+        parse_timestamp("2022-11-15T20:15:04+02:00"),
+        at("2022-11-15T18:15:04Z")
+    );
+    // Repaired by the lenient path: a wrong weekday, a long month name.
+    assert_eq!(
+        parse_timestamp("Wed, 15 Nov 2022 20:15:04 GMT"),
+        at("2022-11-15T20:15:04Z")
+    );
+    assert_eq!(
+        parse_timestamp("15 November 2022 20:15:04 GMT"),
+        at("2022-11-15T20:15:04Z")
+    );
+    assert_eq!(parse_timestamp("garbage"), None);
+}
+
+/// Every timestamp in the corpus (`NEWSWATCH_CORPUS`) reads the same as with feed-rs's default.
+#[test]
+fn corpus_timestamps_read_as_feed_rs_reads_them() {
+    let Some(dir) = std::env::var_os("NEWSWATCH_CORPUS").map(std::path::PathBuf::from) else {
+        println!("skipped: NEWSWATCH_CORPUS not set");
+        return;
+    };
+    let mut checked = 0;
+    for sub in ["real", "illformed"] {
+        let Ok(files) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let Ok(bytes) = std::fs::read(file.path()) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            for text in corpus_dates(&text) {
+                assert_eq!(
+                    parse_timestamp(text),
+                    feed_rs_timestamp(text),
+                    "{text:?} in {}",
+                    file.path().display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    println!("{checked} corpus timestamps");
+    assert!(
+        checked > 1000,
+        "only {checked} timestamps found in the corpus"
+    );
+}
+
+/// The text of date elements and JSON Feed date members (no entities, no markup inside).
+fn corpus_dates(doc: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for tag in [
+        "pubDate",
+        "lastBuildDate",
+        "dc:date",
+        "updated",
+        "published",
+        "modified",
+        "issued",
+        "created",
+    ] {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        let mut rest = doc;
+        while let Some(i) = rest.find(&open) {
+            rest = &rest[i + open.len()..];
+            if let Some(j) = rest.find(&close) {
+                let value = &rest[..j];
+                if !value.contains(['<', '&']) && value.len() < 100 {
+                    out.push(value);
+                }
+            }
+        }
+    }
+    for key in ["\"date_published\"", "\"date_modified\""] {
+        let mut rest = doc;
+        while let Some(i) = rest.find(key) {
+            rest = &rest[i + key.len()..];
+            let value = rest.trim_start().strip_prefix(':').map(str::trim_start);
+            if let Some(v) = value.and_then(|v| v.strip_prefix('"'))
+                && let Some(end) = v.find('"')
+                && !v[..end].contains('\\')
+            {
+                out.push(&v[..end]);
+            }
+        }
+    }
+    out
+}
