@@ -114,9 +114,17 @@ impl Folder {
         let mut i = from;
         while i < bytes.len() {
             let start = i;
-            // Visible ASCII: '!' ..= '~'.
-            while i < bytes.len() && (0x21..0x7F).contains(&bytes[i]) {
-                i += 1;
+            // Visible ASCII ('!' ..= '~'), and single spaces between visible characters: they
+            // come out as they are, so "word word word" is copied in one go.
+            while let Some(&b) = bytes.get(i) {
+                let visible = |b: u8| (0x21..0x7F).contains(&b);
+                if visible(b)
+                    || (b == b' ' && i > start && bytes.get(i + 1).is_some_and(|&n| visible(n)))
+                {
+                    i += 1;
+                } else {
+                    break;
+                }
             }
             if i > start {
                 self.space_before_kept();

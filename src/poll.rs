@@ -374,10 +374,13 @@ async fn poll_feed_inner(
             .known_entries(feed_id)
             .map_err(ProcessError::Store)?;
         let records = process_entries(&rt.matcher, &parsed.entries, &known);
-        Ok::<_, ProcessError>((parsed, records))
+        // The parsed document is freed here, on the blocking thread, rather than held (and
+        // later freed on the async thread) while the commit waits for the writer.
+        let summary = (parsed.title, parsed.ttl_minutes, parsed.entries.len());
+        Ok::<_, ProcessError>((summary, records))
     })
     .await;
-    let (parsed, records) = match processed {
+    let ((title, ttl_minutes, entry_count), records) = match processed {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             report.outcome = failed(e.to_string());
@@ -390,8 +393,8 @@ async fn poll_feed_inner(
             return report;
         }
     };
-    report.entries = parsed.entries.len();
-    if let Some(ttl) = parsed.ttl_minutes {
+    report.entries = entry_count;
+    if let Some(ttl) = ttl_minutes {
         let ttl_until = now + chrono::Duration::minutes(i64::from(ttl.min(24 * 60)));
         report.fresh_until = Some(report.fresh_until.map_or(ttl_until, |f| f.max(ttl_until)));
     }
@@ -400,7 +403,7 @@ async fn poll_feed_inner(
         http_status: Some(fetched.status),
         validators: fetched.validators,
         effective_url,
-        title: parsed.title.clone(),
+        title,
         next_due_at: due.and_then(|d| d(feed, &report, 0)),
     };
     match with_store(store, move |s| {
