@@ -217,7 +217,7 @@ pub async fn run(
                     Some(next_due(&settings_rt.settings, f, r, failures, Utc::now()))
                 };
                 let report = tokio::select! {
-                    r = poll::poll_feed(&runtime, &store, &feed, Some(&policy)) => Some(r),
+                    r = poll::poll_feed(&runtime, &store, &feed, None, Some(&policy)) => Some(r),
                     _ = stop.cancelled() => None,
                 };
                 let Some(report) = report else {

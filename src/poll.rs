@@ -201,7 +201,7 @@ pub async fn poll_all(
             let runtime = runtime.clone();
             let store = store.clone();
             let state = states.remove(&feed.name);
-            async move { poll_feed_from(&runtime, &store, &feed, state, None).await }
+            async move { poll_feed(&runtime, &store, &feed, state, None).await }
         })
         .buffer_unordered(runtime.settings.concurrency)
         .collect()
@@ -210,18 +210,10 @@ pub async fn poll_all(
 
 /// Poll one feed: fetch, process, commit (or record the failure). Never returns an error:
 /// every problem becomes the feed's recorded outcome.
+///
+/// `state` is the feed's stored state when the caller has loaded it already (a full cycle
+/// loads every feed's at once); `None` loads it here.
 pub async fn poll_feed(
-    runtime: &Arc<Runtime>,
-    store: &SharedStore,
-    feed: &FeedSettings,
-    due: Option<&DuePolicy>,
-) -> FeedReport {
-    poll_feed_from(runtime, store, feed, None, due).await
-}
-
-/// [`poll_feed`] starting from the feed's stored state when the caller has loaded it already
-/// (`None`: load it here).
-async fn poll_feed_from(
     runtime: &Arc<Runtime>,
     store: &SharedStore,
     feed: &FeedSettings,
@@ -444,9 +436,9 @@ pub fn process_entries(
         }
         let title = to_plain_text(&e.title);
         let summary = to_plain_text(&e.summary);
-        // Feeds often repeat the summary as the content: normalise it once.
+        // Feeds often repeat the summary as the content: then there is only the summary.
         let content = if e.content == e.summary {
-            summary.clone()
+            String::new()
         } else {
             to_plain_text(&e.content)
         };
