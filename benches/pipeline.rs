@@ -15,11 +15,10 @@ use std::sync::LazyLock;
 use chrono::Utc;
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{Bencher, black_box};
-use newswatch::config::FeedSettings;
-use newswatch::dedup;
-use newswatch::matcher::{Matcher, Query, RuleMatch};
-use newswatch::normalise::to_plain_text;
-use newswatch::parse::{Entry, parse_feed};
+use newswatch::pipeline::dedup;
+use newswatch::pipeline::matcher::{Matcher, Query, RuleMatch};
+use newswatch::pipeline::normalise::to_plain_text;
+use newswatch::pipeline::parse::{Entry, parse_feed};
 use newswatch::store::{EntryRecord, FetchFacts, MatchedEntry, Store};
 
 fn main() {
@@ -344,16 +343,6 @@ fn parse(bencher: Bencher, format: &str) {
 /// Entries per `commit_feed` call in the store benchmarks (a typical feed document).
 const BATCH: usize = 50;
 
-fn bench_feed() -> FeedSettings {
-    FeedSettings {
-        name: "bench".into(),
-        url: url::Url::parse("http://bench.invalid/feed").expect("url"),
-        schedule: None,
-        fetch: Default::default(),
-        tags: vec![],
-    }
-}
-
 /// `BATCH` never-seen entries numbered from `first`; `matched` ones carry a stored item.
 fn records(first: usize, matched: bool) -> Vec<EntryRecord> {
     let entries: Vec<Entry> = (first..first + BATCH)
@@ -399,7 +388,9 @@ fn records(first: usize, matched: bool) -> Vec<EntryRecord> {
 fn store_commit(bencher: Bencher, matched: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(&dir.path().join("bench.db")).expect("open");
-    store.sync_feeds(&[bench_feed()]).expect("sync");
+    store
+        .sync_feeds([("bench", "http://bench.invalid/feed")])
+        .expect("sync");
     let id = store.feed_state("bench").expect("state").expect("feed").id;
     let mut next = 0usize;
     bencher
@@ -420,7 +411,9 @@ fn store_commit(bencher: Bencher, matched: bool) {
 fn store_known_entries(bencher: Bencher) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::open(&dir.path().join("bench.db")).expect("open");
-    store.sync_feeds(&[bench_feed()]).expect("sync");
+    store
+        .sync_feeds([("bench", "http://bench.invalid/feed")])
+        .expect("sync");
     let id = store.feed_state("bench").expect("state").expect("feed").id;
     for k in 0..1_000 / BATCH {
         store

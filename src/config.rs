@@ -14,8 +14,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::fetch::{self, FetchOptions};
-use crate::matcher::Query;
+pub use crate::outputs::export::OutputSettings;
+use crate::pipeline::fetch::{self, FetchOptions};
+use crate::pipeline::matcher::Query;
 
 /// The built-in default configuration (config/newswatch.toml), used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/newswatch.toml");
@@ -175,17 +176,7 @@ pub struct Settings {
     /// Files kept up to date with the stored matches (`[output]`).
     pub output: OutputSettings,
     /// The scheduled digest (`[digest]`); `None` when the section is absent.
-    pub digest: Option<crate::digest::DigestSettings>,
-}
-
-/// `[output]`: feeds of the stored matches that the daemon rewrites after each poll, so any
-/// feed reader can follow newswatch. Paths are already resolved against the config's folder.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OutputSettings {
-    /// Atom 1.0 file (`[output] atom = "matches.atom"`).
-    pub atom: Option<PathBuf>,
-    /// JSON Feed 1.1 file (`[output] json_feed = "matches.json"`).
-    pub json_feed: Option<PathBuf>,
+    pub digest: Option<crate::outputs::digest::DigestSettings>,
 }
 
 /// Global schedule settings.
@@ -206,6 +197,13 @@ pub struct FeedSettings {
     pub schedule: Option<String>,
     pub fetch: FetchOptions,
     pub tags: Vec<String>,
+}
+
+impl FeedSettings {
+    /// `(name, url)`: what the store keeps of a configured feed ([`crate::store::Store::sync_feeds`]).
+    pub fn name_url(&self) -> (&str, &str) {
+        (&self.name, self.url.as_str())
+    }
 }
 
 /// One rule.
@@ -554,14 +552,14 @@ fn unique_name<'a>(
 type DurationParser<'a> =
     dyn Fn(&Option<Spanned<String>>, Duration) -> Result<Duration, ConfigError> + 'a;
 
-/// `[digest]` → [`crate::digest::DigestSettings`].
+/// `[digest]` → [`crate::outputs::digest::DigestSettings`].
 fn digest_settings(
     d: &RawDigest,
     base: &Path,
     duration: &DurationParser<'_>,
     err: &dyn Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
-) -> Result<crate::digest::DigestSettings, ConfigError> {
-    use crate::digest::{
+) -> Result<crate::outputs::digest::DigestSettings, ConfigError> {
+    use crate::outputs::digest::{
         DigestSettings, EmailSecurity, EmailSettings, Format, RetryPolicy, SecretSource,
         WebhookSettings,
     };
@@ -734,7 +732,7 @@ fn merge_opml(
         position,
         message,
     };
-    let found = crate::opml::parse(text).map_err(|e| in_file(e.position, e.message))?;
+    let found = crate::outputs::opml::parse(text).map_err(|e| in_file(e.position, e.message))?;
     let mut kept = Vec::new();
     let mut duplicates = Vec::new();
     for f in found {
@@ -754,7 +752,7 @@ fn merge_opml(
         kept.push((f, url));
     }
     let wanted: Vec<String> = kept.iter().map(|(f, _)| f.name.clone()).collect();
-    let names = crate::opml::unique_names(&wanted, taken, |i| {
+    let names = crate::outputs::opml::unique_names(&wanted, taken, |i| {
         kept.get(i)
             .and_then(|(_, u)| u.host_str().map(str::to_string))
             .unwrap_or_else(|| "feed".to_string())
@@ -933,7 +931,7 @@ mod tests {
         assert_eq!(email.port, 587);
         assert_eq!(
             email.password,
-            Some(crate::digest::SecretSource::Env("PW".into()))
+            Some(crate::outputs::digest::SecretSource::Env("PW".into()))
         );
         assert!(load("").unwrap().digest.is_none());
         let e = load("[digest]\nformats = [\"pdf\"]\n").unwrap_err();

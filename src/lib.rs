@@ -1,10 +1,15 @@
 //! newswatch: watch public news feeds for named topics and keep every match for review.
 //!
-//! One module per pipeline stage: [`fetch`] → [`parse`] → [`normalise`] → [`matcher`] →
-//! [`dedup`] → [`store`], driven by [`poll`] (one cycle) on a [`schedule`], configured by
-//! [`config`], and served to people by [`cli`], [`review`] and [`digest`]. Around it, the
-//! feed-reader ecosystem: [`opml`] (subscription lists in and out), [`discover`] (find a site's
-//! feeds) and [`export`] (stored matches as an Atom or JSON feed).
+//! Layers, imports pointing down:
+//! - [`pipeline`]: the stages a feed goes through (fetch → parse → normalise → match → dedup);
+//! - [`store`]: the database (SQLite, migrations) and the review queries over it;
+//! - [`outputs`]: digest, export, OPML;
+//! - [`config`]: the TOML file validated into runtime `Settings`;
+//! - [`service`]: one poll cycle, the daemon;
+//! - [`cli`]: the commands.
+//!
+//! Below them all: [`text`] (escaping feed text for every output), [`atomic`] (replace a file
+//! atomically) and [`schedule`] (cron times, jitter, backoff).
 
 // External data must never panic the daemon: no unwrap/expect/panic outside tests.
 #![cfg_attr(
@@ -15,17 +20,9 @@
 pub mod atomic;
 pub mod cli;
 pub mod config;
-pub mod daemon;
-pub mod dedup;
-pub mod digest;
-pub mod discover;
-pub mod export;
-pub mod fetch;
-pub mod matcher;
-pub mod normalise;
-pub mod opml;
-pub mod parse;
-pub mod poll;
-pub mod review;
+pub mod outputs;
+pub mod pipeline;
 pub mod schedule;
+pub mod service;
 pub mod store;
+pub mod text;

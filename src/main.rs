@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             let _ = writeln!(
                 std::io::stderr(),
                 "newswatch: error: {}",
-                cli::sanitize(&msg)
+                newswatch::text::sanitize(&msg)
             );
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -59,7 +59,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Run => {
             let (source, settings) = cli::load_settings(cli)?;
-            let rt = newswatch::poll::build_runtime()?;
+            let rt = newswatch::service::poll::build_runtime()?;
             rt.block_on(cli::run(source, settings))
         }
         Command::Digest(args) => {
@@ -80,7 +80,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Poll(args) => {
             let (_, settings) = cli::load_settings(cli)?;
-            let rt = newswatch::poll::build_runtime()?;
+            let rt = newswatch::service::poll::build_runtime()?;
             rt.block_on(cli::poll(settings, args, &mut std::io::stderr()))?;
             Ok(())
         }

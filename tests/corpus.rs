@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use newswatch::parse::{ParseError, parse_feed};
+use newswatch::pipeline::parse::{ParseError, parse_feed};
 
 use crate::support;
 

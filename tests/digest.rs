@@ -15,14 +15,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use newswatch::config::FeedSettings;
-use newswatch::dedup;
-use newswatch::digest::{
+use newswatch::outputs::digest::{
     self, DigestSettings, EmailSecurity, EmailSettings, Format, Period, RetryPolicy,
     WebhookSettings,
 };
-use newswatch::matcher::RuleMatch;
-use newswatch::parse::Entry;
+use newswatch::pipeline::dedup;
+use newswatch::pipeline::matcher::RuleMatch;
+use newswatch::pipeline::parse::Entry;
 use newswatch::store::{EntryRecord, FetchFacts, MatchedEntry, Store};
 use serde_json::Value;
 
@@ -82,26 +81,15 @@ pub fn record(s: &Story) -> EntryRecord {
     }
 }
 
-fn feed(name: &str) -> FeedSettings {
-    FeedSettings {
-        name: name.into(),
-        url: url::Url::parse(&format!("https://{name}.example/feed")).expect("url"),
-        schedule: None,
-        fetch: Default::default(),
-        tags: vec![],
-    }
-}
-
 pub fn open_store(path: &Path) -> Store {
     let mut store = Store::open(path).expect("open store");
     store
-        .sync_feeds(&[
-            feed("agency"),
-            feed("flaky"),
-            feed("gone"),
-            feed("security"),
-            feed("uknews"),
-        ])
+        .sync_feeds(
+            ["agency", "flaky", "gone", "security", "uknews"]
+                .map(|name| (name, format!("https://{name}.example/feed")))
+                .iter()
+                .map(|(n, u)| (*n, u.as_str())),
+        )
         .expect("sync feeds");
     store
 }
@@ -217,7 +205,7 @@ pub fn golden_store(path: &Path) -> Store {
             },
         ],
     );
-    newswatch::review::mark(&s, &dismissed[1..], "dismissed").expect("dismiss");
+    newswatch::store::review::mark(&s, &dismissed[1..], "dismissed").expect("dismiss");
     // Feed health: "gone" never succeeded; "flaky" failed but succeeded within 24 h.
     let gone = s.feed_state("gone").expect("state").expect("gone").id;
     s.record_failure(gone, "HTTP 404", Some(404), None, t("2015-11-09T06:00:00Z"))
@@ -668,7 +656,7 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     let skewed = mk(&mut s, "2015-11-10T06:00:00Z", "skewed");
     let d = mk(&mut s, "2015-11-11T09:00:00Z", "d");
     let dismissed = mk(&mut s, "2015-11-12T09:00:00Z", "dismissed");
-    newswatch::review::mark(&s, &[dismissed], "dismissed").expect("dismiss");
+    newswatch::store::review::mark(&s, &[dismissed], "dismissed").expect("dismiss");
     let e = mk(&mut s, "2015-11-13T06:59:00Z", "e");
     let run2 =
         digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T07:00:00Z")).expect("run 2");

@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
 use newswatch::config::{self, FeedSettings};
-use newswatch::dedup;
-use newswatch::fetch::{FetchOptions, Fetcher, Validators};
-use newswatch::matcher::RuleMatch;
-use newswatch::parse::Entry;
+use newswatch::pipeline::dedup;
+use newswatch::pipeline::fetch::{FetchOptions, Fetcher, Validators};
+use newswatch::pipeline::matcher::RuleMatch;
+use newswatch::pipeline::parse::Entry;
 use newswatch::store::{EntryRecord, FetchFacts, MatchedEntry, Store};
 
 use crate::support::server::{Route, TestServer};
@@ -401,7 +401,9 @@ fn project_with_matches(extra_config: &str) -> Project {
     let settings = config::load(&config::ConfigSource::File(project.path("newswatch.toml")))
         .unwrap_or_else(|e| panic!("{e}"));
     let mut store = Store::open(&settings.database).unwrap();
-    store.sync_feeds(&settings.feeds).unwrap();
+    store
+        .sync_feeds(settings.feeds.iter().map(FeedSettings::name_url))
+        .unwrap();
     store_match(
         &mut store,
         "uk & world",
@@ -574,7 +576,8 @@ fn output_settings_resolve_and_update_outputs_writes_both_files() {
         Some(project.path("pub/matches.json"))
     );
     let store = Store::open(&settings.database).unwrap();
-    newswatch::export::update_outputs(&settings, &store).unwrap();
+    newswatch::outputs::export::update_outputs(&settings.output, &settings.database, &store)
+        .unwrap();
     let atom = std::fs::read(project.path("pub/matches.atom")).unwrap();
     assert_eq!(feed_rs::parser::parse(&atom[..]).unwrap().entries.len(), 2);
     let json = std::fs::read(project.path("pub/matches.json")).unwrap();

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use newswatch::fetch::{FetchError, FetchOptions, Fetched, Fetcher, Validators};
+use newswatch::pipeline::fetch::{FetchError, FetchOptions, Fetched, Fetcher, Validators};
 use url::Url;
 
 use crate::support::server::{Route, TestServer, reset_on_close, write_head};

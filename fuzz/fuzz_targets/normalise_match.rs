@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use newswatch::matcher::{Matcher, Query};
-use newswatch::normalise::{to_plain_text, tokenize};
+use newswatch::pipeline::matcher::{Matcher, Query};
+use newswatch::pipeline::normalise::{to_plain_text, tokenize};
 
 fn check_ranges(text: &str, ranges: impl Iterator<Item = (usize, usize)>) {
     let mut prev_end = 0;

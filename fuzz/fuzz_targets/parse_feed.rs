@@ -13,7 +13,7 @@
 use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
-use newswatch::parse::parse_feed;
+use newswatch::pipeline::parse::parse_feed;
 
 static HOOK: Once = Once::new();
 

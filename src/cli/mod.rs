@@ -12,13 +12,14 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, ConfigSource, Settings};
-use crate::digest::{self, Period};
-use crate::matcher::{Matcher, Query};
-use crate::poll::{self, Outcome, Runtime, Summary};
-use crate::review;
+use crate::config::{self, ConfigSource, FeedSettings, Settings};
+use crate::outputs::digest::{self, Period};
+use crate::pipeline::matcher::{Matcher, Query};
 use crate::schedule::Schedule;
+use crate::service::poll::{self, Outcome, Runtime, Summary};
+use crate::store::review;
 use crate::store::{MatchFilter, MatchRow, Store};
+use crate::text::sanitize;
 
 /// Watch public news feeds for named topics and keep every match for review.
 #[derive(Debug, Parser)]
@@ -378,7 +379,7 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
     }
     let mut store = open_store(&settings)?;
     store
-        .sync_feeds(&settings.feeds)
+        .sync_feeds(settings.feeds.iter().map(FeedSettings::name_url))
         .context("cannot record feeds in the database")?;
     let runtime = Arc::new(Runtime::new(settings).map_err(|e| UsageError(e.to_string()))?);
     let store = Arc::new(Mutex::new(store));
@@ -419,12 +420,12 @@ pub async fn run(source: ConfigSource, settings: Settings) -> Result<()> {
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); stop.cancel(); break; }
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading config");
-                    let _ = control_tx.send(crate::daemon::Control::Reload).await;
+                    let _ = control_tx.send(crate::service::daemon::Control::Reload).await;
                 }
             }
         }
     });
-    crate::daemon::run(source, settings, shutdown, control_rx).await?;
+    crate::service::daemon::run(source, settings, shutdown, control_rx).await?;
     Ok(())
 }
 
@@ -600,21 +601,6 @@ pub fn fit(s: &str, width: usize) -> String {
 fn pad(s: &str, width: usize) -> String {
     let w = display_width(s);
     format!("{s}{}", " ".repeat(width.saturating_sub(w)))
-}
-
-/// Make feed text safe for a terminal: control characters (ESC and so ANSI sequences, CR,
-/// backspace, …) and bidirectional overrides are replaced, newlines and tabs become spaces.
-pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\n' | '\t' | '\r' => ' ',
-            c if c.is_control() => '\u{FFFD}',
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' => {
-                '\u{FFFD}'
-            }
-            c => c,
-        })
-        .collect()
 }
 
 /// `newswatch feeds`: every feed's health, from the database (read-only use).
@@ -995,10 +981,10 @@ pub fn feeds_export(
     args: &FeedsExportArgs,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let feeds: Vec<crate::opml::ExportFeed> = settings
+    let feeds: Vec<crate::outputs::opml::ExportFeed> = settings
         .feeds
         .iter()
-        .map(|f| crate::opml::ExportFeed {
+        .map(|f| crate::outputs::opml::ExportFeed {
             name: f.name.clone(),
             xml_url: f.url.to_string(),
             html_url: None,
@@ -1006,14 +992,14 @@ pub fn feeds_export(
         })
         .collect();
     let mut buf = Vec::new();
-    crate::opml::write(&feeds, "newswatch feeds", &mut buf)?;
+    crate::outputs::opml::write(&feeds, "newswatch feeds", &mut buf)?;
     emit(&buf, args.out.as_deref(), out)
 }
 
 /// Write `bytes` to `path` atomically, or to `out` when there is no path.
 fn emit(bytes: &[u8], path: Option<&std::path::Path>, out: &mut dyn Write) -> Result<()> {
     match path {
-        Some(p) => crate::export::write_atomic(p, bytes)?,
+        Some(p) => crate::outputs::export::write_atomic(p, bytes)?,
         None => {
             out.write_all(bytes)?;
             out.flush()?;
@@ -1034,12 +1020,12 @@ pub async fn feeds_discover(args: &DiscoverArgs, out: &mut dyn Write) -> Result<
     if !matches!(url.scheme(), "http" | "https") {
         bail!(UsageError(format!("not an http(s) URL: {url}")));
     }
-    let fetcher = crate::fetch::Fetcher::new(crate::fetch::FetchOptions {
+    let fetcher = crate::pipeline::fetch::Fetcher::new(crate::pipeline::fetch::FetchOptions {
         proxy: args.proxy.clone(),
         ..Default::default()
     })
     .map_err(|e| UsageError(e.to_string()))?;
-    let found = crate::discover::discover(&fetcher, &url).await?;
+    let found = crate::pipeline::discover::discover(&fetcher, &url).await?;
     if found.is_empty() {
         bail!("no feeds found at {url}");
     }
@@ -1066,12 +1052,13 @@ pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Re
         // Nothing polled yet: an empty feed, and no database created by a read.
         Vec::new()
     };
-    let mut meta = crate::export::FeedMeta::for_database(&settings.database, args.title.clone());
+    let mut meta =
+        crate::outputs::export::FeedMeta::for_database(&settings.database, args.title.clone());
     meta.self_link = args.self_url.clone();
     let mut buf = Vec::new();
     match args.format {
-        ExportFormat::Atom => crate::export::write_atom(&rows, &mut buf, &meta)?,
-        ExportFormat::Json => crate::export::write_json_feed(&rows, &mut buf, &meta)?,
+        ExportFormat::Atom => crate::outputs::export::write_atom(&rows, &mut buf, &meta)?,
+        ExportFormat::Json => crate::outputs::export::write_json_feed(&rows, &mut buf, &meta)?,
     }
     emit(&buf, args.out.as_deref(), out)
 }

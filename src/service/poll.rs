@@ -15,11 +15,11 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::{FeedSettings, Settings};
-use crate::dedup;
-use crate::fetch::{FetchError, FetchOptions, Fetcher};
-use crate::matcher::Matcher;
-use crate::normalise::to_plain_text;
-use crate::parse;
+use crate::pipeline::dedup;
+use crate::pipeline::fetch::{FetchError, FetchOptions, Fetcher};
+use crate::pipeline::matcher::Matcher;
+use crate::pipeline::normalise::to_plain_text;
+use crate::pipeline::parse;
 use crate::store::{
     CommitCounts, EntryRecord, FeedState, FetchFacts, MatchedEntry, Store, StoreError,
 };

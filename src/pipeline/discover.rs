@@ -4,14 +4,14 @@
 //! feeds (`<link rel="alternate" type="application/rss+xml" …>` and the Atom / JSON Feed
 //! equivalents, resolved against `<base href>` or the page URL) and, only when the page
 //! advertises none, probes the paths where feeds usually live. A probe counts only when it
-//! answers 200 with something [`crate::parse::parse_feed`] accepts, so error pages and HTML
+//! answers 200 with something [`crate::pipeline::parse::parse_feed`] accepts, so error pages and HTML
 //! placeholders never show up as feeds. The HTML is tokenized by html5gum (a WHATWG tokenizer:
 //! comments, `<script>` text and entities are handled as browsers do).
 
 use html5gum::{DefaultEmitter, Token, Tokenizer};
 use url::Url;
 
-use crate::fetch::{FetchError, Fetcher, Validators};
+use crate::pipeline::fetch::{FetchError, Fetcher, Validators};
 
 /// Paths probed on the site's root when a page advertises no feed, in this order.
 pub const PROBE_PATHS: &[&str] = &[
@@ -129,7 +129,7 @@ async fn as_feed(fetcher: &Fetcher, url: &Url) -> Option<Discovered> {
         return None;
     }
     let body = fetched.body?;
-    let feed = crate::parse::parse_feed(
+    let feed = crate::pipeline::parse::parse_feed(
         &body,
         fetched.content_type.as_deref(),
         Some(fetched.final_url.as_str()),
@@ -156,7 +156,7 @@ pub async fn discover(fetcher: &Fetcher, page: &Url) -> Result<Vec<Discovered>, 
         .body
         .ok_or_else(|| DiscoverError::Empty(page.clone()))?;
     // Given a feed's own address: that is the answer.
-    if let Ok(feed) = crate::parse::parse_feed(
+    if let Ok(feed) = crate::pipeline::parse::parse_feed(
         &body,
         fetched.content_type.as_deref(),
         Some(fetched.final_url.as_str()),

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::parse::Entry;
+use crate::pipeline::parse::Entry;
 
 /// Query parameters that only track the reader, dropped from canonical URLs.
 const TRACKING_PARAMS: &[&str] = &[
@@ -184,17 +184,17 @@ pub fn story_key(title: &str) -> Option<[u8; 16]> {
     for sep in [" | ", " - ", " — ", " – "] {
         if let Some(i) = title.rfind(sep) {
             let (head, tail) = (&title[..i], &title[i + sep.len()..]);
-            if crate::normalise::tokenize(tail).len() <= 4
-                && crate::normalise::tokenize(head).len() >= STORY_MIN_TOKENS
+            if crate::pipeline::normalise::tokenize(tail).len() <= 4
+                && crate::pipeline::normalise::tokenize(head).len() >= STORY_MIN_TOKENS
             {
                 title = head;
                 break;
             }
         }
     }
-    let words: Vec<String> = crate::normalise::tokenize(title)
+    let words: Vec<String> = crate::pipeline::normalise::tokenize(title)
         .iter()
-        .map(|t| crate::normalise::fold(t.text))
+        .map(|t| crate::pipeline::normalise::fold(t.text))
         .collect();
     if words.len() < STORY_MIN_TOKENS {
         return None;

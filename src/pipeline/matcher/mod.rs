@@ -25,7 +25,9 @@ pub mod query;
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::normalise::{ASCII_HASH_SEED, Tokens, ascii_hash_step, fold, fold_cow, tokens};
+use crate::pipeline::normalise::{
+    ASCII_HASH_SEED, Tokens, ascii_hash_step, fold, fold_cow, tokens,
+};
 use query::{Expr, Pat, Term};
 pub use query::{Query, QueryError};
 
@@ -239,7 +241,7 @@ impl Matcher {
     }
 
     /// Match one item. `title` and `body` are already plain text (see
-    /// [`crate::normalise::to_plain_text`]); `body` is summary + content. `None` when no rule
+    /// [`crate::pipeline::normalise::to_plain_text`]); `body` is summary + content. `None` when no rule
     /// matched.
     pub fn match_item(&self, title: &str, body: &str) -> Option<ItemMatch> {
         let title_hits = self.scan(title);
@@ -571,7 +573,7 @@ fn snippet(text: &str, hit_start: usize, hit_end: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalise::to_plain_text;
+    use crate::pipeline::normalise::to_plain_text;
 
     fn matcher(rules: &[(&str, &str)]) -> Matcher {
         Matcher::new(
@@ -962,7 +964,7 @@ mod tests {
             ("c", "surveil* OR Thé* OR title:x"),
             ("d", "N* net"),
         ]);
-        let texts = crate::normalise::tests::random_texts(1500);
+        let texts = crate::pipeline::normalise::tests::random_texts(1500);
         for pair in texts.chunks(2) {
             let title = to_plain_text(&pair[0]);
             let body = pair

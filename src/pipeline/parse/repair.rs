@@ -286,7 +286,7 @@ fn tag_end(b: &[u8], i: usize) -> Option<usize> {
 fn skip_past(b: &[u8], from: usize, end: &[u8]) -> usize {
     match b
         .get(from..)
-        .and_then(|r| crate::parse::decode::find(r, end))
+        .and_then(|r| crate::pipeline::parse::decode::find(r, end))
     {
         Some(p) => from + p + end.len(),
         None => b.len(),

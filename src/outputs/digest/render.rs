@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 
 use super::highlight::pieces;
 use super::{Digest, Entry, Format};
-use crate::cli::sanitize;
+use crate::text::{sanitize, web_link};
 
 /// Render `digest` in `format`. Output ends with a newline.
 pub fn render(digest: &Digest, format: Format) -> String {
@@ -65,12 +65,6 @@ fn quiet_line(d: &Digest) -> String {
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// The link as an http(s) URL safe to put in markup, or `None`.
-fn web_link(link: Option<&str>) -> Option<url::Url> {
-    let u = url::Url::parse(link?.trim()).ok()?;
-    matches!(u.scheme(), "http" | "https").then_some(u)
 }
 
 /// "security (also in: uknews)" — the first feed, then the others.

@@ -2,7 +2,7 @@
 //!
 //! One loop owns the schedule: it sleeps until the earliest due feed (no periodic wake-ups),
 //! launches due feeds as tasks bounded by the global limit (the per-host limit is applied in
-//! [`crate::poll`]), and learns each feed's next due time when its task ends. Every due time is
+//! [`crate::service::poll`]), and learns each feed's next due time when its task ends. Every due time is
 //! also written to the database, so a restart resumes instead of hammering every feed at once.
 //! Shutdown is injectable (a [`CancellationToken`]) so tests stop it without signals; a reload
 //! request builds a new [`Runtime`] and swaps it in only if the new config is valid.
@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigSource, FeedSettings, Settings};
-use crate::poll::{self, FeedReport, Outcome, Runtime, SharedStore};
 use crate::schedule::{Schedule, backoff, jitter};
+use crate::service::poll::{self, FeedReport, Outcome, Runtime, SharedStore};
 use crate::store::{Store, StoreError};
 
 /// How long in-flight fetches get to finish after a stop request before they are abandoned.
@@ -166,7 +166,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let _lock = DbLock::acquire(&settings.database)?;
     let mut store = Store::open(&settings.database)?;
-    store.sync_feeds(&settings.feeds)?;
+    store.sync_feeds(settings.feeds.iter().map(FeedSettings::name_url))?;
     let store: SharedStore = Arc::new(Mutex::new(store));
     let mut runtime = Arc::new(Runtime::new(settings)?);
     tracing::info!(
@@ -320,7 +320,7 @@ fn first_digest_due(
     let schedule = Schedule::parse(&digest.schedule).ok()?;
     let last_run = {
         let guard = store.lock().unwrap_or_else(|p| p.into_inner());
-        crate::digest::scheduled_runs(&guard)
+        crate::outputs::digest::scheduled_runs(&guard)
             .ok()
             .and_then(|runs| runs.last().map(|r| r.period_end))
     };
@@ -354,7 +354,7 @@ async fn write_digest(runtime: &Arc<Runtime>, store: &SharedStore) {
     let formats = settings.formats.clone();
     let written = tokio::task::spawn_blocking(move || {
         let guard = st.lock().unwrap_or_else(|p| p.into_inner());
-        crate::digest::write_scheduled(&guard, &dir, &formats, tz, Utc::now())
+        crate::outputs::digest::write_scheduled(&guard, &dir, &formats, tz, Utc::now())
     })
     .await;
     match written {
@@ -363,7 +363,7 @@ async fn write_digest(runtime: &Arc<Runtime>, store: &SharedStore) {
             tracing::info!(files = %files.join(", "), "digest written");
             if settings.email.is_some() || settings.webhook.is_some() {
                 tokio::spawn(async move {
-                    for report in crate::digest::deliver(&run.digest, &settings).await {
+                    for report in crate::outputs::digest::deliver(&run.digest, &settings).await {
                         match report.result {
                             Ok(()) => tracing::info!(
                                 channel = report.channel,
@@ -391,7 +391,7 @@ async fn update_outputs(runtime: &Arc<Runtime>, store: &SharedStore) {
     let (rt, st) = (runtime.clone(), store.clone());
     let result = tokio::task::spawn_blocking(move || {
         let guard = st.lock().unwrap_or_else(|p| p.into_inner());
-        crate::export::update_outputs(&rt.settings, &guard)
+        crate::outputs::export::update_outputs(&rt.settings.output, &rt.settings.database, &guard)
     })
     .await;
     match result {
@@ -464,7 +464,7 @@ async fn reload(
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
         let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-        guard.sync_feeds(&feeds)
+        guard.sync_feeds(feeds.iter().map(FeedSettings::name_url))
     })
     .await
     .map_err(|e| e.to_string())?

@@ -21,7 +21,7 @@ use std::fmt;
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
-use crate::normalise::{fold, tokenize};
+use crate::pipeline::normalise::{fold, tokenize};
 
 /// Deeper nesting than this is refused: the parser and evaluator recurse, and no honest rule
 /// needs more.

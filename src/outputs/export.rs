@@ -15,8 +15,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use sha2::{Digest, Sha256};
 
-use crate::config::Settings;
-use crate::opml::xml_safe;
+use crate::outputs::opml::xml_safe;
 use crate::store::{MatchFilter, MatchRow, Store, StoreError, parse_ts};
 
 /// Category scheme of a matched rule's name.
@@ -246,10 +245,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     })
 }
 
-/// Rewrite the `[output]` files of `settings` (if any) with the newest [`OUTPUT_LIMIT`]
-/// matches in `store`. For the daemon, after each poll.
-pub fn update_outputs(settings: &Settings, store: &Store) -> Result<(), ExportError> {
-    let out = &settings.output;
+/// `[output]`: feeds of the stored matches that the daemon rewrites after each poll, so any
+/// feed reader can follow newswatch. Paths are already resolved against the config's folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputSettings {
+    /// Atom 1.0 file (`[output] atom = "matches.atom"`).
+    pub atom: Option<PathBuf>,
+    /// JSON Feed 1.1 file (`[output] json_feed = "matches.json"`).
+    pub json_feed: Option<PathBuf>,
+}
+
+/// Rewrite the `[output]` files (if any) with the newest [`OUTPUT_LIMIT`] matches in `store`
+/// (the database at `database`). For the daemon, after each poll.
+pub fn update_outputs(
+    out: &OutputSettings,
+    database: &Path,
+    store: &Store,
+) -> Result<(), ExportError> {
     if out.atom.is_none() && out.json_feed.is_none() {
         return Ok(());
     }
@@ -257,7 +269,7 @@ pub fn update_outputs(settings: &Settings, store: &Store) -> Result<(), ExportEr
         limit: Some(OUTPUT_LIMIT),
         ..MatchFilter::default()
     })?;
-    let meta = FeedMeta::for_database(&settings.database, "newswatch matches");
+    let meta = FeedMeta::for_database(database, "newswatch matches");
     if let Some(path) = &out.atom {
         let mut buf = Vec::new();
         write_atom(&rows, &mut buf, &meta)?;

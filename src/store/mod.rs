@@ -12,19 +12,20 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::config::FeedSettings;
-use crate::dedup::Identity;
-use crate::fetch::Validators;
-use crate::matcher::RuleMatch;
+pub mod review;
+
+use crate::pipeline::dedup::Identity;
+use crate::pipeline::fetch::Validators;
+use crate::pipeline::matcher::RuleMatch;
 
 /// How long a statement waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema, as ordered migrations. Append only.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/0001_initial.sql"),
-    include_str!("../migrations/0002_digest.sql"),
-    include_str!("../migrations/0003_story_key.sql"),
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_digest.sql"),
+    include_str!("../../migrations/0003_story_key.sql"),
 ];
 
 /// How far apart two outlets' identical titles may be first seen and still be one story.
@@ -103,7 +104,7 @@ pub struct MatchedEntry {
     pub published: Option<DateTime<Utc>>,
     pub rules: Vec<RuleMatch>,
     pub snippet: String,
-    /// Key of the same story from other outlets ([`crate::dedup::story_key`]).
+    /// Key of the same story from other outlets ([`crate::pipeline::dedup::story_key`]).
     pub story_key: Option<[u8; 16]>,
 }
 
@@ -300,10 +301,14 @@ impl Store {
     /// Make the feeds table agree with the config: add new feeds, update changed URLs
     /// (forgetting validators and redirects that belonged to the old URL), and mark feeds no
     /// longer configured. Matches and history are kept.
-    pub fn sync_feeds(&mut self, feeds: &[FeedSettings]) -> Result<()> {
+    /// `feeds` are the configured `(name, url)` pairs.
+    pub fn sync_feeds<'a>(
+        &mut self,
+        feeds: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("UPDATE feeds SET in_config = 0", [])?;
-        for f in feeds {
+        for (name, url) in feeds {
             tx.execute(
                 "INSERT INTO feeds (name, url, in_config) VALUES (?1, ?2, 1)
                  ON CONFLICT(name) DO UPDATE SET in_config = 1,
@@ -312,7 +317,7 @@ impl Store {
                    effective_url = CASE WHEN url = excluded.url THEN effective_url END,
                    next_due_at = CASE WHEN url = excluded.url THEN next_due_at END,
                    url = excluded.url",
-                params![f.name, f.url.as_str()],
+                params![name, url],
             )?;
         }
         tx.commit()?;
@@ -691,18 +696,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dedup;
-    use crate::parse::Entry;
-
-    fn feed(name: &str, url: &str) -> FeedSettings {
-        FeedSettings {
-            name: name.into(),
-            url: url::Url::parse(url).unwrap(),
-            schedule: None,
-            fetch: Default::default(),
-            tags: vec![],
-        }
-    }
+    use crate::pipeline::dedup;
+    use crate::pipeline::parse::Entry;
 
     fn record(guid: &str, link: &str, title: &str, rule: Option<&str>) -> EntryRecord {
         let e = Entry {
@@ -737,7 +732,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("sub/db.sqlite")).unwrap();
         store
-            .sync_feeds(&[feed("a", "http://a/feed"), feed("b", "http://b/feed")])
+            .sync_feeds([("a", "http://a/feed"), ("b", "http://b/feed")])
             .unwrap();
         (dir, store)
     }
@@ -928,7 +923,7 @@ mod tests {
             ..Default::default()
         };
         s.record_unchanged(a, &facts, Utc::now()).unwrap();
-        s.sync_feeds(&[feed("a", "http://a/feed"), feed("b", "http://b/feed")])
+        s.sync_feeds([("a", "http://a/feed"), ("b", "http://b/feed")])
             .unwrap();
         assert_eq!(
             s.feed_state("a")
@@ -939,7 +934,7 @@ mod tests {
                 .as_deref(),
             Some("\"v1\"")
         );
-        s.sync_feeds(&[feed("a", "http://a/other")]).unwrap();
+        s.sync_feeds([("a", "http://a/other")]).unwrap();
         assert_eq!(s.feed_state("a").unwrap().unwrap().validators.etag, None);
     }
 

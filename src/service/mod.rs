@@ -1,0 +1,6 @@
+//! Running newswatch: [`poll`] (one cycle over the feeds: pipeline into store) and [`daemon`]
+//! (`newswatch run`: polls on the [`crate::schedule`], writes digests and output feeds,
+//! reloads on SIGHUP).
+
+pub mod daemon;
+pub mod poll;
