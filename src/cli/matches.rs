@@ -1,0 +1,167 @@
+//! `query` and `export`: stored matches as a table, JSON, NDJSON, CSV, Atom or JSON Feed.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use super::table::{display_width, fit, pad, terminal_width};
+use super::*;
+use crate::config::Settings;
+use crate::pipeline::matcher::{Matcher, Query};
+use crate::store::{MatchFilter, MatchRow};
+use crate::text::sanitize;
+
+/// `newswatch query`.
+pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Result<()> {
+    let filter_matcher = match &args.expr {
+        Some(expr) => {
+            let q = Query::parse(expr).map_err(|e| UsageError(format!("query EXPR: {e}")))?;
+            Some(Matcher::new(vec![("query".to_string(), q)]))
+        }
+        None => None,
+    };
+    if !settings.database.exists() {
+        // Nothing polled yet: an empty result, not an error (and no file created by a read).
+        return print_matches(&[], args.format, out);
+    }
+    let store = open_store(settings)?;
+    // With an expression, filter in Rust first, then apply the limit.
+    let limit = if filter_matcher.is_some() {
+        None
+    } else {
+        Some(args.limit)
+    };
+    let filter = MatchFilter {
+        statuses: args.status.iter().map(|s| s.as_str().to_string()).collect(),
+        ..args.select.filter(limit)
+    };
+    let mut rows = store.matches(&filter).context("cannot read matches")?;
+    if let Some(m) = &filter_matcher {
+        rows.retain(|r| {
+            let body = format!("{} {}", r.summary, r.content);
+            m.match_item(&r.title, &body).is_some()
+        });
+        rows.truncate(args.limit);
+    }
+    print_matches(&rows, args.format, out)
+}
+
+/// Print matches in one of the output formats.
+pub fn print_matches(rows: &[MatchRow], format: Format, out: &mut dyn Write) -> Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, rows)?;
+            writeln!(out)?;
+        }
+        Format::Ndjson => {
+            for r in rows {
+                serde_json::to_writer(&mut *out, r)?;
+                writeln!(out)?;
+            }
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "id",
+                "published",
+                "first_seen",
+                "status",
+                "rules",
+                "feeds",
+                "terms",
+                "title",
+                "link",
+                "snippet",
+            ])?;
+            for r in rows {
+                w.write_record([
+                    r.id.to_string(),
+                    r.published.clone().unwrap_or_default(),
+                    r.first_seen.clone(),
+                    r.status.clone(),
+                    r.rules.join(" "),
+                    r.feeds.join(" "),
+                    r.terms.join(" | "),
+                    r.title.clone(),
+                    r.link.clone().unwrap_or_default(),
+                    r.snippet.clone(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => print_table(rows, out)?,
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[MatchRow], out: &mut dyn Write) -> Result<()> {
+    let width = terminal_width();
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            let when = r.published.as_deref().unwrap_or(&r.first_seen);
+            [
+                r.id.to_string(),
+                when.get(..16).unwrap_or(when).replace('T', " "),
+                sanitize(&r.rules.join(",")),
+                sanitize(&r.feeds.join(",")),
+                sanitize(&r.title),
+            ]
+        })
+        .collect();
+    let headers = ["ID", "DATE", "RULES", "FEEDS", "TITLE"];
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate().take(4) {
+            widths[i] = widths[i].max(display_width(c));
+        }
+    }
+    // Rules and feeds columns may be long; keep them to a share of the line.
+    widths[2] = widths[2].min(24);
+    widths[3] = widths[3].min(24);
+    let fixed: usize = widths[..4].iter().sum::<usize>() + 4 * 2;
+    widths[4] = width.saturating_sub(fixed).max(20);
+    let line = |cols: [&str; 5], out: &mut dyn Write| -> std::io::Result<()> {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            let cell = fit(c, widths[i]);
+            if i < 4 {
+                s.push_str(&pad(&cell, widths[i]));
+                s.push_str("  ");
+            } else {
+                s.push_str(&cell);
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(headers, out)?;
+    for row in &cells {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]], out)?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "(no matches)")?;
+    }
+    Ok(())
+}
+
+/// `newswatch export`: stored matches as Atom 1.0 or JSON Feed 1.1.
+pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
+    let rows = if settings.database.exists() {
+        let store = open_store(settings)?;
+        store
+            .matches(&args.select.filter(Some(args.limit)))
+            .context("cannot read matches")?
+    } else {
+        // Nothing polled yet: an empty feed, and no database created by a read.
+        Vec::new()
+    };
+    let mut meta =
+        crate::outputs::export::FeedMeta::for_database(&settings.database, args.title.clone());
+    meta.self_link = args.self_url.clone();
+    let mut buf = Vec::new();
+    match args.format {
+        ExportFormat::Atom => crate::outputs::export::write_atom(&rows, &mut buf, &meta)?,
+        ExportFormat::Json => crate::outputs::export::write_json_feed(&rows, &mut buf, &meta)?,
+    }
+    emit(&buf, args.out.as_deref(), out)
+}

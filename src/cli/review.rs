@@ -1,0 +1,206 @@
+//! `digest`, `show`, `mark`, `stats`: reading and reviewing what was stored.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::config::Settings;
+use crate::outputs::digest::{self, Period};
+use crate::store::review;
+use crate::text::sanitize;
+
+/// `newswatch digest`.
+pub fn digest(
+    settings: &Settings,
+    args: &DigestArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let tz = settings.schedule.timezone;
+    let period = match args.date {
+        Some(date) => Period::day(date, tz).map_err(|e| UsageError(e.to_string()))?,
+        None => Period::last(args.since.unwrap_or(chrono::Duration::hours(24)), now),
+    };
+    let store = open_for_read(settings)?;
+    if let Some(rule) = &args.rule
+        && !settings.rules.iter().any(|r| &r.name == rule)
+        && !review::rule_is_known(&store, rule).context("cannot read rules")?
+    {
+        bail!(UsageError(format!(
+            "no rule named {rule:?} in the config or the database"
+        )));
+    }
+    let d = digest::build(&store, period, args.rule.as_deref(), tz, now)
+        .context("cannot build the digest")?;
+    let text = digest::render(&d, args.format);
+    match &args.out {
+        Some(path) => digest::write_atomic(path, text.as_bytes())?,
+        None => out.write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// `newswatch show`.
+pub fn show(settings: &Settings, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
+    let store = open_for_read(settings)?;
+    let Some(m) = review::show(&store, args.id).context("cannot read the match")? else {
+        bail!("no match with id {}", args.id);
+    };
+    if args.format == ReviewFormat::Json {
+        serde_json::to_writer_pretty(&mut *out, &m)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let tz = settings.schedule.timezone;
+    writeln!(out, "#{}  {}", m.id, sanitize(&m.title))?;
+    let field = |out: &mut dyn Write, k: &str, v: &str| writeln!(out, "{k:<12}{v}");
+    field(
+        out,
+        "link:",
+        &m.link
+            .as_deref()
+            .map(sanitize)
+            .unwrap_or_else(|| "(none)".into()),
+    )?;
+    field(
+        out,
+        "published:",
+        &m.published
+            .as_deref()
+            .map(|p| review::local(p, tz))
+            .unwrap_or_else(|| "(unknown)".into()),
+    )?;
+    field(out, "first seen:", &review::local(&m.first_seen, tz))?;
+    field(out, "updated:", &review::local(&m.updated, tz))?;
+    field(out, "status:", &m.status)?;
+    if !m.authors.is_empty() {
+        field(out, "authors:", &sanitize(&m.authors.join(", ")))?;
+    }
+    writeln!(out, "feeds:")?;
+    for f in &m.feeds {
+        let title = f
+            .title
+            .as_deref()
+            .map(|t| format!(" \"{}\"", sanitize(t)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {}{title} <{}> since {}",
+            sanitize(&f.name),
+            sanitize(&f.url),
+            review::local(&f.first_seen, tz)
+        )?;
+    }
+    writeln!(out, "rules:")?;
+    for r in &m.rules {
+        writeln!(
+            out,
+            "  {}: {}",
+            sanitize(&r.rule),
+            sanitize(&r.terms.join(", "))
+        )?;
+    }
+    for (name, text) in [
+        ("snippet", &m.snippet),
+        ("summary", &m.summary),
+        ("content", &m.content),
+    ] {
+        if text.trim().is_empty() {
+            continue;
+        }
+        writeln!(out, "\n{name}:")?;
+        for line in text.lines() {
+            writeln!(out, "  {}", sanitize(line))?;
+        }
+    }
+    Ok(())
+}
+
+/// `newswatch mark`. Unknown ids are reported and make it fail (exit 1) after the known ones
+/// are marked.
+pub fn mark(settings: &Settings, args: &MarkArgs, out: &mut dyn Write) -> Result<()> {
+    let status = args.status().as_str();
+    let outcome = if settings.database.exists() {
+        let store = open_store(settings)?;
+        review::mark(&store, &args.ids, status).context("cannot change status")?
+    } else {
+        review::MarkOutcome {
+            not_found: args.ids.clone(),
+            ..Default::default()
+        }
+    };
+    let list = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(" ");
+    if !outcome.changed.is_empty() {
+        writeln!(out, "marked {status}: {}", list(&outcome.changed))?;
+    }
+    if !outcome.unchanged.is_empty() {
+        writeln!(out, "already {status}: {}", list(&outcome.unchanged))?;
+    }
+    if !outcome.not_found.is_empty() {
+        bail!("no match with id {}", list(&outcome.not_found));
+    }
+    Ok(())
+}
+
+/// `newswatch stats`.
+pub fn stats(
+    settings: &Settings,
+    args: &StatsArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let tz = settings.schedule.timezone;
+    let store = open_for_read(settings)?;
+    let st = review::stats(&store, now - args.since, tz, now).context("cannot read stats")?;
+    if args.format == ReviewFormat::Json {
+        serde_json::to_writer_pretty(&mut *out, &st)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} matches first seen {} – {}",
+        st.total,
+        st.since.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+        st.until.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+    )?;
+    for (title, counts) in [
+        ("per rule", &st.per_rule),
+        ("per feed", &st.per_feed),
+        ("per day", &st.per_day),
+        ("per status", &st.per_status),
+    ] {
+        writeln!(out, "\n{title}:")?;
+        if counts.is_empty() {
+            writeln!(out, "  (none)")?;
+        }
+        for c in counts {
+            writeln!(out, "  {:<28} {:>6}", sanitize(&c.name), c.count)?;
+        }
+    }
+    writeln!(out, "\nfeed health:")?;
+    if st.feeds.is_empty() {
+        writeln!(out, "  (no feeds polled yet)")?;
+    }
+    for f in &st.feeds {
+        let mut line = format!(
+            "  {:<28} {:<10} failures {:<3}",
+            sanitize(&f.name),
+            f.last_status.as_deref().unwrap_or("never"),
+            f.consecutive_failures
+        );
+        if let Some(t) = &f.last_success {
+            line.push_str(&format!(" last ok {}", review::local(t, tz)));
+        }
+        if let Some(e) = &f.last_error {
+            line.push_str(&format!(" error: {}", sanitize(e)));
+        }
+        if !f.in_config {
+            line.push_str(" (no longer configured)");
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
