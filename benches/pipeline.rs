@@ -376,6 +376,7 @@ fn records(first: usize, matched: bool) -> Vec<EntryRecord> {
                     }],
                     snippet: e.summary.chars().take(240).collect(),
                     story_key: dedup::story_key(&e.title),
+                    link_rank: 0,
                 }),
             }
         })

@@ -386,6 +386,7 @@ fn store_match(
                 .collect(),
             snippet: snippet.into(),
             story_key: None,
+            link_rank: 0,
         }),
     };
     store

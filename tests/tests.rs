@@ -11,4 +11,5 @@ mod edges;
 mod faults;
 mod fetch;
 mod hostile;
+mod identity;
 mod review;

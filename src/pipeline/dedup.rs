@@ -1,9 +1,12 @@
 //! Dedup: who an entry is, so that each story is stored once.
 //!
 //! Identity within a feed is the entry's guid, else its link, else a hash of title + summary;
-//! a link that several entries of one document share identifies none of them (link + title is
-//! used instead, and never merged across feeds). Across feeds, entries are one item when their
-//! canonical URLs agree. A content fingerprint tells an edited entry from an unchanged one.
+//! a guid or link that several entries of one document share identifies none of them (the next
+//! rule is used instead; a shared link becomes link + title, never merged across feeds).
+//! Across feeds, entries are one item when their canonical URLs agree. A content fingerprint
+//! tells an edited entry from an unchanged one; an entry identified by guid also carries the
+//! identity its link would give ([`Identity::link_key_hash`]), so that the store can tell an
+//! edit from a different story that reuses a guid across polls.
 
 use std::collections::{HashMap, HashSet};
 
@@ -47,6 +50,10 @@ pub struct Identity {
     pub key: String,
     /// Compact form of `key` stored for every entry ever seen (16 bytes of SHA-256).
     pub key_hash: [u8; 16],
+    /// For a guid identity: the key hash the entry's link (else title + summary) would give.
+    /// The store files an entry under it instead when the guid's stored item is another
+    /// story (a site reusing one guid for every new entry). `None` for other identities.
+    pub link_key_hash: Option<[u8; 16]>,
     /// Canonical URL for merging across feeds; `None` when the entry has no link or shares
     /// its link with other entries of the same document. The poller fills it only for
     /// entries that match a rule (the store merges stored items alone).
@@ -71,22 +78,35 @@ pub fn identify(entries: &[Entry]) -> Vec<(usize, Identity)> {
 /// when the entry has none or shares it.
 pub(crate) fn identify_deferred(entries: &[Entry]) -> Vec<(usize, Identity, Option<&str>)> {
     let mut link_count: HashMap<&str, usize> = HashMap::new();
+    let mut guid_count: HashMap<&str, usize> = HashMap::new();
     for e in entries {
-        if let Some(link) = e.link.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(link) = nonempty(e.link.as_deref()) {
             *link_count.entry(link).or_default() += 1;
+        }
+        if let Some(guid) = nonempty(e.guid.as_deref()) {
+            *guid_count.entry(guid).or_default() += 1;
         }
     }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        let link = e.link.as_deref().map(str::trim).filter(|l| !l.is_empty());
+        let link = nonempty(e.link.as_deref());
         let shared = link.is_some_and(|l| link_count.get(l).copied().unwrap_or(0) > 1);
-        let guid = e.guid.as_deref().map(str::trim).filter(|g| !g.is_empty());
-        let key = match (guid, link) {
-            (Some(g), _) => format!("guid:{g}"),
-            (None, Some(l)) if shared => format!("link+title:{l}\u{1f}{}", e.title.trim()),
-            (None, Some(l)) => format!("link:{l}"),
-            (None, None) => format!("hash:{}", hex(&hash_parts(&[&e.title, &e.summary])[..16])),
+        // A guid that several entries share (some sites emit one for every item) is no
+        // identity, just as a shared link is not.
+        let guid =
+            nonempty(e.guid.as_deref()).filter(|g| guid_count.get(g).copied().unwrap_or(0) == 1);
+        let fallback = || match link {
+            Some(l) if shared => format!("link+title:{l}\u{1f}{}", e.title.trim()),
+            Some(l) => format!("link:{l}"),
+            None => format!("hash:{}", hex(&hash_parts(&[&e.title, &e.summary])[..16])),
+        };
+        let (key, link_key_hash) = match guid {
+            Some(g) => (
+                format!("guid:{g}"),
+                Some(truncate16(&hash_parts(&[&fallback()]))),
+            ),
+            None => (fallback(), None),
         };
         if !seen.insert(key.clone()) {
             continue;
@@ -97,12 +117,38 @@ pub(crate) fn identify_deferred(entries: &[Entry]) -> Vec<(usize, Identity, Opti
             Identity {
                 key,
                 key_hash,
+                link_key_hash,
                 canonical_url: None,
             },
             link.filter(|_| !shared),
         ));
     }
     out
+}
+
+fn nonempty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// How good an entry's link is as the link of an item that several outlets carry: 2 when it
+/// points into the site of the feed that carries it (the original publisher), 1 when it is
+/// already in canonical form, else 0. The store keeps the best-ranked copy's link and title.
+pub fn link_rank(link: Option<&str>, canonical: Option<&str>, site: Option<&str>) -> u8 {
+    let Some(link) = nonempty(link) else { return 0 };
+    let host = |u: &str| {
+        Url::parse(u).ok().and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        })
+    };
+    let bare = |h: &str| h.strip_prefix("www.").unwrap_or(h).to_string();
+    if let (Some(l), Some(s)) = (host(link), site.and_then(host)) {
+        let (l, s) = (bare(&l), bare(&s));
+        if !s.is_empty() && (l == s || l.ends_with(&format!(".{s}"))) {
+            return 2;
+        }
+    }
+    u8::from(canonical == Some(link))
 }
 
 /// Fingerprint of what a reader sees of an entry: a change means the entry was edited.
@@ -288,14 +334,40 @@ mod tests {
     }
 
     #[test]
-    fn repeated_id_in_one_document_keeps_the_first() {
+    fn repeated_entry_in_one_document_keeps_the_first() {
         let entries = [
-            entry(Some("g"), None, "first"),
-            entry(Some("g"), None, "second"),
+            entry(Some("g"), Some("http://x/1"), "first"),
+            entry(Some("g"), Some("http://x/1"), "first"),
             entry(Some("h"), None, "x"),
         ];
         let ids = identify(&entries);
         assert_eq!(ids.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2]);
+    }
+
+    /// Issue 12 item 3: a site giving every entry the same guid lost all entries but one.
+    #[test]
+    fn one_guid_shared_by_several_entries_identifies_none_of_them() {
+        let entries: Vec<Entry> = (0..50)
+            .map(|i| {
+                entry(
+                    Some("same"),
+                    Some(&format!("http://x/{i}")),
+                    &format!("s {i}"),
+                )
+            })
+            .chain([entry(Some("same"), None, "no link")])
+            .chain([entry(Some("own"), Some("http://x/own"), "own guid")])
+            .collect();
+        let ids = identify(&entries);
+        assert_eq!(ids.len(), 52, "every entry kept");
+        assert_eq!(ids[0].1.key, "link:http://x/0");
+        assert!(ids[50].1.key.starts_with("hash:"));
+        assert_eq!(
+            ids[51].1.key, "guid:own",
+            "an unshared guid still identifies"
+        );
+        assert!(ids[51].1.link_key_hash.is_some());
+        assert!(ids[0].1.link_key_hash.is_none());
     }
 
     #[test]

@@ -220,7 +220,9 @@ pub async fn poll_feed(
     state: Option<FeedState>,
     due: Option<&DuePolicy>,
 ) -> FeedReport {
-    let span = tracing::info_span!("feed", feed = %feed.name);
+    // An ERROR-level span is enabled whenever any event is: at the default filter (warnings
+    // only, as `poll` runs) an INFO span would be off and its warnings would lose the name.
+    let span = tracing::error_span!("feed", feed = %feed.name);
     async {
         let started = Instant::now();
         let mut report = poll_feed_inner(runtime, store, feed, state, due).await;
@@ -333,6 +335,17 @@ async fn poll_feed_inner(
     report.fresh_until = fetched.fresh_until;
     let effective_url = fetched.permanent_redirect.as_ref().map(|u| u.to_string());
     let Some(body) = fetched.body else {
+        if state.validators.etag.is_none() && state.validators.last_modified.is_none() {
+            // We asked unconditionally: "not modified" since when? Nothing was learnt, so
+            // this is no success (and must not reset the failure count).
+            report.outcome = Outcome::Failed {
+                reason: "HTTP 304 without a validator (the request was unconditional)".into(),
+                http_status: Some(fetched.status),
+                retry_after: None,
+            };
+            record_failure(store, feed, &state.id, &mut report, due, now).await;
+            return report;
+        }
         let mut facts = FetchFacts {
             http_status: Some(fetched.status),
             validators: fetched.validators.clone(),
@@ -358,14 +371,17 @@ async fn poll_feed_inner(
     let base = fetched.final_url.to_string();
     // Never fails: the semaphore is not closed. Without a permit we would only lose the bound.
     let cpu_permit = runtime.cpu.clone().acquire_owned().await.ok();
+    // Blocking threads do not inherit the span: carry the feed's name over by hand.
+    let span = tracing::Span::current();
     let processed = tokio::task::spawn_blocking(move || {
+        let _in_feed = span.enter();
         let _cpu_permit = cpu_permit;
         let parsed = parse::parse_feed(&body, content_type.as_deref(), Some(&base))?;
         drop(body);
         let known = lock(&st)
             .known_entries(feed_id)
             .map_err(ProcessError::Store)?;
-        let records = process_entries(&rt.matcher, &parsed.entries, &known);
+        let records = process_entries(&rt.matcher, &parsed.entries, &known, parsed.site.as_deref());
         // The parsed document is freed here, on the blocking thread, rather than held (and
         // later freed on the async thread) while the commit waits for the writer.
         let summary = (parsed.title, parsed.ttl_minutes, parsed.entries.len());
@@ -422,10 +438,12 @@ enum ProcessError {
 }
 
 /// Normalise and match the entries that are new or changed since the feed was last seen.
+/// `site` is the feed's own site link (for telling an outlet's own links from syndicated ones).
 pub fn process_entries(
     matcher: &Matcher,
     entries: &[parse::Entry],
     known: &HashMap<[u8; 16], [u8; 16]>,
+    site: Option<&str>,
 ) -> Vec<EntryRecord> {
     let mut out = Vec::new();
     for (i, mut identity, link) in dedup::identify_deferred(entries) {
@@ -453,6 +471,7 @@ pub fn process_entries(
         };
         let matched = matcher.match_item(&title, &body).map(|m| {
             identity.canonical_url = link.and_then(dedup::canonical_url);
+            let link_rank = dedup::link_rank(link, identity.canonical_url.as_deref(), site);
             MatchedEntry {
                 guid: e.guid.clone(),
                 link: e.link.clone(),
@@ -468,6 +487,7 @@ pub fn process_entries(
                 rules: m.rules,
                 snippet: m.snippet,
                 story_key: dedup::story_key(&title),
+                link_rank,
             }
         });
         out.push(EntryRecord {

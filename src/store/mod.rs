@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_digest.sql"),
     include_str!("../../migrations/0003_story_key.sql"),
+    include_str!("../../migrations/0004_item_copies.sql"),
 ];
 
 /// How far apart two outlets' identical titles may be first seen and still be one story.
@@ -106,6 +107,8 @@ pub struct MatchedEntry {
     pub snippet: String,
     /// Key of the same story from other outlets ([`crate::pipeline::dedup::story_key`]).
     pub story_key: Option<[u8; 16]>,
+    /// How good `link` is as the item's link ([`crate::pipeline::dedup::link_rank`]).
+    pub link_rank: u8,
 }
 
 /// One new or changed entry of a fetched document.
@@ -382,10 +385,32 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut counts = CommitCounts::default();
         for rec in entries {
-            let existing: Option<(Vec<u8>, Option<i64>)> = tx
-                .prepare_cached("SELECT fingerprint, item_id FROM sightings WHERE feed_id = ?1 AND entry_key = ?2")?
-                .query_row(params![feed_id, &rec.identity.key_hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
+            let sighting = |key: &[u8; 16]| -> rusqlite::Result<Option<(Vec<u8>, Option<i64>)>> {
+                tx.prepare_cached("SELECT fingerprint, item_id FROM sightings WHERE feed_id = ?1 AND entry_key = ?2")?
+                    .query_row(params![feed_id, &key[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            };
+            let mut entry_key = rec.identity.key_hash;
+            let mut existing = sighting(&entry_key)?;
+            // A known guid whose stored item has another canonical URL is not an edit but a
+            // different story reusing the guid (some sites give every new entry the same one):
+            // file it under its link's identity instead, and leave the stored item alone.
+            if let (Some((fp, Some(old_item))), Some(alt), Some(canon)) = (
+                &existing,
+                rec.identity.link_key_hash,
+                &rec.identity.canonical_url,
+            ) && fp.as_slice() != rec.fingerprint
+            {
+                let stored: Option<String> = tx
+                    .prepare_cached("SELECT canonical_url FROM items WHERE id = ?1")?
+                    .query_row([old_item], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                if stored.is_some_and(|c| &c != canon) {
+                    entry_key = alt;
+                    existing = sighting(&entry_key)?;
+                }
+            }
             if let Some((fp, _)) = &existing {
                 if fp.as_slice() == rec.fingerprint {
                     continue;
@@ -435,14 +460,8 @@ impl Store {
                             .execute(params![
                                 id, m.title, m.summary, m.content, authors, published, m.snippet, now_s, m.link
                             ])?;
-                        } else if published.is_some() {
-                            // Another outlet's copy of a stored story: the story was first
-                            // published at the earliest time any outlet gives.
-                            tx.prepare_cached(
-                                "UPDATE items SET published_at = ?2
-                                 WHERE id = ?1 AND (published_at IS NULL OR published_at > ?2)",
-                            )?
-                            .execute(params![id, published])?;
+                        } else {
+                            join_copy(&tx, id, m, published.as_deref(), now_s.as_str())?;
                         }
                         counts.updated_matches += 1;
                         id
@@ -450,8 +469,8 @@ impl Store {
                     None => {
                         tx.prepare_cached(
                             "INSERT INTO items (canonical_url, link, guid, title, summary, content, authors,
-                               published_at, first_seen_at, updated_at, snippet, story_key)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+                               published_at, first_seen_at, updated_at, snippet, story_key, link_rank)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
                         )?
                         .execute(params![
                             rec.identity.canonical_url,
@@ -464,7 +483,8 @@ impl Store {
                             published,
                             now_s,
                             m.snippet,
-                            m.story_key.as_ref().map(|k| &k[..])
+                            m.story_key.as_ref().map(|k| &k[..]),
+                            m.link_rank
                         ])?;
                         counts.new_matches += 1;
                         tx.last_insert_rowid()
@@ -490,7 +510,7 @@ impl Store {
                  ON CONFLICT(feed_id, entry_key) DO UPDATE SET fingerprint = excluded.fingerprint,
                    item_id = COALESCE(excluded.item_id, sightings.item_id), changed_at = excluded.changed_at",
             )?
-            .execute(params![feed_id, &rec.identity.key_hash[..], &rec.fingerprint[..], item_id, now_s])?;
+            .execute(params![feed_id, &entry_key[..], &rec.fingerprint[..], item_id, now_s])?;
         }
         tx.prepare_cached(
             "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
@@ -693,6 +713,61 @@ impl Store {
     }
 }
 
+/// Another outlet's copy `m` of stored item `id` (same canonical URL, or same story key).
+///
+/// Whatever the order of arrival, the item ends up with:
+/// - the earliest published time any copy gives;
+/// - the link and title of the best-linked copy ([`MatchedEntry::link_rank`]: the original
+///   publisher's own link over a syndicator's), the first seen on a tie;
+/// - the fullest text (most characters of summary + content), but only from a copy that
+///   matches every rule the item already matched: the stored text never loses the terms that
+///   made it match, so `query` over stored text still finds the item.
+fn join_copy(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    m: &MatchedEntry,
+    published: Option<&str>,
+    now: &str,
+) -> Result<()> {
+    if published.is_some() {
+        tx.prepare_cached(
+            "UPDATE items SET published_at = ?2
+             WHERE id = ?1 AND (published_at IS NULL OR published_at > ?2)",
+        )?
+        .execute(params![id, published])?;
+    }
+    if m.link.is_some() {
+        tx.prepare_cached(
+            "UPDATE items SET link = ?2, title = ?3, link_rank = ?4 WHERE id = ?1 AND link_rank < ?4",
+        )?
+        .execute(params![id, m.link, m.title, m.link_rank])?;
+    }
+    let (stored_len, stored_rules): (i64, String) = tx
+        .prepare_cached(
+            "SELECT length(summary) + length(content),
+                    (SELECT json_group_array(rule) FROM item_rules WHERE item_id = ?1)
+             FROM items WHERE id = ?1",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let new_len = m.summary.chars().count() + m.content.chars().count();
+    if i64::try_from(new_len).unwrap_or(i64::MAX) <= stored_len {
+        return Ok(());
+    }
+    let stored_rules: Vec<String> = serde_json::from_str(&stored_rules).unwrap_or_default();
+    let covers = stored_rules
+        .iter()
+        .all(|r| m.rules.iter().any(|n| &n.rule == r));
+    if covers {
+        let authors = serde_json::to_string(&m.authors).unwrap_or_else(|_| "[]".into());
+        tx.prepare_cached(
+            "UPDATE items SET summary = ?2, content = ?3, snippet = ?4, authors = ?5, updated_at = ?6
+             WHERE id = ?1",
+        )?
+        .execute(params![id, m.summary, m.content, m.snippet, authors, now])?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,6 +799,7 @@ mod tests {
                 }],
                 snippet: title.into(),
                 story_key: dedup::story_key(title),
+                link_rank: 0,
             }),
         }
     }
@@ -800,6 +876,60 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].feeds, vec!["a", "b"]);
         assert_eq!(rows[0].rules, vec!["gchq", "nca"]);
+    }
+
+    /// Issue 12 item 2: a fuller copy that lacks a rule the item matched must not replace
+    /// the stored text (query over stored text would lose the item), while one that covers
+    /// every rule does.
+    #[test]
+    fn merged_copy_never_replaces_text_with_one_that_loses_a_matched_rule() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        let b = s.feed_state("b").unwrap().unwrap().id;
+        let now = Utc::now();
+        let mut thin = record("a1", "http://x.com/s", "NCA raid", Some("nca"));
+        if let Some(m) = thin.matched.as_mut() {
+            m.summary = "NCA and GCHQ".into();
+            m.rules.push(RuleMatch {
+                rule: "gchq".into(),
+                terms: vec!["GCHQ".into()],
+            });
+        }
+        s.commit_feed(a, &FetchFacts::default(), &[thin], now)
+            .unwrap();
+        let mut fuller = record("b1", "https://x.com/s", "NCA raid", Some("nca"));
+        if let Some(m) = fuller.matched.as_mut() {
+            m.summary = "A much longer text that names the NCA but not the other agency.".into();
+        }
+        s.commit_feed(b, &FetchFacts::default(), &[fuller.clone()], now)
+            .unwrap();
+        let rows = s.matches(&MatchFilter::default()).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].summary, "NCA and GCHQ",
+            "the terms of rule gchq are kept"
+        );
+        // A fuller copy matching both rules wins.
+        let mut full = record(
+            "b2",
+            "https://x.com/s?utm_source=b",
+            "NCA raid",
+            Some("nca"),
+        );
+        if let Some(m) = full.matched.as_mut() {
+            m.summary = "A much longer text: the NCA and GCHQ worked on it together.".into();
+            m.rules.push(RuleMatch {
+                rule: "gchq".into(),
+                terms: vec!["GCHQ".into()],
+            });
+        }
+        s.commit_feed(b, &FetchFacts::default(), &[full], now)
+            .unwrap();
+        let rows = s.matches(&MatchFilter::default()).unwrap();
+        assert_eq!(
+            rows[0].summary,
+            "A much longer text: the NCA and GCHQ worked on it together."
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct ParsedFeed {
     pub title: Option<String>,
     /// RSS `<ttl>` in minutes, if present.
     pub ttl_minutes: Option<u32>,
+    /// The site the feed belongs to (its own link, absolute), if it names one.
+    pub site: Option<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -370,6 +372,7 @@ fn convert(feed: feed_rs::model::Feed, base_url: Option<&str>) -> ParsedFeed {
             .map(|t| t.content)
             .filter(|t| !t.trim().is_empty()),
         ttl_minutes: feed.ttl,
+        site: feed_base.as_ref().map(Url::to_string),
         entries,
     }
 }
