@@ -19,7 +19,7 @@ use newswatch::pipeline::dedup;
 use newswatch::pipeline::matcher::{Matcher, Query, RuleMatch};
 use newswatch::pipeline::normalise::to_plain_text;
 use newswatch::pipeline::parse::{Entry, parse_feed};
-use newswatch::store::{EntryRecord, FetchFacts, MatchedEntry, Store};
+use newswatch::store::{EntryRecord, EntryText, FetchFacts, MatchedEntry, Store};
 
 fn main() {
     divan::main();
@@ -362,7 +362,7 @@ fn records(first: usize, matched: bool) -> Vec<EntryRecord> {
             EntryRecord {
                 identity,
                 fingerprint: dedup::fingerprint(e),
-                matched: matched.then(|| MatchedEntry {
+                text: EntryText {
                     guid: e.guid.clone(),
                     link: e.link.clone(),
                     title: e.title.clone(),
@@ -370,6 +370,8 @@ fn records(first: usize, matched: bool) -> Vec<EntryRecord> {
                     content: String::new(),
                     authors: vec!["Bench Reporter".into()],
                     published: Some(Utc::now()),
+                },
+                matched: matched.then(|| MatchedEntry {
                     rules: vec![RuleMatch {
                         rule: "nca".into(),
                         terms: vec!["NCA".into()],

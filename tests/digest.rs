@@ -22,7 +22,7 @@ use newswatch::outputs::digest::{
 use newswatch::pipeline::dedup;
 use newswatch::pipeline::matcher::RuleMatch;
 use newswatch::pipeline::parse::Entry;
-use newswatch::store::{EntryRecord, FetchFacts, MatchedEntry, Store};
+use newswatch::store::{EntryRecord, EntryText, FetchFacts, MatchedEntry, Store};
 use serde_json::Value;
 
 use crate::support::server::{Route, TestServer, write_response};
@@ -59,7 +59,7 @@ pub fn record(s: &Story) -> EntryRecord {
     EntryRecord {
         identity,
         fingerprint: dedup::fingerprint(&e),
-        matched: Some(MatchedEntry {
+        text: EntryText {
             guid: e.guid.clone(),
             link: e.link.clone(),
             title: s.title.into(),
@@ -67,6 +67,8 @@ pub fn record(s: &Story) -> EntryRecord {
             content: format!("{}\nSecond paragraph.", s.snippet),
             authors: vec!["A. Reporter".into()],
             published: e.published,
+        },
+        matched: Some(MatchedEntry {
             rules: s
                 .rules
                 .iter()

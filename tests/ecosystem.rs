@@ -19,7 +19,7 @@ use newswatch::pipeline::dedup;
 use newswatch::pipeline::fetch::{FetchOptions, Fetcher, Validators};
 use newswatch::pipeline::matcher::RuleMatch;
 use newswatch::pipeline::parse::Entry;
-use newswatch::store::{EntryRecord, FetchFacts, MatchedEntry, Store};
+use newswatch::store::{EntryRecord, EntryText, FetchFacts, MatchedEntry, Store};
 
 use crate::support::server::{Route, TestServer};
 use crate::support::{Project, fixture_bytes};
@@ -369,14 +369,15 @@ fn store_match(
     let rec = EntryRecord {
         identity,
         fingerprint: dedup::fingerprint(&e),
-        matched: Some(MatchedEntry {
+        text: EntryText {
             guid: e.guid.clone(),
             link: e.link.clone(),
             title: title.into(),
             summary: snippet.into(),
-            content: String::new(),
-            authors: vec![],
             published: Some(Utc.with_ymd_and_hms(2015, 11, 9, 10, 0, 0).unwrap()),
+            ..Default::default()
+        },
+        matched: Some(MatchedEntry {
             rules: rules
                 .iter()
                 .map(|r| RuleMatch {

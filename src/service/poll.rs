@@ -21,10 +21,10 @@ use crate::pipeline::matcher::Matcher;
 use crate::pipeline::normalise::to_plain_text;
 use crate::pipeline::parse;
 use crate::store::{
-    CommitCounts, EntryRecord, FeedState, FetchFacts, MatchedEntry, Store, StoreError,
+    CommitCounts, EntryRecord, EntryText, FeedState, FetchFacts, MatchedEntry, Store, StoreError,
 };
 
-/// Longest summary or content kept in the database per item (characters beyond are cut).
+/// Longest title, summary or content kept in the database per entry (characters beyond are cut).
 pub const MAX_STORED_TEXT: usize = 64 * 1024;
 
 /// Most threads for blocking work (parsing + matching, store calls) beside the async thread.
@@ -471,39 +471,45 @@ pub fn process_entries(
         };
         let matched = matcher.match_item(&title, &body).map(|m| {
             identity.canonical_url = link.and_then(dedup::canonical_url);
-            let link_rank = dedup::link_rank(link, identity.canonical_url.as_deref(), site);
             MatchedEntry {
-                guid: e.guid.clone(),
-                link: e.link.clone(),
-                title: title.clone(),
-                summary: truncate_chars(&summary, MAX_STORED_TEXT),
-                content: if content == summary {
-                    String::new()
-                } else {
-                    truncate_chars(&content, MAX_STORED_TEXT)
-                },
-                authors: e.authors.clone(),
-                published: e.published,
                 rules: m.rules,
                 snippet: m.snippet,
                 story_key: dedup::story_key(&title),
-                link_rank,
+                link_rank: dedup::link_rank(link, identity.canonical_url.as_deref(), site),
             }
         });
+        drop(body);
+        let content = if content == summary {
+            String::new()
+        } else {
+            truncate_chars(content, MAX_STORED_TEXT)
+        };
+        let text = EntryText {
+            guid: e.guid.clone(),
+            link: e.link.clone(),
+            title: truncate_chars(title, MAX_STORED_TEXT),
+            summary: truncate_chars(summary, MAX_STORED_TEXT),
+            content,
+            authors: e.authors.clone(),
+            published: e.published,
+        };
         out.push(EntryRecord {
             identity,
             fingerprint,
+            text,
             matched,
         });
     }
     out
 }
 
-fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+/// `s` cut to at most `max` characters (plus "…" when cut), without copying when it fits.
+fn truncate_chars(mut s: String, max: usize) -> String {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push('…');
     }
+    s
 }
 
 fn failed(reason: String) -> Outcome {

@@ -93,9 +93,9 @@ fn feed_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FeedState> {
     })
 }
 
-/// A matched entry, ready to store (text already normalised).
-#[derive(Debug, Clone, PartialEq)]
-pub struct MatchedEntry {
+/// What a reader sees of one entry, as stored (text already normalised to plain text).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntryText {
     pub guid: Option<String>,
     pub link: Option<String>,
     pub title: String,
@@ -103,11 +103,16 @@ pub struct MatchedEntry {
     pub content: String,
     pub authors: Vec<String>,
     pub published: Option<DateTime<Utc>>,
+}
+
+/// Why an entry matched, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedEntry {
     pub rules: Vec<RuleMatch>,
     pub snippet: String,
     /// Key of the same story from other outlets ([`crate::pipeline::dedup::story_key`]).
     pub story_key: Option<[u8; 16]>,
-    /// How good `link` is as the item's link ([`crate::pipeline::dedup::link_rank`]).
+    /// How good the entry's link is as the item's link ([`crate::pipeline::dedup::link_rank`]).
     pub link_rank: u8,
 }
 
@@ -116,6 +121,8 @@ pub struct MatchedEntry {
 pub struct EntryRecord {
     pub identity: Identity,
     pub fingerprint: [u8; 16],
+    /// The entry's text: stored in the archive, and in its item when it matched.
+    pub text: EntryText,
     /// `None` when it matched no rule.
     pub matched: Option<MatchedEntry>,
 }
@@ -420,6 +427,7 @@ impl Store {
                 counts.new_entries += 1;
             }
             let mut item_id = existing.as_ref().and_then(|(_, id)| *id);
+            let text = &rec.text;
             if let Some(m) = &rec.matched {
                 let own_item = item_id.is_some();
                 if item_id.is_none()
@@ -445,8 +453,8 @@ impl Store {
                         .query_row(params![&key[..], ts(now - STORY_WINDOW), feed_id], |r| r.get(0))
                         .optional()?;
                 }
-                let authors = serde_json::to_string(&m.authors).unwrap_or_else(|_| "[]".into());
-                let published = m.published.map(ts);
+                let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
+                let published = text.published.map(ts);
                 let id = match item_id {
                     Some(id) => {
                         if own_item {
@@ -458,10 +466,10 @@ impl Store {
                                  WHERE id = ?1",
                             )?
                             .execute(params![
-                                id, m.title, m.summary, m.content, authors, published, m.snippet, now_s, m.link
+                                id, text.title, text.summary, text.content, authors, published, m.snippet, now_s, text.link
                             ])?;
                         } else {
-                            join_copy(&tx, id, m, published.as_deref(), now_s.as_str())?;
+                            join_copy(&tx, id, text, m, published.as_deref(), now_s.as_str())?;
                         }
                         counts.updated_matches += 1;
                         id
@@ -474,11 +482,11 @@ impl Store {
                         )?
                         .execute(params![
                             rec.identity.canonical_url,
-                            m.link,
-                            m.guid,
-                            m.title,
-                            m.summary,
-                            m.content,
+                            text.link,
+                            text.guid,
+                            text.title,
+                            text.summary,
+                            text.content,
                             authors,
                             published,
                             now_s,
@@ -725,6 +733,7 @@ impl Store {
 fn join_copy(
     tx: &rusqlite::Transaction<'_>,
     id: i64,
+    text: &EntryText,
     m: &MatchedEntry,
     published: Option<&str>,
     now: &str,
@@ -736,11 +745,11 @@ fn join_copy(
         )?
         .execute(params![id, published])?;
     }
-    if m.link.is_some() {
+    if text.link.is_some() {
         tx.prepare_cached(
             "UPDATE items SET link = ?2, title = ?3, link_rank = ?4 WHERE id = ?1 AND link_rank < ?4",
         )?
-        .execute(params![id, m.link, m.title, m.link_rank])?;
+        .execute(params![id, text.link, text.title, m.link_rank])?;
     }
     let (stored_len, stored_rules): (i64, String) = tx
         .prepare_cached(
@@ -749,7 +758,7 @@ fn join_copy(
              FROM items WHERE id = ?1",
         )?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let new_len = m.summary.chars().count() + m.content.chars().count();
+    let new_len = text.summary.chars().count() + text.content.chars().count();
     if i64::try_from(new_len).unwrap_or(i64::MAX) <= stored_len {
         return Ok(());
     }
@@ -758,12 +767,12 @@ fn join_copy(
         .iter()
         .all(|r| m.rules.iter().any(|n| &n.rule == r));
     if covers {
-        let authors = serde_json::to_string(&m.authors).unwrap_or_else(|_| "[]".into());
+        let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
         tx.prepare_cached(
             "UPDATE items SET summary = ?2, content = ?3, snippet = ?4, authors = ?5, updated_at = ?6
              WHERE id = ?1",
         )?
-        .execute(params![id, m.summary, m.content, m.snippet, authors, now])?;
+        .execute(params![id, text.summary, text.content, m.snippet, authors, now])?;
     }
     Ok(())
 }
@@ -785,14 +794,13 @@ mod tests {
         EntryRecord {
             identity,
             fingerprint: dedup::fingerprint(&e),
-            matched: rule.map(|r| MatchedEntry {
+            text: EntryText {
                 guid: e.guid.clone(),
                 link: e.link.clone(),
                 title: title.into(),
-                summary: String::new(),
-                content: String::new(),
-                authors: vec![],
-                published: None,
+                ..Default::default()
+            },
+            matched: rule.map(|r| MatchedEntry {
                 rules: vec![RuleMatch {
                     rule: r.into(),
                     terms: vec![title.split(' ').next().unwrap_or("").into()],
@@ -888,8 +896,8 @@ mod tests {
         let b = s.feed_state("b").unwrap().unwrap().id;
         let now = Utc::now();
         let mut thin = record("a1", "http://x.com/s", "NCA raid", Some("nca"));
+        thin.text.summary = "NCA and GCHQ".into();
         if let Some(m) = thin.matched.as_mut() {
-            m.summary = "NCA and GCHQ".into();
             m.rules.push(RuleMatch {
                 rule: "gchq".into(),
                 terms: vec!["GCHQ".into()],
@@ -898,9 +906,8 @@ mod tests {
         s.commit_feed(a, &FetchFacts::default(), &[thin], now)
             .unwrap();
         let mut fuller = record("b1", "https://x.com/s", "NCA raid", Some("nca"));
-        if let Some(m) = fuller.matched.as_mut() {
-            m.summary = "A much longer text that names the NCA but not the other agency.".into();
-        }
+        fuller.text.summary =
+            "A much longer text that names the NCA but not the other agency.".into();
         s.commit_feed(b, &FetchFacts::default(), &[fuller.clone()], now)
             .unwrap();
         let rows = s.matches(&MatchFilter::default()).unwrap();
@@ -916,8 +923,8 @@ mod tests {
             "NCA raid",
             Some("nca"),
         );
+        full.text.summary = "A much longer text: the NCA and GCHQ worked on it together.".into();
         if let Some(m) = full.matched.as_mut() {
-            m.summary = "A much longer text: the NCA and GCHQ worked on it together.".into();
             m.rules.push(RuleMatch {
                 rule: "gchq".into(),
                 terms: vec!["GCHQ".into()],
