@@ -53,6 +53,8 @@ struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     output: RawOutput,
+    #[serde(default)]
+    archive: RawArchive,
     digest: Option<RawDigest>,
     #[serde(default)]
     http: RawHttp,
@@ -68,6 +70,17 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<Spanned<String>>,
+    /// How long matches are kept ("forever", the default, or a duration); starred ones always.
+    keep_matches: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    /// How long every polled entry is kept for search and backfill ("30d"; "0" = no archive).
+    keep: Option<Spanned<String>>,
+    /// Apply a new or changed rule to the archive automatically when the daemon loads it.
+    backfill_new_rules: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -177,6 +190,56 @@ pub struct Settings {
     pub output: OutputSettings,
     /// The scheduled digest (`[digest]`); `None` when the section is absent.
     pub digest: Option<crate::outputs::digest::DigestSettings>,
+    /// `[archive]`: every polled entry, kept for search and backfill.
+    pub archive: ArchiveSettings,
+    /// `[storage] keep_matches`: matches first seen longer ago are pruned (never starred ones);
+    /// `None` keeps them forever.
+    pub keep_matches: Option<Duration>,
+}
+
+impl Settings {
+    /// The cut-off times at `now`: unmatched archived entries first seen before the first go
+    /// (with the archive off, all of them), and matches first seen before the second (`None`:
+    /// kept forever).
+    pub fn retention(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        let before = |d: Duration| {
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+        };
+        let archive = match self.archive.keep {
+            Some(keep) => before(keep),
+            None => Some(now),
+        };
+        (archive, self.keep_matches.and_then(before))
+    }
+}
+
+/// Default `[archive] keep`.
+pub const DEFAULT_ARCHIVE_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `[archive]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSettings {
+    /// How long unmatched entries are kept; `None` when the archive is off (`keep = "0"`).
+    pub keep: Option<Duration>,
+    /// Apply new or changed rules to the archive when the daemon loads them.
+    pub backfill_new_rules: bool,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        ArchiveSettings {
+            keep: Some(DEFAULT_ARCHIVE_KEEP),
+            backfill_new_rules: false,
+        }
+    }
 }
 
 /// Global schedule settings.
@@ -488,6 +551,44 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         None => None,
         Some(d) => Some(digest_settings(d, base, &duration, &err)?),
     };
+    // "0" / "off" / "forever" / "never" beside humantime durations; `None` = no limit.
+    let limit = |v: &Option<Spanned<String>>,
+                 default: Option<Duration>,
+                 off: &[&str],
+                 key: &str|
+     -> Result<Option<Duration>, ConfigError> {
+        let Some(s) = v else { return Ok(default) };
+        let text = s.get_ref().trim();
+        if off.contains(&text) {
+            return Ok(None);
+        }
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(err(
+                Some(s.span()),
+                format!(
+                    "{key}: invalid duration {text:?}: {e} (e.g. \"30d\", or {:?})",
+                    off[0]
+                ),
+            )),
+        }
+    };
+    let archive = ArchiveSettings {
+        keep: limit(
+            &raw.archive.keep,
+            Some(DEFAULT_ARCHIVE_KEEP),
+            &["0", "off"],
+            "archive.keep",
+        )?,
+        backfill_new_rules: raw.archive.backfill_new_rules.unwrap_or(false),
+    };
+    let keep_matches = limit(
+        &raw.storage.keep_matches,
+        None,
+        &["forever", "never"],
+        "storage.keep_matches",
+    )?;
 
     let mut rules = Vec::with_capacity(raw.rules.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -522,6 +623,8 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         rules,
         output,
         digest,
+        archive,
+        keep_matches,
     })
 }
 

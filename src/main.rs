@@ -74,6 +74,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let (_, settings) = cli::load_settings(cli)?;
             cli::mark(&settings, args, &mut out)
         }
+        Command::Search(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::search(&settings, args, &mut out)
+        }
+        Command::Backfill(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::backfill(&settings, args, chrono::Utc::now(), &mut out)
+        }
+        Command::Prune(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::prune(&settings, args, chrono::Utc::now(), &mut out)
+        }
+        Command::Archive(args) => match args.command {
+            cli::ArchiveCommand::Rebuild => {
+                let (_, settings) = cli::load_settings(cli)?;
+                cli::archive_rebuild(&settings, &mut out)
+            }
+        },
         Command::Stats(args) => {
             let (_, settings) = cli::load_settings(cli)?;
             cli::stats(&settings, args, chrono::Utc::now(), &mut out)

@@ -88,7 +88,46 @@ fn open(path: &Path) -> rusqlite::Connection {
     conn
 }
 
+/// Titles of every entry of document `(f, n)`, matched or not.
+fn all_titles(f: usize, n: usize) -> BTreeSet<String> {
+    (0..n).map(|i| item(f, i).2).collect()
+}
+
+/// Titles of a feed's archived entries.
+fn archived_titles(conn: &rusqlite::Connection, feed: &str) -> BTreeSet<String> {
+    let has_archive: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'archive'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema");
+    if has_archive == 0 {
+        return BTreeSet::new();
+    }
+    conn.prepare("SELECT a.title FROM archive a JOIN feeds f ON f.id = a.feed_id WHERE f.name = ?1")
+        .expect("prepare")
+        .query_map([feed], |r| r.get(0))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
 fn integrity_ok(conn: &rusqlite::Connection) {
+    let has_fts: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'archive_fts'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema");
+    if has_fts == 1 {
+        conn.execute(
+            "INSERT INTO archive_fts (archive_fts, rank) VALUES ('integrity-check', 0)",
+            [],
+        )
+        .expect("the archive's full-text index is consistent");
+    }
     let rows: Vec<String> = conn
         .prepare("PRAGMA integrity_check")
         .expect("prepare")
@@ -245,8 +284,23 @@ fn kill_9_at_random_points_never_corrupts_or_half_commits() {
                         "iteration {k} (seed {seed:#x}): {name} has {} matches, not one whole document's",
                         stored.len()
                     );
+                    // The archive is written in the same commit: every entry of one whole
+                    // document, matched or not.
+                    let archived = archived_titles(&conn, &name);
+                    let whole = (0..=k).any(|j| archived == all_titles(f, START + GROWTH * j));
+                    assert!(
+                        whole,
+                        "iteration {k} (seed {seed:#x}): {name} has {} archived entries, not one whole document's",
+                        archived.len()
+                    );
                 }
-                None => assert!(stored.is_empty(), "{name}: items without a committed poll"),
+                None => {
+                    assert!(stored.is_empty(), "{name}: items without a committed poll");
+                    assert!(
+                        archived_titles(&conn, &name).is_empty(),
+                        "{name}: archived entries without a committed poll"
+                    );
+                }
                 Some(other) => panic!("{name}: unexpected status {other}"),
             }
         }

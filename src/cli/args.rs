@@ -63,6 +63,64 @@ pub enum Command {
     Mark(MarkArgs),
     /// Matches per rule, feed and day since a time, and each feed's health
     Stats(StatsArgs),
+    /// Search every archived entry (matched or not) with the rule language
+    Search(SearchArgs),
+    /// Apply rules (new or edited) to the archived entries and store what they match
+    Backfill(BackfillArgs),
+    /// Delete archived entries past [archive] keep (and matches past [storage] keep_matches)
+    Prune(PruneArgs),
+    /// Maintain the archive
+    Archive(ArchiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The rule language, e.g. 'GCHQ NEAR/5 NCA' or '"Joint Operations Cell" -film'
+    #[arg(value_name = "EXPR")]
+    pub expr: String,
+    /// Only entries first seen since: a duration (24h, 7d) or a date (2015-11-01)
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only entries of this feed (repeat for several)
+    #[arg(long, value_name = "NAME")]
+    pub feed: Vec<String>,
+    /// At most this many entries, newest first
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Only this rule (repeat for several; default: every rule)
+    #[arg(long, value_name = "NAME")]
+    pub rule: Vec<String>,
+    /// Only archived entries first seen since: a duration (24h, 7d) or a date (2015-11-01)
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// Print what would be added (and what no longer matches) without writing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Print what would be deleted without deleting
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    #[command(subcommand)]
+    pub command: ArchiveCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Rebuild the full-text index from the archived text (e.g. after it was damaged)
+    Rebuild,
 }
 
 #[derive(Debug, Args)]

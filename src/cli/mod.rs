@@ -4,6 +4,7 @@
 //! Each command is a function from parsed arguments to output on a writer, so `main.rs` only
 //! wires them and tests can call them directly.
 
+mod archive;
 mod args;
 mod docs;
 mod feeds;
@@ -12,6 +13,7 @@ mod review;
 mod service;
 mod table;
 
+pub use archive::{archive_rebuild, backfill, prune, search};
 pub use args::*;
 pub use docs::{completions, man};
 pub use feeds::{feeds_discover, feeds_export, feeds_import, feeds_list};
@@ -65,7 +67,10 @@ pub fn load_settings(cli: &Cli) -> Result<(ConfigSource, Settings)> {
 
 /// Open the database named by the settings.
 pub fn open_store(settings: &Settings) -> Result<Store> {
-    Store::open(&settings.database).with_context(|| "cannot use the database".to_string())
+    let mut store =
+        Store::open(&settings.database).with_context(|| "cannot use the database".to_string())?;
+    store.set_archive(settings.archive.keep.is_some());
+    Ok(store)
 }
 
 /// Open the database for a read-only command: an empty in-memory one when nothing was polled

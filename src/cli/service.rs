@@ -23,6 +23,15 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
     store
         .sync_feeds(settings.feeds.iter().map(FeedSettings::name_url))
         .context("cannot record feeds in the database")?;
+    // Rules apply to what this poll archives from now on (see `newswatch backfill` for the past).
+    let versions: Vec<(String, String)> = settings
+        .rules
+        .iter()
+        .map(|r| (r.name.clone(), r.query.to_string()))
+        .collect();
+    store
+        .register_rules(&versions, Utc::now())
+        .context("cannot record the rules in the database")?;
     let runtime = Arc::new(Runtime::new(settings).map_err(|e| UsageError(e.to_string()))?);
     let store = Arc::new(Mutex::new(store));
     let mut reports = poll::poll_all(&runtime, &store, args.feed.as_deref()).await;

@@ -175,6 +175,8 @@ pub async fn run(
         database = %runtime.settings.database.display(),
         "daemon started"
     );
+    let housekeeping = Arc::new(tokio::sync::Mutex::new(()));
+    rules_loaded(&runtime, &store, &housekeeping).await;
 
     let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
     schedule_new_feeds(&runtime, &store, &mut due, Utc::now());
@@ -182,6 +184,7 @@ pub async fn run(
     // (feed, next due time, whether stored matches changed)
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, DateTime<Utc>, bool)>();
     let mut outputs_dirty = false;
+    let mut wave_done = false;
     let mut digest_due = first_digest_due(&runtime.settings, &store, Utc::now());
     if let Some(t) = digest_due {
         tracing::info!(at = %t, "next digest");
@@ -237,6 +240,15 @@ pub async fn run(
             outputs_dirty = false;
             update_outputs(&runtime, &store).await;
         }
+        if wave_done && in_flight.is_empty() {
+            // Idle time after a wave: index what it archived, prune once a day.
+            wave_done = false;
+            tokio::spawn(archive_housekeeping(
+                runtime.clone(),
+                store.clone(),
+                housekeeping.clone(),
+            ));
+        }
         if let Some(at) = digest_due
             && at <= Utc::now()
         {
@@ -259,6 +271,7 @@ pub async fn run(
             Some((name, next, changed)) = done_rx.recv() => {
                 in_flight.remove(&name);
                 outputs_dirty |= changed;
+                wave_done = true;
                 if runtime.settings.feeds.iter().any(|f| f.name == name) {
                     due.insert(name, next);
                 }
@@ -287,6 +300,7 @@ pub async fn run(
                             rules = runtime.settings.rules.len(),
                             "config reloaded"
                         );
+                        rules_loaded(&runtime, &store, &housekeeping).await;
                     }
                     Err(reason) => tracing::error!(%reason, "config reload failed; keeping the running config"),
                 }
@@ -383,6 +397,148 @@ async fn write_digest(runtime: &Arc<Runtime>, store: &SharedStore) {
         }
         Ok(Err(e)) => tracing::error!(error = %e, "cannot write digest"),
         Err(e) => tracing::error!(error = %e, "digest task failed"),
+    }
+}
+
+/// Rows indexed per store lock while the daemon catches the archive's index up (the lock is
+/// released between batches so polls can commit).
+const INDEX_STEP: usize = 2_000;
+
+/// How often the daemon prunes the archive (and old matches).
+const PRUNE_EVERY: chrono::Duration = chrono::Duration::hours(24);
+
+/// A config (re)load: record the rule versions in force. A rule the archive has not been
+/// searched with is logged once, with the command that applies it, or applied right away with
+/// `[archive] backfill_new_rules = true`.
+async fn rules_loaded(
+    runtime: &Arc<Runtime>,
+    store: &SharedStore,
+    housekeeping: &Arc<tokio::sync::Mutex<()>>,
+) {
+    let (rt, st) = (runtime.clone(), store.clone());
+    let versions: Vec<(String, String)> = rt
+        .settings
+        .rules
+        .iter()
+        .map(|r| (r.name.clone(), r.query.to_string()))
+        .collect();
+    let archive_on = rt.settings.archive.keep.is_some();
+    let registered = tokio::task::spawn_blocking(move || {
+        let mut guard = st.lock().unwrap_or_else(|p| p.into_inner());
+        guard.set_archive(archive_on);
+        guard.register_rules(&versions, Utc::now())
+    })
+    .await;
+    let unapplied = match registered {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot record the rules in the database");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rule registration task failed");
+            return;
+        }
+    };
+    for u in &unapplied {
+        if runtime.settings.archive.backfill_new_rules {
+            tracing::info!(rule = %u.rule, entries = u.entries, "new or changed rule: applying it to the archive");
+        } else {
+            tracing::info!(
+                rule = %u.rule,
+                entries = u.entries,
+                "new or changed rule: {} archived entries were not checked against it; apply it with `newswatch backfill --rule {}`",
+                u.entries,
+                u.rule
+            );
+        }
+    }
+    if !runtime.settings.archive.backfill_new_rules || unapplied.is_empty() {
+        return;
+    }
+    let rules: Vec<(String, crate::pipeline::matcher::Query)> = runtime
+        .settings
+        .rules
+        .iter()
+        .filter(|r| unapplied.iter().any(|u| u.rule == r.name))
+        .map(|r| (r.name.clone(), r.query.clone()))
+        .collect();
+    let (st, lock) = (store.clone(), housekeeping.clone());
+    tokio::spawn(async move {
+        let _one_at_a_time = lock.lock().await;
+        let done = tokio::task::spawn_blocking(move || {
+            let mut guard = st.lock().unwrap_or_else(|p| p.into_inner());
+            guard.index_archive(usize::MAX)?;
+            guard.backfill(&rules, None, false, Utc::now())
+        })
+        .await;
+        match done {
+            Ok(Ok(r)) => tracing::info!(
+                added = r.added.len(),
+                new_matches = r.new_items,
+                "backfill of new rules done"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "backfill of new rules failed"),
+            Err(e) => tracing::error!(error = %e, "backfill task failed"),
+        }
+    });
+}
+
+/// After a wave of polls: index the entries it archived (a batch per store lock), and prune
+/// the archive when the last prune is a day old. One run at a time.
+async fn archive_housekeeping(
+    runtime: Arc<Runtime>,
+    store: SharedStore,
+    lock: Arc<tokio::sync::Mutex<()>>,
+) {
+    let Ok(_one_at_a_time) = lock.try_lock() else {
+        return;
+    };
+    loop {
+        let st = store.clone();
+        let step = tokio::task::spawn_blocking(move || {
+            st.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .index_archive(INDEX_STEP)
+        })
+        .await;
+        match step {
+            Ok(Ok(n)) if n as usize == INDEX_STEP => continue,
+            Ok(Ok(_)) => break,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot index the archive");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "archive index task failed");
+                break;
+            }
+        }
+    }
+    let st = store.clone();
+    let settings = runtime.settings.clone();
+    let pruned = tokio::task::spawn_blocking(move || {
+        let mut guard = st.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Utc::now();
+        if guard.pruned_at()?.is_some_and(|at| now - at < PRUNE_EVERY) {
+            return Ok(None);
+        }
+        let (archive_before, matches_before) = settings.retention(now);
+        guard
+            .prune(archive_before, matches_before, false, now)
+            .map(Some)
+    })
+    .await;
+    match pruned {
+        Ok(Ok(Some(c))) => tracing::info!(
+            archived = c.archived,
+            matches = c.matches,
+            longest_batch_ms = c.longest_batch.as_millis() as u64,
+            "pruned"
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot prune"),
+        Err(e) => tracing::error!(error = %e, "prune task failed"),
     }
 }
 

@@ -4,7 +4,6 @@
 //! A feed's failure is a message, not an abort: it is recorded on that feed, logged with the
 //! feed's name, and the cycle goes on. Each feed's results are committed in one transaction.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use tracing::Instrument;
 use crate::config::{FeedSettings, Settings};
 use crate::pipeline::dedup;
 use crate::pipeline::fetch::{FetchError, FetchOptions, Fetcher};
-use crate::pipeline::matcher::Matcher;
+use crate::pipeline::matcher::{Matcher, item_body};
 use crate::pipeline::normalise::to_plain_text;
 use crate::pipeline::parse;
 use crate::store::{
@@ -460,15 +459,7 @@ pub fn process_entries(
         } else {
             to_plain_text(&e.content)
         };
-        // What rules see as the body: summary and content, each once. Most entries have only
-        // one of them, which is then borrowed rather than copied.
-        let body: Cow<'_, str> = if content.is_empty() || content == summary {
-            Cow::Borrowed(&summary)
-        } else if summary.is_empty() {
-            Cow::Borrowed(&content)
-        } else {
-            Cow::Owned(format!("{summary} {content}"))
-        };
+        let body = item_body(&summary, &content);
         let matched = matcher.match_item(&title, &body).map(|m| {
             identity.canonical_url = link.and_then(dedup::canonical_url);
             MatchedEntry {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub mod archive;
 pub mod review;
 
 use crate::pipeline::dedup::Identity;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_digest.sql"),
     include_str!("../../migrations/0003_story_key.sql"),
     include_str!("../../migrations/0004_item_copies.sql"),
+    include_str!("../../migrations/0005_archive.sql"),
 ];
 
 /// How far apart two outlets' identical titles may be first seen and still be one story.
@@ -47,6 +49,11 @@ pub enum StoreError {
     /// A row holds data this version cannot read.
     #[error("database holds unreadable data: {0}")]
     Corrupt(String),
+    /// The archive's full-text index cannot be read or written.
+    #[error(
+        "the archive's full-text index (archive_fts) is damaged or unreadable ({0}): run `newswatch archive rebuild`"
+    )]
+    Index(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -246,6 +253,8 @@ fn migrate(conn: &mut Connection) -> std::result::Result<(), String> {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Keep every polled entry's text in the archive ([`Store::set_archive`]).
+    archive: bool,
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
@@ -295,6 +304,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            archive: true,
         })
     }
 
@@ -389,6 +399,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<CommitCounts> {
         let now_s = ts(now);
+        let window_start = ts(now - STORY_WINDOW);
+        let archive = self.archive;
         let tx = self.conn.transaction()?;
         let mut counts = CommitCounts::default();
         for rec in entries {
@@ -427,88 +439,24 @@ impl Store {
                 counts.new_entries += 1;
             }
             let mut item_id = existing.as_ref().and_then(|(_, id)| *id);
-            let text = &rec.text;
             if let Some(m) = &rec.matched {
-                let own_item = item_id.is_some();
-                if item_id.is_none()
-                    && let Some(canon) = &rec.identity.canonical_url
-                {
-                    item_id = tx
-                        .prepare_cached("SELECT id FROM items WHERE canonical_url = ?1")?
-                        .query_row([canon], |r| r.get(0))
-                        .optional()?;
-                }
-                if item_id.is_none()
-                    && let Some(key) = &m.story_key
-                {
-                    // Another outlet's copy under a different URL: same title words, first
-                    // seen recently, and not already carried by this feed (a feed repeating a
-                    // title is a new story, e.g. a daily round-up).
-                    item_id = tx
-                        .prepare_cached(
-                            "SELECT i.id FROM items i WHERE i.story_key = ?1 AND i.first_seen_at >= ?2
-                               AND NOT EXISTS (SELECT 1 FROM sightings s WHERE s.item_id = i.id AND s.feed_id = ?3)
-                             ORDER BY i.id LIMIT 1",
-                        )?
-                        .query_row(params![&key[..], ts(now - STORY_WINDOW), feed_id], |r| r.get(0))
-                        .optional()?;
-                }
-                let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
-                let published = text.published.map(ts);
-                let id = match item_id {
-                    Some(id) => {
-                        if own_item {
-                            // The same entry, edited: update the stored text in place.
-                            tx.prepare_cached(
-                                "UPDATE items SET title = ?2, summary = ?3, content = ?4, authors = ?5,
-                                   published_at = COALESCE(?6, published_at), snippet = ?7, updated_at = ?8,
-                                   link = COALESCE(link, ?9)
-                                 WHERE id = ?1",
-                            )?
-                            .execute(params![
-                                id, text.title, text.summary, text.content, authors, published, m.snippet, now_s, text.link
-                            ])?;
-                        } else {
-                            join_copy(&tx, id, text, m, published.as_deref(), now_s.as_str())?;
-                        }
-                        counts.updated_matches += 1;
-                        id
-                    }
-                    None => {
-                        tx.prepare_cached(
-                            "INSERT INTO items (canonical_url, link, guid, title, summary, content, authors,
-                               published_at, first_seen_at, updated_at, snippet, story_key, link_rank)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
-                        )?
-                        .execute(params![
-                            rec.identity.canonical_url,
-                            text.link,
-                            text.guid,
-                            text.title,
-                            text.summary,
-                            text.content,
-                            authors,
-                            published,
-                            now_s,
-                            m.snippet,
-                            m.story_key.as_ref().map(|k| &k[..]),
-                            m.link_rank
-                        ])?;
-                        counts.new_matches += 1;
-                        tx.last_insert_rowid()
-                    }
-                };
-                for rule in &m.rules {
-                    let terms = serde_json::to_string(&rule.terms).unwrap_or_else(|_| "[]".into());
-                    // Rules and terms accumulate: union the new terms into the stored ones.
-                    tx.prepare_cached(
-                        "INSERT INTO item_rules (item_id, rule, terms, first_matched_at) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT(item_id, rule) DO UPDATE SET terms = (
-                           SELECT json_group_array(value) FROM (
-                             SELECT value FROM json_each(item_rules.terms)
-                             UNION SELECT value FROM json_each(excluded.terms)))",
-                    )?
-                    .execute(params![id, rule.rule, terms, now_s])?;
+                let (id, new) = store_match(
+                    &tx,
+                    &MatchPlace {
+                        feed_id,
+                        canonical_url: rec.identity.canonical_url.as_deref(),
+                        own_item: item_id,
+                        first_seen: &now_s,
+                        now: &now_s,
+                        window_start: &window_start,
+                    },
+                    &rec.text,
+                    m,
+                )?;
+                if new {
+                    counts.new_matches += 1;
+                } else {
+                    counts.updated_matches += 1;
                 }
                 item_id = Some(id);
             }
@@ -519,6 +467,9 @@ impl Store {
                    item_id = COALESCE(excluded.item_id, sightings.item_id), changed_at = excluded.changed_at",
             )?
             .execute(params![feed_id, &entry_key[..], &rec.fingerprint[..], item_id, now_s])?;
+            if archive {
+                archive::put(&tx, feed_id, &entry_key, item_id, &rec.text, &now_s)?;
+            }
         }
         tx.prepare_cached(
             "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
@@ -719,6 +670,119 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Where a matched entry is being stored: which feed carries it, what identifies it across
+/// feeds, and when.
+pub(crate) struct MatchPlace<'a> {
+    pub feed_id: i64,
+    pub canonical_url: Option<&'a str>,
+    /// The item this feed's entry is already stored as (an edit), if any.
+    pub own_item: Option<i64>,
+    /// First-seen time for a new item: now when polling, the archived time when backfilling.
+    pub first_seen: &'a str,
+    pub now: &'a str,
+    /// Start of the window in which another outlet's same-titled story is the same item.
+    pub window_start: &'a str,
+}
+
+/// Store one matched entry as an item (new, the feed's own edited one, or another outlet's
+/// copy joining an item) with its rules; returns the item id and whether it is new.
+pub(crate) fn store_match(
+    tx: &rusqlite::Transaction<'_>,
+    at: &MatchPlace<'_>,
+    text: &EntryText,
+    m: &MatchedEntry,
+) -> Result<(i64, bool)> {
+    let mut item_id = at.own_item;
+    if item_id.is_none()
+        && let Some(canon) = at.canonical_url
+    {
+        item_id = tx
+            .prepare_cached("SELECT id FROM items WHERE canonical_url = ?1")?
+            .query_row([canon], |r| r.get(0))
+            .optional()?;
+    }
+    if item_id.is_none()
+        && let Some(key) = &m.story_key
+    {
+        // Another outlet's copy under a different URL: same title words, first seen
+        // recently, and not already carried by this feed (a feed repeating a title is a new
+        // story, e.g. a daily round-up).
+        item_id = tx
+            .prepare_cached(
+                "SELECT i.id FROM items i WHERE i.story_key = ?1 AND i.first_seen_at >= ?2
+                   AND NOT EXISTS (SELECT 1 FROM sightings s WHERE s.item_id = i.id AND s.feed_id = ?3)
+                 ORDER BY i.id LIMIT 1",
+            )?
+            .query_row(params![&key[..], at.window_start, at.feed_id], |r| r.get(0))
+            .optional()?;
+    }
+    let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
+    let published = text.published.map(ts);
+    let (id, new) = match item_id {
+        Some(id) => {
+            if at.own_item.is_some() {
+                // The same entry, edited: update the stored text in place.
+                tx.prepare_cached(
+                    "UPDATE items SET title = ?2, summary = ?3, content = ?4, authors = ?5,
+                       published_at = COALESCE(?6, published_at), snippet = ?7, updated_at = ?8,
+                       link = COALESCE(link, ?9)
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    text.title,
+                    text.summary,
+                    text.content,
+                    authors,
+                    published,
+                    m.snippet,
+                    at.now,
+                    text.link
+                ])?;
+            } else {
+                join_copy(tx, id, text, m, published.as_deref(), at.now)?;
+            }
+            (id, false)
+        }
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO items (canonical_url, link, guid, title, summary, content, authors,
+                   published_at, first_seen_at, updated_at, snippet, story_key, link_rank)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                at.canonical_url,
+                text.link,
+                text.guid,
+                text.title,
+                text.summary,
+                text.content,
+                authors,
+                published,
+                at.first_seen,
+                at.now,
+                m.snippet,
+                m.story_key.as_ref().map(|k| &k[..]),
+                m.link_rank
+            ])?;
+            (tx.last_insert_rowid(), true)
+        }
+    };
+    for rule in &m.rules {
+        let terms = serde_json::to_string(&rule.terms).unwrap_or_else(|_| "[]".into());
+        // Rules and terms accumulate: union the new terms into the stored ones.
+        tx.prepare_cached(
+            "INSERT INTO item_rules (item_id, rule, terms, first_matched_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(item_id, rule) DO UPDATE SET terms = (
+               SELECT json_group_array(value) FROM (
+                 SELECT value FROM json_each(item_rules.terms)
+                 UNION SELECT value FROM json_each(excluded.terms)))",
+        )?
+        .execute(params![id, rule.rule, terms, at.now])?;
+    }
+    Ok((id, new))
 }
 
 /// Another outlet's copy `m` of stored item `id` (same canonical URL, or same story key).

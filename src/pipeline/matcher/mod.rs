@@ -36,6 +36,19 @@ pub use query::{Query, QueryError};
 /// hasher is safe here; SipHash was ~8% of a cold poll's instructions.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// What rules see as an entry's body: its summary and content, each once (feeds often repeat
+/// one as the other). Most entries have only one of them, which is then borrowed.
+pub fn item_body<'a>(summary: &'a str, content: &'a str) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    if content.is_empty() || content == summary {
+        Cow::Borrowed(summary)
+    } else if summary.is_empty() {
+        Cow::Borrowed(content)
+    } else {
+        Cow::Owned(format!("{summary} {content}"))
+    }
+}
+
 /// One rule that matched an item, with the query terms (as written in the rule, phrases in
 /// double quotes, prefixes with their `*`) that were found in the item.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

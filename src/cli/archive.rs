@@ -1,0 +1,343 @@
+//! `search`, `backfill`, `prune` and `archive rebuild`: the archive of every polled entry.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::table::{display_width, fit, pad, terminal_width};
+use super::*;
+use crate::config::Settings;
+use crate::pipeline::matcher::Query;
+use crate::store::Store;
+use crate::store::archive::{SearchFilter, SearchHit};
+use crate::text::sanitize;
+
+/// How many unindexed rows `search` indexes before searching (the rest are scanned directly).
+const SEARCH_INDEX_BUDGET: usize = 200_000;
+
+/// One search hit as JSON / NDJSON / CSV print it.
+#[derive(Debug, Serialize)]
+struct HitRow<'a> {
+    /// The archived entry's id.
+    id: i64,
+    feed: &'a str,
+    title: &'a str,
+    link: Option<&'a str>,
+    published: Option<String>,
+    first_seen: &'a str,
+    /// The stored match this entry is part of, if any (see `newswatch show`).
+    r#match: Option<i64>,
+    terms: &'a [String],
+    snippet: &'a str,
+}
+
+impl<'a> From<&'a SearchHit> for HitRow<'a> {
+    fn from(h: &'a SearchHit) -> Self {
+        HitRow {
+            id: h.row.id,
+            feed: &h.row.feed,
+            title: &h.row.text.title,
+            link: h.row.text.link.as_deref(),
+            published: h.row.text.published.map(crate::store::ts),
+            first_seen: &h.row.first_seen,
+            r#match: h.row.item_id,
+            terms: &h.terms,
+            snippet: &h.snippet,
+        }
+    }
+}
+
+fn parse_expr(expr: &str, what: &str) -> Result<Query> {
+    Query::parse(expr).map_err(|e| UsageError(format!("{what}: {e}")).into())
+}
+
+fn known_feeds(settings: &Settings, feeds: &[String]) -> Result<()> {
+    for f in feeds {
+        if !settings.feeds.iter().any(|s| &s.name == f) {
+            let names: Vec<&str> = settings.feeds.iter().map(|s| s.name.as_str()).collect();
+            bail!(UsageError(format!(
+                "--feed {f:?}: no such feed (known: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `newswatch search`.
+pub fn search(settings: &Settings, args: &SearchArgs, out: &mut dyn Write) -> Result<()> {
+    let q = parse_expr(&args.expr, "search EXPR")?;
+    known_feeds(settings, &args.feed)?;
+    if args.limit == 0 {
+        bail!(UsageError("--limit: must be at least 1".into()));
+    }
+    let hits = if settings.database.exists() {
+        let mut store = open_store(settings)?;
+        // Catch the index up first (cheap when the daemon keeps it current); whatever is left
+        // is scanned directly, so nothing is missed either way. A read-only database is fine.
+        if let Err(e) = store.index_archive(SEARCH_INDEX_BUDGET) {
+            tracing::debug!(error = %e, "cannot index the archive now");
+        }
+        let filter = SearchFilter {
+            since: args.since,
+            feeds: args.feed.clone(),
+            limit: Some(args.limit),
+        };
+        let result = store
+            .search_archive(&q, &filter)
+            .context("cannot search the archive")?;
+        if result.scanned_unindexed > 0 {
+            eprintln!(
+                "search: the full-text index is behind by {} entries; they were checked one by one",
+                result.scanned_unindexed
+            );
+        }
+        if result.truncated {
+            eprintln!(
+                "search: {} shown (--limit {}); there are more",
+                result.hits.len(),
+                args.limit
+            );
+        }
+        result.hits
+    } else {
+        Vec::new()
+    };
+    match args.format {
+        Format::Json => {
+            let rows: Vec<HitRow<'_>> = hits.iter().map(HitRow::from).collect();
+            serde_json::to_writer_pretty(&mut *out, &rows)?;
+            writeln!(out)?;
+        }
+        Format::Ndjson => {
+            for h in &hits {
+                serde_json::to_writer(&mut *out, &HitRow::from(h))?;
+                writeln!(out)?;
+            }
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "id",
+                "feed",
+                "published",
+                "first_seen",
+                "match",
+                "terms",
+                "title",
+                "link",
+                "snippet",
+            ])?;
+            for h in &hits {
+                let r = HitRow::from(h);
+                w.write_record([
+                    r.id.to_string(),
+                    r.feed.to_string(),
+                    r.published.unwrap_or_default(),
+                    r.first_seen.to_string(),
+                    r.r#match.map(|m| m.to_string()).unwrap_or_default(),
+                    r.terms.join(" | "),
+                    r.title.to_string(),
+                    r.link.unwrap_or_default().to_string(),
+                    r.snippet.to_string(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => search_table(&hits, out)?,
+    }
+    Ok(())
+}
+
+fn search_table(hits: &[SearchHit], out: &mut dyn Write) -> Result<()> {
+    let width = terminal_width();
+    let cells: Vec<[String; 4]> = hits
+        .iter()
+        .map(|h| {
+            let seen = &h.row.first_seen;
+            [
+                h.row.id.to_string(),
+                seen.get(..16).unwrap_or(seen).replace('T', " "),
+                sanitize(&h.row.feed),
+                sanitize(&h.row.text.title),
+            ]
+        })
+        .collect();
+    let headers = ["ID", "FIRST SEEN (UTC)", "FEED", "TITLE"];
+    let mut widths: Vec<usize> = headers.iter().map(|h| display_width(h)).collect();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate().take(3) {
+            widths[i] = widths[i].max(display_width(c));
+        }
+    }
+    widths[2] = widths[2].min(24);
+    widths[3] = width
+        .saturating_sub(widths[..3].iter().sum::<usize>() + 6)
+        .max(20);
+    let line = |cols: [&str; 4], out: &mut dyn Write| -> std::io::Result<()> {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            let cell = fit(c, widths[i]);
+            if i < 3 {
+                s.push_str(&pad(&cell, widths[i]));
+                s.push_str("  ");
+            } else {
+                s.push_str(&cell);
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(headers, out)?;
+    for row in &cells {
+        line([&row[0], &row[1], &row[2], &row[3]], out)?;
+    }
+    if hits.is_empty() {
+        writeln!(out, "(no entries)")?;
+    }
+    Ok(())
+}
+
+/// `newswatch backfill`.
+pub fn backfill(
+    settings: &Settings,
+    args: &BackfillArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let rules: Vec<(String, Query)> = if args.rule.is_empty() {
+        settings
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), r.query.clone()))
+            .collect()
+    } else {
+        let mut picked = Vec::new();
+        for name in &args.rule {
+            let Some(r) = settings.rules.iter().find(|r| &r.name == name) else {
+                let names: Vec<&str> = settings.rules.iter().map(|r| r.name.as_str()).collect();
+                bail!(UsageError(format!(
+                    "--rule {name:?}: no such rule (known: {})",
+                    names.join(", ")
+                )));
+            };
+            if !picked.iter().any(|(n, _)| n == name) {
+                picked.push((r.name.clone(), r.query.clone()));
+            }
+        }
+        picked
+    };
+    if !settings.database.exists() {
+        writeln!(out, "backfill: nothing archived yet")?;
+        return Ok(());
+    }
+    let mut store = open_store(settings)?;
+    store
+        .index_archive(usize::MAX)
+        .context("cannot index the archive")?;
+    let report = store
+        .backfill(&rules, args.since, args.dry_run, now)
+        .context("cannot backfill")?;
+    let verb = if args.dry_run { "would add" } else { "added" };
+    for hit in &report.added {
+        writeln!(
+            out,
+            "{verb}: {} [{}] {} (first seen {}){}",
+            hit.rules.join(","),
+            sanitize(&hit.feed),
+            sanitize(&hit.title),
+            hit.first_seen,
+            hit.item_id
+                .map(|i| format!(" as match {i}"))
+                .unwrap_or_default()
+        )?;
+    }
+    for gone in &report.no_longer {
+        writeln!(
+            out,
+            "no longer matches: {} match {} {}",
+            gone.rule,
+            gone.item_id,
+            sanitize(&gone.title)
+        )?;
+    }
+    writeln!(
+        out,
+        "backfill{}: {} {} {} ({} new matches), {} stored {} no longer {} their rule",
+        if args.dry_run { " (dry run)" } else { "" },
+        verb,
+        report.added.len(),
+        if report.added.len() == 1 {
+            "entry"
+        } else {
+            "entries"
+        },
+        report.new_items,
+        report.no_longer.len(),
+        if report.no_longer.len() == 1 {
+            "match"
+        } else {
+            "matches"
+        },
+        if report.no_longer.len() == 1 {
+            "matches"
+        } else {
+            "match"
+        },
+    )?;
+    Ok(())
+}
+
+/// `newswatch prune`.
+pub fn prune(
+    settings: &Settings,
+    args: &PruneArgs,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if !settings.database.exists() {
+        writeln!(out, "prune: nothing stored yet")?;
+        return Ok(());
+    }
+    let mut store = open_store(settings)?;
+    let (archive_before, matches_before) = settings.retention(now);
+    let counts = store
+        .prune(archive_before, matches_before, args.dry_run, now)
+        .context("cannot prune")?;
+    writeln!(
+        out,
+        "prune{}: {} {} archived entries first seen before {}, {} matches{}",
+        if args.dry_run { " (dry run)" } else { "" },
+        if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        },
+        counts.archived,
+        archive_before.map(crate::store::ts).unwrap_or_default(),
+        counts.matches,
+        match matches_before {
+            Some(t) => format!(
+                " first seen before {} (starred ones kept)",
+                crate::store::ts(t)
+            ),
+            None => " (matches are kept forever: [storage] keep_matches)".into(),
+        }
+    )?;
+    Ok(())
+}
+
+/// `newswatch archive rebuild`.
+pub fn archive_rebuild(settings: &Settings, out: &mut dyn Write) -> Result<()> {
+    if !settings.database.exists() {
+        writeln!(out, "archive rebuild: nothing stored yet")?;
+        return Ok(());
+    }
+    let mut store: Store = open_store(settings)?;
+    let n = store
+        .rebuild_archive_index()
+        .context("cannot rebuild the archive's full-text index")?;
+    writeln!(out, "archive rebuild: indexed {n} entries")?;
+    Ok(())
+}

@@ -1,0 +1,822 @@
+//! The archive: every entry polled, matched or not, kept as plain text for `[archive] keep`,
+//! searchable with the rule language and open to rules written later (`backfill`).
+//!
+//! Search is exact by construction: SQLite FTS5 only *narrows* the candidates, and the
+//! [`Matcher`] — the same code that matches during a poll — decides. The index holds the
+//! matcher's own tokens, folded, so every entry the matcher would accept is among the FTS
+//! candidates (a superset): phrases are FTS phrases over the same token positions, prefixes are
+//! FTS prefixes, acronyms are looked up folded and then confirmed case-exactly, `NOT` is left
+//! to the matcher. User text never reaches FTS5's query syntax: the query is built from the
+//! parsed rule's tokens, each a quoted string.
+//!
+//! Indexing may trail the poll: rows are written in the feed's commit and indexed later in
+//! batches (by the daemon after each wave of polls, and by any command that searches). Rows
+//! above the index watermark are scanned directly, so a search never misses an entry; it says
+//! how many it had to scan that way. An edited entry replaces its row with a new id, so a row
+//! never changes once indexed.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{EntryText, MatchPlace, MatchedEntry, Result, Store, StoreError, store_match, ts};
+use crate::pipeline::dedup;
+use crate::pipeline::matcher::query::{Expr, Pat, Term};
+use crate::pipeline::matcher::{Matcher, Query, item_body};
+use crate::pipeline::normalise::{fold_cow, tokens};
+
+/// Rows indexed per transaction: small enough that a running daemon's commits wait only
+/// briefly for the write lock.
+const INDEX_BATCH: usize = 2_000;
+/// Rows deleted per transaction by [`Store::prune`] (the write lock is held per batch).
+const PRUNE_BATCH: usize = 2_000;
+
+/// One archived entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveRow {
+    pub id: i64,
+    pub feed: String,
+    pub feed_id: i64,
+    pub entry_key: Vec<u8>,
+    pub item_id: Option<i64>,
+    pub text: EntryText,
+    pub first_seen: String,
+}
+
+/// What to search: the query plus filters on first-seen time and feed.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// Entries first seen at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries of any of these feeds (empty: all feeds).
+    pub feeds: Vec<String>,
+    /// At most this many hits, newest first (`None`: all).
+    pub limit: Option<usize>,
+}
+
+/// One entry the query matched, with the snippet and terms the matcher reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub row: ArchiveRow,
+    pub snippet: String,
+    pub terms: Vec<String>,
+}
+
+/// The result of [`Store::search_archive`].
+#[derive(Debug, Clone, Default)]
+pub struct SearchResult {
+    pub hits: Vec<SearchHit>,
+    /// Entries newer than the full-text index, checked one by one instead.
+    pub scanned_unindexed: u64,
+    /// True when `limit` cut the list (there are more hits).
+    pub truncated: bool,
+}
+
+/// What [`Store::prune`] removed (or, on a dry run, would remove).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneCounts {
+    /// Unmatched archived entries past `[archive] keep`.
+    pub archived: u64,
+    /// Matches past `[storage] keep_matches` (never starred ones).
+    pub matches: u64,
+    /// Longest time one batch held the write lock.
+    pub longest_batch: std::time::Duration,
+}
+
+/// Size and age of the archive, for `stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveStats {
+    pub entries: u64,
+    pub oldest: Option<String>,
+    /// Entries not yet in the full-text index.
+    pub unindexed: u64,
+    /// Bytes on disk of the archive table, its indexes and the full-text index.
+    pub bytes: u64,
+}
+
+/// A rule version the archive has not been searched with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnappliedRule {
+    pub rule: String,
+    /// Archived entries first seen before this version of the rule was active.
+    pub entries: u64,
+}
+
+/// One match found (or, on a dry run, that would be added) by [`Store::backfill`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackfillHit {
+    pub archive_id: i64,
+    pub feed: String,
+    pub title: String,
+    pub first_seen: String,
+    pub rules: Vec<String>,
+    /// The item it was stored as (`None` on a dry run).
+    pub item_id: Option<i64>,
+}
+
+/// A stored match that its rule, as written now, no longer matches (an edited rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoLongerMatches {
+    pub item_id: i64,
+    pub rule: String,
+    pub title: String,
+}
+
+/// What [`Store::backfill`] did.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillReport {
+    pub added: Vec<BackfillHit>,
+    pub no_longer: Vec<NoLongerMatches>,
+    /// New items created (the rest joined items already stored).
+    pub new_items: u64,
+}
+
+/// The matcher's tokens of `text`, folded and joined by spaces: what the index holds.
+fn fts_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for t in tokens(text) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&fold_cow(t.text));
+    }
+    out
+}
+
+/// An FTS5 query whose matches include every entry `q` matches (see the module docs).
+pub(crate) fn fts_query(q: &Query) -> String {
+    let narrowed = narrow(q.root(), false);
+    // A rule also needs one of its positive terms present (matcher semantics), which bounds
+    // queries like `a OR NOT b` that narrow to nothing by themselves.
+    let mut positive = Vec::new();
+    positive_terms(q.root(), false, false, &mut positive);
+    let any_positive = match positive.len() {
+        0 => None,
+        1 => positive.pop(),
+        _ => Some(format!("({})", positive.join(" OR "))),
+    };
+    match (narrowed, any_positive) {
+        (Some(n), Some(p)) if n != p => format!("({n}) AND {p}"),
+        (Some(n), _) => n,
+        (None, Some(p)) => p,
+        // A parsed query always has a positive term; an impossible query finds nothing.
+        (None, None) => "\"\"".to_string(),
+    }
+}
+
+/// `Some(fts)` for a sub-query that narrows, `None` for "anything" (what NOT leaves).
+fn narrow(e: &Expr, title: bool) -> Option<String> {
+    match e {
+        Expr::Term(t) => Some(phrase(t, title)),
+        Expr::Not(_) => None,
+        Expr::Title(inner) => narrow(inner, true),
+        Expr::And(items) => {
+            let parts: Vec<String> = items.iter().filter_map(|i| narrow(i, title)).collect();
+            match parts.len() {
+                0 => None,
+                1 => parts.into_iter().next(),
+                _ => Some(format!("({})", parts.join(" AND "))),
+            }
+        }
+        Expr::Or(items) => {
+            let parts: Option<Vec<String>> = items.iter().map(|i| narrow(i, title)).collect();
+            parts.map(|p| format!("({})", p.join(" OR ")))
+        }
+    }
+}
+
+fn positive_terms(e: &Expr, negated: bool, title: bool, out: &mut Vec<String>) {
+    match e {
+        Expr::Term(t) if !negated => out.push(phrase(t, title)),
+        Expr::Term(_) => {}
+        Expr::Not(inner) => positive_terms(inner, !negated, title, out),
+        Expr::Title(inner) => positive_terms(inner, negated, true, out),
+        Expr::And(items) | Expr::Or(items) => {
+            for i in items {
+                positive_terms(i, negated, title, out);
+            }
+        }
+    }
+}
+
+/// A term as an FTS5 phrase of folded tokens, quoted (so no FTS syntax can come from it).
+fn phrase(t: &Term, title: bool) -> String {
+    let words: Vec<String> = t
+        .pats
+        .iter()
+        .map(|p| match p {
+            Pat::Folded(w) | Pat::Exact(w) => fold_cow(w).replace('"', "\"\""),
+        })
+        .collect();
+    let mut s = format!("\"{}\"", words.join(" "));
+    if t.prefix {
+        s.push_str(" *");
+    }
+    if title {
+        s = format!("title : {s}");
+    }
+    s
+}
+
+/// Write (or replace, for an edited entry) the archived copy of one entry. Runs inside the
+/// feed's commit.
+pub(super) fn put(
+    tx: &Transaction<'_>,
+    feed_id: i64,
+    entry_key: &[u8; 16],
+    item_id: Option<i64>,
+    text: &EntryText,
+    now: &str,
+) -> Result<()> {
+    // An edit: drop the old row (and its index entry, if it was indexed), keep its first-seen
+    // time. The new row gets a new id above the watermark and is indexed with the rest.
+    let old: Option<(i64, String)> = tx
+        .prepare_cached(
+            "DELETE FROM archive WHERE feed_id = ?1 AND entry_key = ?2 RETURNING id, first_seen_at",
+        )?
+        .query_row(params![feed_id, &entry_key[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if let Some((old_id, _)) = &old {
+        unindex(tx, *old_id)?;
+    }
+    let first_seen = old.as_ref().map_or(now, |(_, t)| t.as_str());
+    let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached(
+        "INSERT INTO archive (feed_id, entry_key, item_id, guid, link, title, summary, content,
+           authors, published_at, first_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        feed_id,
+        &entry_key[..],
+        item_id,
+        text.guid,
+        text.link,
+        text.title,
+        text.summary,
+        text.content,
+        authors,
+        text.published.map(ts),
+        first_seen
+    ])?;
+    Ok(())
+}
+
+/// A `count(*)` read as u64.
+fn count(r: &rusqlite::Row<'_>) -> rusqlite::Result<u64> {
+    Ok(r.get::<_, i64>(0)?.max(0) as u64)
+}
+
+/// Remove row `id` from the full-text index if it was indexed.
+fn unindex(tx: &Transaction<'_>, id: i64) -> Result<()> {
+    let upto: i64 = tx
+        .prepare_cached("SELECT indexed_upto FROM archive_index WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    if id <= upto {
+        tx.prepare_cached("DELETE FROM archive_fts WHERE rowid = ?1")?
+            .execute([id])
+            .map_err(fts_error)?;
+    }
+    Ok(())
+}
+
+/// Name the index in errors that come from it, with what to do.
+fn fts_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Index(e.to_string())
+}
+
+const ROW_SELECT: &str =
+    "SELECT a.id, f.name, a.feed_id, a.entry_key, a.item_id, a.guid, a.link, a.title,
+       a.summary, a.content, a.authors, a.published_at, a.first_seen_at
+     FROM archive a JOIN feeds f ON f.id = a.feed_id";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArchiveRow> {
+    let authors: String = r.get(10)?;
+    let published: Option<String> = r.get(11)?;
+    Ok(ArchiveRow {
+        id: r.get(0)?,
+        feed: r.get(1)?,
+        feed_id: r.get(2)?,
+        entry_key: r.get(3)?,
+        item_id: r.get(4)?,
+        text: EntryText {
+            guid: r.get(5)?,
+            link: r.get(6)?,
+            title: r.get(7)?,
+            summary: r.get(8)?,
+            content: r.get(9)?,
+            authors: serde_json::from_str(&authors).unwrap_or_default(),
+            published: published.as_deref().and_then(super::parse_ts),
+        },
+        first_seen: r.get(12)?,
+    })
+}
+
+impl Store {
+    /// Keep (the default) or stop keeping every polled entry in the archive
+    /// (`[archive] keep = "0"`).
+    pub fn set_archive(&mut self, on: bool) {
+        self.archive = on;
+    }
+
+    /// Index up to `max_rows` archived rows not yet in the full-text index, in small
+    /// transactions; returns how many were indexed.
+    pub fn index_archive(&mut self, max_rows: usize) -> Result<u64> {
+        let mut done = 0u64;
+        while (done as usize) < max_rows {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let upto: i64 = tx.query_row(
+                "SELECT indexed_upto FROM archive_index WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            let batch = INDEX_BATCH.min(max_rows - done as usize);
+            let rows: Vec<(i64, String, String, String)> = tx
+                .prepare_cached(
+                    "SELECT id, title, summary, content FROM archive WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![upto, batch as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some(last) = rows.last().map(|r| r.0) else {
+                break;
+            };
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO archive_fts (rowid, title, body) VALUES (?1, ?2, ?3)",
+                )?;
+                for (id, title, summary, content) in &rows {
+                    let body = fts_text(&item_body(summary, content));
+                    insert
+                        .execute(params![id, fts_text(title), body])
+                        .map_err(fts_error)?;
+                }
+            }
+            tx.execute(
+                "UPDATE archive_index SET indexed_upto = ?1 WHERE id = 1",
+                [last],
+            )?;
+            tx.commit()?;
+            done += rows.len() as u64;
+        }
+        Ok(done)
+    }
+
+    /// Archived rows not yet in the full-text index.
+    pub fn archive_unindexed(&self) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM archive WHERE id > (SELECT indexed_upto FROM archive_index WHERE id = 1)",
+            [],
+            count,
+        )?)
+    }
+
+    /// Drop and rebuild the full-text index from the archived text. Returns the rows indexed.
+    pub fn rebuild_archive_index(&mut self) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS archive_fts;
+             CREATE VIRTUAL TABLE archive_fts USING fts5(title, body, content = '', contentless_delete = 1, tokenize = 'ascii');
+             UPDATE archive_index SET indexed_upto = 0 WHERE id = 1;",
+        )?;
+        tx.commit()?;
+        self.index_archive(usize::MAX)
+    }
+
+    /// Visit archived rows that may match `q` (FTS candidates, plus every row above the index
+    /// watermark), newest first when `newest_first`, else oldest first; `visit` returns false
+    /// to stop. Returns how many unindexed rows were visited.
+    pub fn archive_candidates(
+        &self,
+        q: &Query,
+        filter: &SearchFilter,
+        newest_first: bool,
+        mut visit: impl FnMut(ArchiveRow) -> Result<bool>,
+    ) -> Result<u64> {
+        let upto: i64 = self.conn.query_row(
+            "SELECT indexed_upto FROM archive_index WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let order = if newest_first { "DESC" } else { "ASC" };
+        // Rows above the watermark: ?1 = watermark, the filter's parameters from ?2.
+        let tail = |visit: &mut dyn FnMut(ArchiveRow) -> Result<bool>| -> Result<(u64, bool)> {
+            let (cond, args) = filter_sql(filter, 2);
+            let mut stmt = self.conn.prepare(&format!(
+                "{ROW_SELECT} WHERE a.id > ?1{cond} ORDER BY a.id {order}"
+            ))?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&upto];
+            params.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+            let mut rows = stmt.query(params.as_slice())?;
+            let mut n = 0;
+            while let Some(r) = rows.next()? {
+                n += 1;
+                if !visit(row(r)?)? {
+                    return Ok((n, false));
+                }
+            }
+            Ok((n, true))
+        };
+        // Indexed rows: ?1 = FTS query, ?2 = watermark, the filter's parameters from ?3.
+        let indexed = |visit: &mut dyn FnMut(ArchiveRow) -> Result<bool>| -> Result<bool> {
+            let fts = fts_query(q);
+            let (cond, args) = filter_sql(filter, 3);
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "{ROW_SELECT} JOIN archive_fts ON archive_fts.rowid = a.id
+                     WHERE archive_fts MATCH ?1 AND a.id <= ?2{cond} ORDER BY archive_fts.rowid {order}"
+                ))
+                .map_err(fts_error)?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&fts, &upto];
+            params.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+            let mut rows = stmt.query(params.as_slice()).map_err(fts_error)?;
+            while let Some(r) = rows.next().map_err(fts_error)? {
+                if !visit(row(r)?)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        let mut visit: &mut dyn FnMut(ArchiveRow) -> Result<bool> = &mut visit;
+        if newest_first {
+            let (n, go_on) = tail(&mut visit)?;
+            if go_on {
+                indexed(&mut visit)?;
+            }
+            Ok(n)
+        } else {
+            if !indexed(&mut visit)? {
+                return Ok(0);
+            }
+            Ok(tail(&mut visit)?.0)
+        }
+    }
+
+    /// Search the archive with the rule language: FTS5 narrows, the matcher decides.
+    pub fn search_archive(&self, q: &Query, filter: &SearchFilter) -> Result<SearchResult> {
+        let matcher = Matcher::new(vec![("search".to_string(), q.clone())]);
+        let mut out = SearchResult::default();
+        let limit = filter.limit;
+        out.scanned_unindexed = self.archive_candidates(q, filter, true, |r| {
+            let body = item_body(&r.text.summary, &r.text.content);
+            if let Some(m) = matcher.match_item(&r.text.title, &body) {
+                if limit.is_some_and(|l| out.hits.len() >= l) {
+                    out.truncated = true;
+                    return Ok(false);
+                }
+                let terms = m.rules.into_iter().flat_map(|r| r.terms).collect();
+                out.hits.push(SearchHit {
+                    row: r,
+                    snippet: m.snippet,
+                    terms,
+                });
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Delete unmatched archived entries first seen before `archive_before`, and (when given)
+    /// matches first seen before `matches_before` that are not starred, in small transactions.
+    /// A dry run only counts.
+    pub fn prune(
+        &mut self,
+        archive_before: Option<DateTime<Utc>>,
+        matches_before: Option<DateTime<Utc>>,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> Result<PruneCounts> {
+        let mut counts = PruneCounts::default();
+        if dry_run {
+            if let Some(before) = archive_before {
+                counts.archived = self.conn.query_row(
+                    "SELECT count(*) FROM archive WHERE first_seen_at < ?1 AND item_id IS NULL",
+                    [ts(before)],
+                    count,
+                )?;
+            }
+            if let Some(before) = matches_before {
+                counts.matches = self.conn.query_row(
+                    "SELECT count(*) FROM items WHERE first_seen_at < ?1 AND status <> 'starred'",
+                    [ts(before)],
+                    count,
+                )?;
+            }
+            return Ok(counts);
+        }
+        if let Some(before) = matches_before {
+            loop {
+                let started = std::time::Instant::now();
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let n = tx.execute(
+                    "DELETE FROM items WHERE id IN (SELECT id FROM items
+                       WHERE first_seen_at < ?1 AND status <> 'starred' LIMIT ?2)",
+                    params![ts(before), PRUNE_BATCH as i64],
+                )?;
+                tx.commit()?;
+                counts.longest_batch = counts.longest_batch.max(started.elapsed());
+                counts.matches += n as u64;
+                if n < PRUNE_BATCH {
+                    break;
+                }
+            }
+        }
+        if let Some(before) = archive_before {
+            loop {
+                let started = std::time::Instant::now();
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let ids: Vec<i64> = tx
+                    .prepare_cached(
+                        "SELECT id FROM archive WHERE first_seen_at < ?1 AND item_id IS NULL LIMIT ?2",
+                    )?
+                    .query_map(params![ts(before), PRUNE_BATCH as i64], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for id in &ids {
+                    unindex(&tx, *id)?;
+                    tx.prepare_cached("DELETE FROM archive WHERE id = ?1")?
+                        .execute([id])?;
+                }
+                tx.commit()?;
+                counts.longest_batch = counts.longest_batch.max(started.elapsed());
+                counts.archived += ids.len() as u64;
+                if ids.len() < PRUNE_BATCH {
+                    break;
+                }
+            }
+        }
+        self.conn.execute(
+            "UPDATE archive_index SET pruned_at = ?1 WHERE id = 1",
+            [ts(now)],
+        )?;
+        Ok(counts)
+    }
+
+    /// When the archive was last pruned.
+    pub fn pruned_at(&self) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> = self.conn.query_row(
+            "SELECT pruned_at FROM archive_index WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(at.as_deref().and_then(super::parse_ts))
+    }
+
+    /// Entries, oldest entry, unindexed entries and bytes on disk of the archive.
+    pub fn archive_stats(&self) -> Result<ArchiveStats> {
+        let (entries, oldest): (u64, Option<String>) = self.conn.query_row(
+            "SELECT count(*), min(first_seen_at) FROM archive",
+            [],
+            |r| Ok((count(r)?, r.get(1)?)),
+        )?;
+        let bytes: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'archive%'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        Ok(ArchiveStats {
+            entries,
+            oldest,
+            unindexed: self.archive_unindexed()?,
+            bytes: bytes.unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    /// Record the rule versions now in force (`(name, canonical query)`); returns those seen
+    /// for the first time whose rule the archived entries before now have not been checked
+    /// against, with how many such entries there are.
+    pub fn register_rules(
+        &mut self,
+        rules: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UnappliedRule>> {
+        let now_s = ts(now);
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::new();
+        for (rule, query) in rules {
+            let new = tx
+                .prepare_cached(
+                    "INSERT INTO rule_versions (rule, query, first_active_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![rule, query, now_s])?
+                > 0;
+            if new {
+                let entries: u64 = tx
+                    .prepare_cached("SELECT count(*) FROM archive WHERE first_seen_at < ?1")?
+                    .query_row([&now_s], count)?;
+                if entries > 0 {
+                    out.push(UnappliedRule {
+                        rule: rule.clone(),
+                        entries,
+                    });
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Apply `rules` (name, query) to the archived entries first seen since `since`: matches
+    /// the archive holds that are not stored yet are added (marked backfilled, with their
+    /// archived first-seen times), or on a dry run only listed. Stored matches of these rules
+    /// that the rule no longer matches (an edited rule) are listed, never removed.
+    pub fn backfill(
+        &mut self,
+        rules: &[(String, Query)],
+        since: Option<DateTime<Utc>>,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> Result<BackfillReport> {
+        let mut report = BackfillReport::default();
+        let filter = SearchFilter {
+            since,
+            ..SearchFilter::default()
+        };
+        let now_s = ts(now);
+        for (name, q) in rules {
+            let matcher = Matcher::new(vec![(name.clone(), q.clone())]);
+            // Collect first (reading), then write in batches.
+            let mut found: Vec<(ArchiveRow, MatchedEntry)> = Vec::new();
+            self.archive_candidates(q, &filter, false, |r| {
+                let body = item_body(&r.text.summary, &r.text.content);
+                if let Some(m) = matcher.match_item(&r.text.title, &body) {
+                    let canonical = r.text.link.as_deref().and_then(dedup::canonical_url);
+                    let link_rank =
+                        dedup::link_rank(r.text.link.as_deref(), canonical.as_deref(), None);
+                    found.push((
+                        r.clone(),
+                        MatchedEntry {
+                            rules: m.rules,
+                            snippet: m.snippet,
+                            story_key: dedup::story_key(&r.text.title),
+                            link_rank,
+                        },
+                    ));
+                }
+                Ok(true)
+            })?;
+            for batch in found.chunks(INDEX_BATCH) {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                for (r, m) in batch {
+                    let known = match r.item_id {
+                        Some(item) => tx
+                            .prepare_cached(
+                                "SELECT 1 FROM item_rules WHERE item_id = ?1 AND rule = ?2",
+                            )?
+                            .query_row(params![item, name], |_| Ok(()))
+                            .optional()?
+                            .is_some(),
+                        None => false,
+                    };
+                    if known {
+                        continue;
+                    }
+                    let mut hit = BackfillHit {
+                        archive_id: r.id,
+                        feed: r.feed.clone(),
+                        title: r.text.title.clone(),
+                        first_seen: r.first_seen.clone(),
+                        rules: vec![name.clone()],
+                        item_id: None,
+                    };
+                    if !dry_run {
+                        let item = store_backfilled(&tx, r, m, &now_s, &mut report.new_items)?;
+                        hit.item_id = Some(item);
+                    }
+                    report.added.push(hit);
+                }
+                if dry_run {
+                    tx.rollback()?;
+                } else {
+                    tx.commit()?;
+                }
+            }
+            // Stored matches of this rule that it no longer matches.
+            let mut stmt = self.conn.prepare(
+                "SELECT i.id, i.title, i.summary, i.content FROM items i
+                 JOIN item_rules r ON r.item_id = i.id WHERE r.rule = ?1 ORDER BY i.id",
+            )?;
+            let rows = stmt.query_map([name], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, title, summary, content) = row?;
+                if matcher
+                    .match_item(&title, &item_body(&summary, &content))
+                    .is_none()
+                {
+                    report.no_longer.push(NoLongerMatches {
+                        item_id: id,
+                        rule: name.clone(),
+                        title,
+                    });
+                }
+            }
+            drop(stmt);
+            if !dry_run && since.is_none() {
+                self.conn.execute(
+                    "UPDATE rule_versions SET backfilled_at = ?3 WHERE rule = ?1 AND query = ?2",
+                    params![name, q.to_string(), now_s],
+                )?;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Store one backfilled match: the entry's item gains the rule, or a new item (marked
+/// backfilled, first seen when the entry was) is created and linked to the entry's sighting
+/// and archived row.
+fn store_backfilled(
+    tx: &Transaction<'_>,
+    r: &ArchiveRow,
+    m: &MatchedEntry,
+    now: &str,
+    new_items: &mut u64,
+) -> Result<i64> {
+    if let Some(item) = r.item_id {
+        // Already stored for another rule: only the rule is new.
+        for rule in &m.rules {
+            let terms = serde_json::to_string(&rule.terms).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(
+                "INSERT INTO item_rules (item_id, rule, terms, first_matched_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(item_id, rule) DO NOTHING",
+            )?
+            .execute(params![item, rule.rule, terms, now])?;
+        }
+        return Ok(item);
+    }
+    let canonical = r.text.link.as_deref().and_then(dedup::canonical_url);
+    let window_start = super::parse_ts(&r.first_seen)
+        .map(|t| ts(t - super::STORY_WINDOW))
+        .unwrap_or_else(|| r.first_seen.clone());
+    let (item, new) = store_match(
+        tx,
+        &MatchPlace {
+            feed_id: r.feed_id,
+            canonical_url: canonical.as_deref(),
+            own_item: None,
+            first_seen: &r.first_seen,
+            now,
+            window_start: &window_start,
+        },
+        &r.text,
+        m,
+    )?;
+    if new {
+        *new_items += 1;
+        tx.prepare_cached("UPDATE items SET backfilled = 1 WHERE id = ?1")?
+            .execute([item])?;
+    }
+    tx.prepare_cached("UPDATE archive SET item_id = ?2 WHERE id = ?1")?
+        .execute(params![r.id, item])?;
+    tx.prepare_cached(
+        "UPDATE sightings SET item_id = ?3 WHERE feed_id = ?1 AND entry_key = ?2 AND item_id IS NULL",
+    )?
+    .execute(params![r.feed_id, r.entry_key, item])?;
+    Ok(item)
+}
+
+/// SQL conditions (`a` = archive, `f` = feeds) and their parameters, numbered from `first`.
+fn filter_sql(f: &SearchFilter, first: usize) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    if let Some(since) = f.since {
+        args.push(ts(since));
+        sql.push_str(&format!(
+            " AND a.first_seen_at >= ?{}",
+            first + args.len() - 1
+        ));
+    }
+    if !f.feeds.is_empty() {
+        let mut marks = Vec::new();
+        for name in &f.feeds {
+            args.push(name.clone());
+            marks.push(format!("?{}", first + args.len() - 1));
+        }
+        sql.push_str(&format!(" AND f.name IN ({})", marks.join(", ")));
+    }
+    (sql, args)
+}
