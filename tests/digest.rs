@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use newswatch::outputs::digest::{
-    self, DigestSettings, EmailSecurity, EmailSettings, Format, Period, RetryPolicy,
+    self, DigestOptions, DigestSettings, EmailSecurity, EmailSettings, Format, Period, RetryPolicy,
     WebhookSettings,
 };
 use newswatch::pipeline::dedup;
@@ -229,7 +229,7 @@ fn golden_digest(store: &Store) -> digest::Digest {
     digest::build(
         store,
         Period::day(day, TZ).expect("period"),
-        None,
+        &DigestOptions::default(),
         TZ,
         now(),
     )
@@ -353,7 +353,10 @@ fn digest_rule_filter_keeps_one_section_with_also_matched() {
     let d = digest::build(
         &store,
         Period::day(day, TZ).expect("p"),
-        Some("nca"),
+        &DigestOptions {
+            rules: vec!["nca".into()],
+            ..DigestOptions::default()
+        },
         TZ,
         now(),
     )
@@ -371,8 +374,14 @@ fn digest_quiet_day_says_so_in_every_format() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = golden_store(&dir.path().join("news.db"));
     let day = NaiveDate::from_ymd_opt(2015, 11, 12).expect("date");
-    let d =
-        digest::build(&store, Period::day(day, TZ).expect("p"), None, TZ, now()).expect("build");
+    let d = digest::build(
+        &store,
+        Period::day(day, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now(),
+    )
+    .expect("build");
     assert_eq!(d.total, 0);
     let want = "No new matches between 2015-11-12 00:00 GMT and 2015-11-13 00:00 GMT.";
     for f in [Format::Md, Format::Text, Format::Html] {
@@ -409,8 +418,22 @@ fn digest_day_follows_the_configured_time_zone() {
     let july = NaiveDate::from_ymd_opt(2015, 7, 1).expect("d");
     let june = NaiveDate::from_ymd_opt(2015, 6, 30).expect("d");
     let now = t("2015-07-02T07:00:00Z");
-    let d1 = digest::build(&store, Period::day(july, TZ).expect("p"), None, TZ, now).expect("b");
-    let d0 = digest::build(&store, Period::day(june, TZ).expect("p"), None, TZ, now).expect("b");
+    let d1 = digest::build(
+        &store,
+        Period::day(july, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now,
+    )
+    .expect("b");
+    let d0 = digest::build(
+        &store,
+        Period::day(june, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now,
+    )
+    .expect("b");
     assert_eq!((d1.total, d0.total), (1, 0));
     let md = digest::render(&d1, Format::Md);
     assert!(
@@ -421,7 +444,7 @@ fn digest_day_follows_the_configured_time_zone() {
     let utc = digest::build(
         &store,
         Period::day(june, chrono_tz::UTC).expect("p"),
-        None,
+        &DigestOptions::default(),
         chrono_tz::UTC,
         now,
     )
@@ -509,7 +532,14 @@ fn digest_html_escapes_hostile_feed_text_and_links() {
         ],
     );
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("d");
-    let d = digest::build(&store, Period::day(day, TZ).expect("p"), None, TZ, now()).expect("b");
+    let d = digest::build(
+        &store,
+        Period::day(day, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now(),
+    )
+    .expect("b");
     assert_eq!(d.total, 3);
     let html = digest::render(&d, Format::Html);
     assert_only_our_markup(&html);
@@ -574,7 +604,14 @@ fn digest_text_and_md_strip_terminal_escapes() {
         }],
     );
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("d");
-    let d = digest::build(&store, Period::day(day, TZ).expect("p"), None, TZ, now()).expect("b");
+    let d = digest::build(
+        &store,
+        Period::day(day, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now(),
+    )
+    .expect("b");
     for f in [Format::Md, Format::Text, Format::Html] {
         let out = digest::render(&d, f);
         assert!(
@@ -621,6 +658,7 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
         &s,
         &out,
         &[Format::Html, Format::Json],
+        &DigestOptions::default(),
         TZ,
         t("2015-11-10T07:00:00Z"),
     )
@@ -658,8 +696,15 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     let dismissed = mk(&mut s, "2015-11-12T09:00:00Z", "dismissed");
     newswatch::store::review::mark(&s, &[dismissed], "dismissed").expect("dismiss");
     let e = mk(&mut s, "2015-11-13T06:59:00Z", "e");
-    let run2 =
-        digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T07:00:00Z")).expect("run 2");
+    let run2 = digest::write_scheduled(
+        &s,
+        &out,
+        &[],
+        &DigestOptions::default(),
+        TZ,
+        t("2015-11-13T07:00:00Z"),
+    )
+    .expect("run 2");
     let got2 = ids_of(&run2.digest);
     assert_eq!(
         got2,
@@ -683,8 +728,15 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     );
 
     // Same day again, nothing new: a second file, saying so.
-    let run3 =
-        digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T19:00:00Z")).expect("run 3");
+    let run3 = digest::write_scheduled(
+        &s,
+        &out,
+        &[],
+        &DigestOptions::default(),
+        TZ,
+        t("2015-11-13T19:00:00Z"),
+    )
+    .expect("run 3");
     assert_eq!(run3.digest.total, 0);
     assert!(
         run3.files[0].ends_with("digest-2015-11-13-2.md"),
@@ -814,6 +866,8 @@ fn settings(email: Option<EmailSettings>, webhook: Option<WebhookSettings>) -> D
             attempts: 3,
             base_delay: Duration::from_millis(10),
         },
+        backlog: digest::DEFAULT_BACKLOG,
+        max_per_rule: None,
     }
 }
 
@@ -1077,7 +1131,11 @@ fn digest_cli_without_a_database_reports_a_quiet_period_and_creates_nothing() {
 fn digest_after_real_poll_lists_fixture_matches() {
     let server = TestServer::start();
     crate::cli_poll::serve_fixtures(&server);
-    let project = Project::new(&crate::cli_poll::config(&server));
+    // The fixtures are from 2015: a backlog long enough to digest them on a first poll.
+    let project = Project::new(&format!(
+        "{}\n[digest]\nbacklog = \"36500d\"\n",
+        crate::cli_poll::config(&server)
+    ));
     let (code, _, err) = project.run(&["poll"]);
     assert_eq!(code, 0, "{err}");
     let (code, md, err) = project.run(&["digest", "--since", "1h"]);
