@@ -1153,3 +1153,239 @@ fn digest_after_real_poll_lists_fixture_matches() {
         "{md}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12 item 22 and 25: section order, backlog, cap, Markdown `&`.
+
+/// A project with `config` after `[storage]`, its database filled by `build`.
+fn digest_project(config: &str, build: impl FnOnce(&mut Store)) -> Project {
+    let project = Project::new(&format!(
+        "[storage]\npath = \"data/news.db\"\n[schedule]\ntimezone = \"Europe/London\"\n{config}"
+    ));
+    let mut store = open_store(&project.path("data/news.db"));
+    build(&mut store);
+    project
+}
+
+fn json_digest(project: &Project, args: &[&str]) -> Value {
+    let mut all = vec!["digest", "--format", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = project.run(&all);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).expect("digest json")
+}
+
+fn section_rules(d: &Value) -> Vec<String> {
+    d["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .filter_map(|s| s["rule"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn digest_rule_sections_follow_the_config_rule_order_not_the_alphabet() {
+    let project = golden_project();
+    // joc is not in this config any more: its section comes after the configured ones.
+    project.write_config(
+        "[storage]\npath = \"data/news.db\"\n[schedule]\ntimezone = \"Europe/London\"\n\
+         [[rules]]\nname = \"nca\"\nquery = 'NCA'\n\
+         [[rules]]\nname = \"ipb\"\nquery = '\"Investigatory Powers Bill\"'\n\
+         [[rules]]\nname = \"gchq\"\nquery = 'GCHQ'\n\
+         [[rules]]\nname = \"darkweb\"\nquery = '\"dark web\"'\n",
+    );
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(
+        section_rules(&d),
+        vec!["nca", "ipb", "gchq", "darkweb", "joc"]
+    );
+    // A story is shown in full under the first section in that order.
+    let nca = &d["sections"][0]["entries"];
+    assert!(
+        nca.as_array()
+            .expect("entries")
+            .iter()
+            .all(|e| e["listed_under"] == "nca"),
+        "{nca}"
+    );
+}
+
+#[test]
+fn digest_leaves_out_a_new_feeds_backlog_but_query_still_finds_it() {
+    let build = |s: &mut Store| {
+        commit(
+            s,
+            "uknews",
+            "2015-11-09T09:00:00Z",
+            &[
+                Story {
+                    guid: "old",
+                    link: "https://uknews.example/old",
+                    title: "NCA story from last month",
+                    published: Some("2015-10-01T09:00:00Z"),
+                    snippet: "The NCA said so in October.",
+                    rules: &[("nca", &["NCA"])],
+                },
+                Story {
+                    guid: "new",
+                    link: "https://uknews.example/new",
+                    title: "NCA story from this morning",
+                    published: Some("2015-11-09T07:00:00Z"),
+                    snippet: "The NCA said so today.",
+                    rules: &[("nca", &["NCA"])],
+                },
+                Story {
+                    guid: "undated",
+                    link: "https://uknews.example/undated",
+                    title: "NCA story without a date",
+                    published: None,
+                    snippet: "The NCA said so at some point.",
+                    rules: &[("nca", &["NCA"])],
+                },
+            ],
+        );
+        // A later poll of the same feed: an entry is judged against the feed's *first* poll
+        // (published 5 days before it: within the backlog, so digested).
+        commit(
+            s,
+            "uknews",
+            "2015-11-09T15:00:00Z",
+            &[Story {
+                guid: "late",
+                link: "https://uknews.example/late",
+                title: "NCA story added late, dated last week",
+                published: Some("2015-11-04T09:00:00Z"),
+                snippet: "The NCA said so last week.",
+                rules: &[("nca", &["NCA"])],
+            }],
+        );
+    };
+    let titles = |d: &Value| -> Vec<String> {
+        let mut t: Vec<String> = d["sections"][0]["entries"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["title"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        t.sort();
+        t
+    };
+    let project = digest_project("", build);
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(
+        titles(&d),
+        vec![
+            "NCA story added late, dated last week",
+            "NCA story from this morning",
+            "NCA story without a date"
+        ],
+        "default backlog 7 days"
+    );
+    assert_eq!(project.query_json(&[]).len(), 4, "stored and searchable");
+    let project = digest_project("[digest]\nbacklog = \"60d\"\n", build);
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(titles(&d).len(), 4, "a longer backlog digests it");
+    // The scheduled digest applies the same rule.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut store = open_store(&dir.path().join("news.db"));
+    build(&mut store);
+    let opts = DigestOptions {
+        backlog: Some(digest::DEFAULT_BACKLOG),
+        ..DigestOptions::default()
+    };
+    let run = digest::write_scheduled(
+        &store,
+        &dir.path().join("out"),
+        &[],
+        &opts,
+        TZ,
+        t("2015-11-09T20:00:00Z"),
+    )
+    .expect("scheduled");
+    assert_eq!(run.digest.total, 3);
+}
+
+#[test]
+fn digest_caps_each_rule_section_and_says_how_to_see_the_rest() {
+    let build = |s: &mut Store| {
+        let guids = ["a", "b", "c", "d", "e"];
+        let stories: Vec<Story> = guids
+            .iter()
+            .enumerate()
+            .map(|(i, g)| Story {
+                guid: g,
+                link: [
+                    "https://x.example/a",
+                    "https://x.example/b",
+                    "https://x.example/c",
+                    "https://x.example/d",
+                    "https://x.example/e",
+                ][i],
+                title: ["NCA one", "NCA two", "NCA three", "NCA four", "NCA five"][i],
+                published: None,
+                snippet: "NCA.",
+                rules: &[("nca", &["NCA"])],
+            })
+            .collect();
+        commit(s, "uknews", "2015-11-09T09:00:00Z", &stories);
+    };
+    let project = digest_project("[digest]\nmax_per_rule = 2\n", build);
+    let (code, md, err) = project.run(&["digest", "--date", "2015-11-09"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains("## nca (5)"), "{md}");
+    assert_eq!(md.matches("\n### ").count(), 2, "{md}");
+    assert!(
+        md.contains("_and 3 more — newswatch query --rule nca_"),
+        "{md}"
+    );
+    let (_, text, _) = project.run(&["digest", "--date", "2015-11-09", "--format", "text"]);
+    assert!(
+        text.contains("and 3 more — newswatch query --rule nca"),
+        "{text}"
+    );
+    let (_, html, _) = project.run(&["digest", "--date", "2015-11-09", "--format", "html"]);
+    assert!(
+        html.contains("and 3 more — newswatch query --rule nca"),
+        "{html}"
+    );
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(d["sections"][0]["more"], 3);
+    assert_eq!(d["counts"][0]["count"], 5);
+    // max_per_rule = 0: no cap.
+    let project = digest_project("[digest]\nmax_per_rule = 0\n", build);
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(
+        d["sections"][0]["entries"].as_array().map(Vec::len),
+        Some(5)
+    );
+}
+
+#[test]
+fn markdown_digest_escapes_ampersand_in_feed_text() {
+    let project = digest_project("", |s| {
+        commit(
+            s,
+            "uknews",
+            "2015-11-09T09:00:00Z",
+            &[Story {
+                guid: "amp",
+                link: "https://uknews.example/amp",
+                title: "AT&T &amp; the NCA",
+                published: None,
+                snippet: "AT&T told the NCA &lt;nothing&gt;.",
+                rules: &[("nca", &["NCA"])],
+            }],
+        );
+    });
+    let (code, md, err) = project.run(&["digest", "--date", "2015-11-09"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains("AT\\&T \\&amp; the NCA"), "{md}");
+    assert!(
+        md.contains("\\&lt;nothing\\&gt;"),
+        "no entity survives unescaped: {md}"
+    );
+    assert!(!md.contains(" &amp;") && !md.contains("AT&T"), "{md}");
+}

@@ -155,6 +155,25 @@ pub(crate) fn check_names_in(settings: &Settings, names: &NameArgs) -> Result<()
     check_names(settings, &open_for_read(settings)?, names)
 }
 
+/// An error and its causes on one line, `: `-separated, each cause said once: many error
+/// types print their source in their own message *and* return it as `source()`, so a plain
+/// join would repeat it ("cannot write x: File exists: File exists").
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.retain(|c| c != '\n');
+    msg
+}
+
 /// Load the config the flags point at, or fail with a usage error.
 pub fn load_settings(cli: &Cli) -> Result<(ConfigSource, Settings)> {
     let source = config::resolve_source(cli.config.as_deref());
@@ -208,6 +227,20 @@ mod tests {
         assert!(age.num_minutes() >= 24 * 60 - 1 && age.num_minutes() <= 24 * 60 + 1);
         assert!(parse_since("7d").is_ok());
         assert!(parse_since("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn error_line_says_each_cause_once() {
+        let io = std::io::Error::other("File exists (os error 17)");
+        let e = anyhow::Error::new(crate::outputs::export::ExportError::File {
+            path: "x.atom".into(),
+            source: io,
+        })
+        .context("cannot export");
+        assert_eq!(
+            error_line(&e),
+            "cannot export: cannot write x.atom: File exists (os error 17)"
+        );
     }
 
     #[test]
