@@ -1000,6 +1000,39 @@ mod tests {
     }
 
     #[test]
+    fn written_paths_resolve_in_the_systemd_state_directory() {
+        let base = Path::new("/etc/newswatch");
+        let state = std::ffi::OsStr::new("/var/lib/newswatch:/var/lib/other");
+        assert_eq!(
+            output_base(base, Some(state)),
+            Path::new("/var/lib/newswatch")
+        );
+        assert_eq!(output_base(base, None), base);
+        // Relative or empty values are not trusted.
+        assert_eq!(output_base(base, Some(std::ffi::OsStr::new("rel"))), base);
+        assert_eq!(output_base(base, Some(std::ffi::OsStr::new(""))), base);
+    }
+
+    #[test]
+    fn digest_backlog_and_max_per_rule_are_read_and_range_checked() {
+        let d = load("[digest]\nbacklog = \"3d\"\nmax_per_rule = 0\n")
+            .unwrap()
+            .digest
+            .unwrap();
+        assert_eq!(d.backlog, chrono::Duration::days(3));
+        assert_eq!(d.max_per_rule, None);
+        let d = load("[digest]\n").unwrap().digest.unwrap();
+        assert_eq!(d.backlog, crate::outputs::digest::DEFAULT_BACKLOG);
+        assert_eq!(d.max_per_rule, Some(50));
+        let e = load("[digest]\nbacklog = \"999999999d\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("2:11: digest.backlog is out of range"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn built_in_default_config_is_valid() {
         let s = load_str(DEFAULT_CONFIG, None, Path::new("/data")).unwrap();
         assert!(s.feeds.len() >= 8, "default config lists real feeds");
