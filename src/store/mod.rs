@@ -802,6 +802,40 @@ mod tests {
     /// new database at the same moment both saw schema version 0; the loser's migration then
     /// failed with "table feeds already exists" and the command died.
     #[test]
+    fn effective_time_in_sql_and_rust_agree() {
+        let conn = Connection::open_in_memory().unwrap();
+        let seen = "2015-11-09T10:00:00.000Z";
+        for published in [
+            None,
+            Some("2015-11-09T08:00:00.000Z"),   // believed
+            Some("2015-11-10T10:00:00.000Z"),   // exactly a day later: believed
+            Some("2015-11-10T10:00:00.001Z"),   // later than that: first seen
+            Some("+99999-01-01T00:00:00.000Z"), // year 99999
+            Some("1970-01-01T00:00:00.000Z"),   // before 1990
+            Some("1990-01-01T00:00:00.000Z"),   // believed
+        ] {
+            let sql: String = conn
+                .query_row(
+                    &format!(
+                        "SELECT {EFFECTIVE_TIME_SQL} FROM (SELECT ?1 AS published_at, ?2 AS first_seen_at) i"
+                    ),
+                    params![published, seen],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(sql, effective_time(published, seen), "{published:?}");
+        }
+        assert_eq!(
+            effective_time(Some("1990-01-01T00:00:00.000Z"), seen),
+            "1990-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            effective_time(Some("+99999-01-01T00:00:00.000Z"), seen),
+            seen
+        );
+    }
+
+    #[test]
     fn concurrent_first_open_of_a_new_database_migrates_once() {
         for _ in 0..20 {
             let dir = tempfile::tempdir().unwrap();
