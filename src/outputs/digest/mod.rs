@@ -429,7 +429,15 @@ fn select_ids(
     select: Select,
     opts: &DigestOptions,
 ) -> Result<Vec<i64>> {
-    let mut sql = String::from("SELECT id FROM items i WHERE i.status != 'dismissed'");
+    // Each feed's first poll (its earliest sighting), computed once per digest: one pass over
+    // `sightings` rather than one per digested item.
+    let mut sql = String::from(if opts.backlog.is_some() {
+        "WITH first_poll(feed_id, at) AS MATERIALIZED
+           (SELECT feed_id, MIN(first_seen_at) FROM sightings GROUP BY feed_id)
+         SELECT id FROM items i WHERE i.status != 'dismissed'"
+    } else {
+        "SELECT id FROM items i WHERE i.status != 'dismissed'"
+    });
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut arg = |v: rusqlite::types::Value, sql: &mut String, cond: &str| {
         args.push(v);
@@ -474,8 +482,8 @@ fn select_ids(
             format!("-{} seconds", backlog.num_seconds().max(0)).into(),
             &mut sql,
             &format!(
-                " AND NOT ({eff} < (SELECT strftime('%Y-%m-%dT%H:%M:%fZ', MIN(s2.first_seen_at), ?)
-                   FROM sightings s2 WHERE s2.feed_id = (SELECT s.feed_id FROM sightings s
+                " AND NOT ({eff} < (SELECT strftime('%Y-%m-%dT%H:%M:%fZ', fp.at, ?)
+                   FROM first_poll fp WHERE fp.feed_id = (SELECT s.feed_id FROM sightings s
                      WHERE s.item_id = i.id ORDER BY s.first_seen_at, s.feed_id LIMIT 1)))",
                 eff = store::EFFECTIVE_TIME_SQL
             ),
