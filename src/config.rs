@@ -103,6 +103,11 @@ struct RawDigest {
     attempts: Option<u32>,
     /// First retry delay, doubled each time (default "30s").
     retry_delay: Option<Spanned<String>>,
+    /// Entries published longer than this before their feed's first poll are not digested
+    /// (default "7d").
+    backlog: Option<Spanned<String>>,
+    /// At most this many entries per rule section (default 50; 0: no cap).
+    max_per_rule: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -536,12 +541,15 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
     let opml_feeds = opml_feeds(&raw, &feeds, &base_fetch, &origin, &lines, base)?;
     feeds.extend(opml_feeds);
 
+    // Files newswatch writes (digests, [output] feeds) resolve against the service's state
+    // directory under systemd: the config's folder is read-only there (ProtectSystem=strict).
+    let out_base = output_base(base, std::env::var_os("STATE_DIRECTORY").as_deref());
     let output_path = |v: &Option<Spanned<String>>, key: &str| match v {
         None => Ok(None),
         Some(s) if s.get_ref().trim().is_empty() => {
             Err(err(Some(s.span()), format!("output.{key} is empty")))
         }
-        Some(s) => Ok(Some(base.join(s.get_ref().trim()))),
+        Some(s) => Ok(Some(out_base.join(s.get_ref().trim()))),
     };
     let output = OutputSettings {
         atom: output_path(&raw.output.atom, "atom")?,
@@ -549,7 +557,7 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
     };
     let digest = match &raw.digest {
         None => None,
-        Some(d) => Some(digest_settings(d, base, &duration, &err)?),
+        Some(d) => Some(digest_settings(d, base, &out_base, &duration, &err)?),
     };
     // "0" / "off" / "forever" / "never" beside humantime durations; `None` = no limit.
     let limit = |v: &Option<Spanned<String>>,
@@ -659,6 +667,7 @@ type DurationParser<'a> =
 fn digest_settings(
     d: &RawDigest,
     base: &Path,
+    out_base: &Path,
     duration: &DurationParser<'_>,
     err: &dyn Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
 ) -> Result<crate::outputs::digest::DigestSettings, ConfigError> {
@@ -678,8 +687,8 @@ fn digest_settings(
         Some(s) if s.get_ref().trim().is_empty() => {
             return Err(err(Some(s.span()), "digest.dir is empty".into()));
         }
-        Some(s) => base.join(s.get_ref().trim()),
-        None => base.join("digests"),
+        Some(s) => out_base.join(s.get_ref().trim()),
+        None => out_base.join("digests"),
     };
     let mut formats = Vec::new();
     for f in &d.formats {
@@ -779,7 +788,94 @@ fn digest_settings(
             attempts: d.attempts.unwrap_or(3).max(1),
             base_delay: duration(&d.retry_delay, Duration::from_secs(30))?,
         },
+        backlog: {
+            let default = crate::outputs::digest::DEFAULT_BACKLOG
+                .to_std()
+                .unwrap_or(Duration::from_secs(7 * 86_400));
+            let b = duration(&d.backlog, default)?;
+            chrono::Duration::from_std(b)
+                .ok()
+                .filter(|b| *b <= chrono::Duration::days(100 * 366))
+                .ok_or_else(|| {
+                    err(
+                        d.backlog.as_ref().map(|s| s.span()),
+                        "digest.backlog is out of range (at most 36600d)".into(),
+                    )
+                })?
+        },
+        max_per_rule: match d.max_per_rule {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(crate::outputs::digest::DEFAULT_MAX_PER_RULE),
+        },
     })
+}
+
+/// Where written files resolve when relative: the first path of systemd's `STATE_DIRECTORY`
+/// (set by the unit's `StateDirectory=`) when it is absolute, else the config's folder.
+fn output_base(base: &Path, state_directory: Option<&std::ffi::OsStr>) -> PathBuf {
+    state_directory
+        .and_then(|v| std::env::split_paths(v).next())
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| base.to_path_buf())
+}
+
+/// Why `dir` (or the nearest folder above it that exists, which newswatch would create it in)
+/// cannot be written, or `None` when it can. Probes by creating and removing a file: mode bits
+/// cannot tell a read-only mount (systemd's `ProtectSystem=strict`) from a writable folder.
+pub fn unwritable(dir: &Path) -> Option<String> {
+    let mut at = dir.to_path_buf();
+    while !at.exists() {
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p.to_path_buf(),
+            _ => {
+                at = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    if !at.is_dir() {
+        return Some(format!("{} is not a directory", at.display()));
+    }
+    let probe = at.join(format!(".newswatch-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) => Some(format!("{} is not writable: {e}", at.display())),
+    }
+}
+
+impl Settings {
+    /// Things that are allowed but probably mistakes, one line each, for `check`: no rules,
+    /// rule queries that likely do not mean what they say.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.rules.is_empty() {
+            out.push(
+                "no [[rules]]: nothing will match, so nothing is stored or digested".to_string(),
+            );
+        }
+        for r in &self.rules {
+            for w in crate::pipeline::matcher::lint(&r.source) {
+                out.push(format!("rule {:?}: {w}", r.name));
+            }
+        }
+        out
+    }
+
+    /// The digest filters, order and caps this config asks for (`[digest]`, `[[rules]]`).
+    pub fn digest_options(&self) -> crate::outputs::digest::DigestOptions {
+        crate::outputs::digest::DigestOptions::from_settings(
+            self.digest.as_ref(),
+            self.rules.iter().map(|r| r.name.clone()).collect(),
+        )
+    }
 }
 
 /// Check a feed URL: http, https or file, with a host unless file. The message names the feed.
@@ -1004,6 +1100,39 @@ mod tests {
 
     fn load(text: &str) -> Result<Settings, ConfigError> {
         load_str(text, Some(Path::new("test.toml")), Path::new("/base"))
+    }
+
+    #[test]
+    fn written_paths_resolve_in_the_systemd_state_directory() {
+        let base = Path::new("/etc/newswatch");
+        let state = std::ffi::OsStr::new("/var/lib/newswatch:/var/lib/other");
+        assert_eq!(
+            output_base(base, Some(state)),
+            Path::new("/var/lib/newswatch")
+        );
+        assert_eq!(output_base(base, None), base);
+        // Relative or empty values are not trusted.
+        assert_eq!(output_base(base, Some(std::ffi::OsStr::new("rel"))), base);
+        assert_eq!(output_base(base, Some(std::ffi::OsStr::new(""))), base);
+    }
+
+    #[test]
+    fn digest_backlog_and_max_per_rule_are_read_and_range_checked() {
+        let d = load("[digest]\nbacklog = \"3d\"\nmax_per_rule = 0\n")
+            .unwrap()
+            .digest
+            .unwrap();
+        assert_eq!(d.backlog, chrono::Duration::days(3));
+        assert_eq!(d.max_per_rule, None);
+        let d = load("[digest]\n").unwrap().digest.unwrap();
+        assert_eq!(d.backlog, crate::outputs::digest::DEFAULT_BACKLOG);
+        assert_eq!(d.max_per_rule, Some(50));
+        let e = load("[digest]\nbacklog = \"999999999d\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("2:11: digest.backlog is out of range"),
+            "{e}"
+        );
     }
 
     #[test]

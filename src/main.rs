@@ -31,10 +31,8 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e.chain().any(|c| c.is::<UsageError>());
-            // One line: the error and its causes.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            let mut msg = msg.join(": ");
-            msg.retain(|c| c != '\n');
+            // One line: the error and its causes, each said once.
+            let msg = cli::error_line(&e);
             let _ = writeln!(
                 std::io::stderr(),
                 "newswatch: error: {}",

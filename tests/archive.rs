@@ -114,6 +114,22 @@ fn search_finds_a_term_in_an_entry_that_matched_no_rule() {
     let rows = search(&p, "\"National Crime Agency\"");
     assert_eq!(titles(&rows), set(&["NCA arrests six"]));
     assert!(rows[0]["match"].as_i64().is_some(), "{}", rows[0]);
+    // `stats` reports the archive.
+    let (code, out, _) = p.run(&["stats", "--format", "json"]);
+    assert_eq!(code, 0);
+    let stats: Value = serde_json::from_str(&out).expect("stats json");
+    assert_eq!(stats["archive"]["entries"], ITEMS.len(), "{stats}");
+    assert_eq!(
+        stats["archive"]["unindexed"], 0,
+        "searching indexed everything: {stats}"
+    );
+    assert!(
+        stats["archive"]["bytes"].as_u64().is_some_and(|b| b > 0),
+        "{stats}"
+    );
+    let (code, out, _) = p.run(&["stats"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("archive: 6 entries since"), "{out}");
     // Table output is the default and lists the entry.
     let (code, out, _) = p.run(&["search", "title:weather"]);
     assert_eq!(code, 0);
@@ -228,7 +244,7 @@ fn a_rule_added_later_finds_nothing_until_backfill_which_stores_each_match_once(
     let (code, _, err) = p.run(&["backfill", "--rule", "nosuch"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("nosuch") && err.contains("known: nca, weather"),
+        err.contains("nosuch") && err.contains("known rules: nca, weather"),
         "{err}"
     );
 }

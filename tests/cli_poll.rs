@@ -258,7 +258,15 @@ fn poll_then_query_gives_exactly_the_expected_matches() {
     // Filters.
     assert_eq!(project.query_json(&["--rule", "joc"]).len(), 1);
     assert_eq!(project.query_json(&["--feed", "security"]).len(), 2);
-    assert_eq!(project.query_json(&["--since", "2015-11-08"]).len(), 5);
+    // --since is first-seen time (all were first seen by this poll); --published-since is
+    // the feeds' dates.
+    assert_eq!(project.query_json(&["--since", "1h"]).len(), rows.len());
+    assert_eq!(
+        project
+            .query_json(&["--published-since", "2015-11-08"])
+            .len(),
+        5
+    );
     assert_eq!(project.query_json(&["--limit", "2"]).len(), 2);
     let expr = project.query_json(&["title:GCHQ"]);
     assert_eq!(expr.len(), 2, "EXPR filters on stored text: {expr:?}");
@@ -283,7 +291,7 @@ fn poll_then_query_gives_exactly_the_expected_matches() {
     let (code, _, err) = project.run(&["poll"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("1 new items, 1 new matches"),
+        err.contains("1 new item, 1 new match"),
         "only the added entry is new: {err}"
     );
     let rows = project.query_json(&[]);
@@ -311,7 +319,7 @@ fn poll_then_query_gives_exactly_the_expected_matches() {
     let (code, _, err) = project.run(&["poll", "--feed", "uknews"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("1 feeds: 0 ok, 1 unchanged, 0 failed; 0 new items, 0 new matches"),
+        err.contains("1 feed: 0 ok, 1 unchanged, 0 failed; 0 new items, 0 new matches"),
         "{err}"
     );
     assert_eq!(project.query_json(&[]).len(), 8);
@@ -430,7 +438,12 @@ fn permanent_redirect_is_remembered_and_shown() {
     let (_, out, _) = project.run(&["feeds", "--format", "json"]);
     let feeds: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(feeds[0]["effective_url"], server.url("/new.rss"));
-    let (_, table, _) = project.run(&["feeds"]);
+    let out = project
+        .cmd(&["feeds"])
+        .env("COLUMNS", "200")
+        .output()
+        .expect("feeds");
+    let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("moved permanently to"), "{table}");
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use newswatch::outputs::digest::{
-    self, DigestSettings, EmailSecurity, EmailSettings, Format, Period, RetryPolicy,
+    self, DigestOptions, DigestSettings, EmailSecurity, EmailSettings, Format, Period, RetryPolicy,
     WebhookSettings,
 };
 use newswatch::pipeline::dedup;
@@ -232,7 +232,7 @@ fn golden_digest(store: &Store) -> digest::Digest {
     digest::build(
         store,
         Period::day(day, TZ).expect("period"),
-        None,
+        &DigestOptions::default(),
         TZ,
         now(),
     )
@@ -356,7 +356,10 @@ fn digest_rule_filter_keeps_one_section_with_also_matched() {
     let d = digest::build(
         &store,
         Period::day(day, TZ).expect("p"),
-        Some("nca"),
+        &DigestOptions {
+            rules: vec!["nca".into()],
+            ..DigestOptions::default()
+        },
         TZ,
         now(),
     )
@@ -374,8 +377,14 @@ fn digest_quiet_day_says_so_in_every_format() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = golden_store(&dir.path().join("news.db"));
     let day = NaiveDate::from_ymd_opt(2015, 11, 12).expect("date");
-    let d =
-        digest::build(&store, Period::day(day, TZ).expect("p"), None, TZ, now()).expect("build");
+    let d = digest::build(
+        &store,
+        Period::day(day, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now(),
+    )
+    .expect("build");
     assert_eq!(d.total, 0);
     let want = "No new matches between 2015-11-12 00:00 GMT and 2015-11-13 00:00 GMT.";
     for f in [Format::Md, Format::Text, Format::Html] {
@@ -412,8 +421,22 @@ fn digest_day_follows_the_configured_time_zone() {
     let july = NaiveDate::from_ymd_opt(2015, 7, 1).expect("d");
     let june = NaiveDate::from_ymd_opt(2015, 6, 30).expect("d");
     let now = t("2015-07-02T07:00:00Z");
-    let d1 = digest::build(&store, Period::day(july, TZ).expect("p"), None, TZ, now).expect("b");
-    let d0 = digest::build(&store, Period::day(june, TZ).expect("p"), None, TZ, now).expect("b");
+    let d1 = digest::build(
+        &store,
+        Period::day(july, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now,
+    )
+    .expect("b");
+    let d0 = digest::build(
+        &store,
+        Period::day(june, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now,
+    )
+    .expect("b");
     assert_eq!((d1.total, d0.total), (1, 0));
     let md = digest::render(&d1, Format::Md);
     assert!(
@@ -424,7 +447,7 @@ fn digest_day_follows_the_configured_time_zone() {
     let utc = digest::build(
         &store,
         Period::day(june, chrono_tz::UTC).expect("p"),
-        None,
+        &DigestOptions::default(),
         chrono_tz::UTC,
         now,
     )
@@ -512,7 +535,14 @@ fn digest_html_escapes_hostile_feed_text_and_links() {
         ],
     );
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("d");
-    let d = digest::build(&store, Period::day(day, TZ).expect("p"), None, TZ, now()).expect("b");
+    let d = digest::build(
+        &store,
+        Period::day(day, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now(),
+    )
+    .expect("b");
     assert_eq!(d.total, 3);
     let html = digest::render(&d, Format::Html);
     assert_only_our_markup(&html);
@@ -577,7 +607,14 @@ fn digest_text_and_md_strip_terminal_escapes() {
         }],
     );
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("d");
-    let d = digest::build(&store, Period::day(day, TZ).expect("p"), None, TZ, now()).expect("b");
+    let d = digest::build(
+        &store,
+        Period::day(day, TZ).expect("p"),
+        &DigestOptions::default(),
+        TZ,
+        now(),
+    )
+    .expect("b");
     for f in [Format::Md, Format::Text, Format::Html] {
         let out = digest::render(&d, f);
         assert!(
@@ -624,6 +661,7 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
         &s,
         &out,
         &[Format::Html, Format::Json],
+        &DigestOptions::default(),
         TZ,
         t("2015-11-10T07:00:00Z"),
     )
@@ -661,8 +699,15 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     let dismissed = mk(&mut s, "2015-11-12T09:00:00Z", "dismissed");
     newswatch::store::review::mark(&s, &[dismissed], "dismissed").expect("dismiss");
     let e = mk(&mut s, "2015-11-13T06:59:00Z", "e");
-    let run2 =
-        digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T07:00:00Z")).expect("run 2");
+    let run2 = digest::write_scheduled(
+        &s,
+        &out,
+        &[],
+        &DigestOptions::default(),
+        TZ,
+        t("2015-11-13T07:00:00Z"),
+    )
+    .expect("run 2");
     let got2 = ids_of(&run2.digest);
     assert_eq!(
         got2,
@@ -686,8 +731,15 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     );
 
     // Same day again, nothing new: a second file, saying so.
-    let run3 =
-        digest::write_scheduled(&s, &out, &[], TZ, t("2015-11-13T19:00:00Z")).expect("run 3");
+    let run3 = digest::write_scheduled(
+        &s,
+        &out,
+        &[],
+        &DigestOptions::default(),
+        TZ,
+        t("2015-11-13T19:00:00Z"),
+    )
+    .expect("run 3");
     assert_eq!(run3.digest.total, 0);
     assert!(
         run3.files[0].ends_with("digest-2015-11-13-2.md"),
@@ -817,6 +869,8 @@ fn settings(email: Option<EmailSettings>, webhook: Option<WebhookSettings>) -> D
             attempts: 3,
             base_delay: Duration::from_millis(10),
         },
+        backlog: digest::DEFAULT_BACKLOG,
+        max_per_rule: None,
     }
 }
 
@@ -1080,7 +1134,11 @@ fn digest_cli_without_a_database_reports_a_quiet_period_and_creates_nothing() {
 fn digest_after_real_poll_lists_fixture_matches() {
     let server = TestServer::start();
     crate::cli_poll::serve_fixtures(&server);
-    let project = Project::new(&crate::cli_poll::config(&server));
+    // The fixtures are from 2015: a backlog long enough to digest them on a first poll.
+    let project = Project::new(&format!(
+        "{}\n[digest]\nbacklog = \"36500d\"\n",
+        crate::cli_poll::config(&server)
+    ));
     let (code, _, err) = project.run(&["poll"]);
     assert_eq!(code, 0, "{err}");
     let (code, md, err) = project.run(&["digest", "--since", "1h"]);
@@ -1097,4 +1155,240 @@ fn digest_after_real_poll_lists_fixture_matches() {
         md.contains("## Feed problems") && md.contains("gone"),
         "{md}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12 item 22 and 25: section order, backlog, cap, Markdown `&`.
+
+/// A project with `config` after `[storage]`, its database filled by `build`.
+fn digest_project(config: &str, build: impl FnOnce(&mut Store)) -> Project {
+    let project = Project::new(&format!(
+        "[storage]\npath = \"data/news.db\"\n[schedule]\ntimezone = \"Europe/London\"\n{config}"
+    ));
+    let mut store = open_store(&project.path("data/news.db"));
+    build(&mut store);
+    project
+}
+
+fn json_digest(project: &Project, args: &[&str]) -> Value {
+    let mut all = vec!["digest", "--format", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = project.run(&all);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).expect("digest json")
+}
+
+fn section_rules(d: &Value) -> Vec<String> {
+    d["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .filter_map(|s| s["rule"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn digest_rule_sections_follow_the_config_rule_order_not_the_alphabet() {
+    let project = golden_project();
+    // joc is not in this config any more: its section comes after the configured ones.
+    project.write_config(
+        "[storage]\npath = \"data/news.db\"\n[schedule]\ntimezone = \"Europe/London\"\n\
+         [[rules]]\nname = \"nca\"\nquery = 'NCA'\n\
+         [[rules]]\nname = \"ipb\"\nquery = '\"Investigatory Powers Bill\"'\n\
+         [[rules]]\nname = \"gchq\"\nquery = 'GCHQ'\n\
+         [[rules]]\nname = \"darkweb\"\nquery = '\"dark web\"'\n",
+    );
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(
+        section_rules(&d),
+        vec!["nca", "ipb", "gchq", "darkweb", "joc"]
+    );
+    // A story is shown in full under the first section in that order.
+    let nca = &d["sections"][0]["entries"];
+    assert!(
+        nca.as_array()
+            .expect("entries")
+            .iter()
+            .all(|e| e["listed_under"] == "nca"),
+        "{nca}"
+    );
+}
+
+#[test]
+fn digest_leaves_out_a_new_feeds_backlog_but_query_still_finds_it() {
+    let build = |s: &mut Store| {
+        commit(
+            s,
+            "uknews",
+            "2015-11-09T09:00:00Z",
+            &[
+                Story {
+                    guid: "old",
+                    link: "https://uknews.example/old",
+                    title: "NCA story from last month",
+                    published: Some("2015-10-01T09:00:00Z"),
+                    snippet: "The NCA said so in October.",
+                    rules: &[("nca", &["NCA"])],
+                },
+                Story {
+                    guid: "new",
+                    link: "https://uknews.example/new",
+                    title: "NCA story from this morning",
+                    published: Some("2015-11-09T07:00:00Z"),
+                    snippet: "The NCA said so today.",
+                    rules: &[("nca", &["NCA"])],
+                },
+                Story {
+                    guid: "undated",
+                    link: "https://uknews.example/undated",
+                    title: "NCA story without a date",
+                    published: None,
+                    snippet: "The NCA said so at some point.",
+                    rules: &[("nca", &["NCA"])],
+                },
+            ],
+        );
+        // A later poll of the same feed: an entry is judged against the feed's *first* poll
+        // (published 5 days before it: within the backlog, so digested).
+        commit(
+            s,
+            "uknews",
+            "2015-11-09T15:00:00Z",
+            &[Story {
+                guid: "late",
+                link: "https://uknews.example/late",
+                title: "NCA story added late, dated last week",
+                published: Some("2015-11-04T09:00:00Z"),
+                snippet: "The NCA said so last week.",
+                rules: &[("nca", &["NCA"])],
+            }],
+        );
+    };
+    let titles = |d: &Value| -> Vec<String> {
+        let mut t: Vec<String> = d["sections"][0]["entries"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["title"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        t.sort();
+        t
+    };
+    let project = digest_project("", build);
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(
+        titles(&d),
+        vec![
+            "NCA story added late, dated last week",
+            "NCA story from this morning",
+            "NCA story without a date"
+        ],
+        "default backlog 7 days"
+    );
+    assert_eq!(project.query_json(&[]).len(), 4, "stored and searchable");
+    let project = digest_project("[digest]\nbacklog = \"60d\"\n", build);
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(titles(&d).len(), 4, "a longer backlog digests it");
+    // The scheduled digest applies the same rule.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut store = open_store(&dir.path().join("news.db"));
+    build(&mut store);
+    let opts = DigestOptions {
+        backlog: Some(digest::DEFAULT_BACKLOG),
+        ..DigestOptions::default()
+    };
+    let run = digest::write_scheduled(
+        &store,
+        &dir.path().join("out"),
+        &[],
+        &opts,
+        TZ,
+        t("2015-11-09T20:00:00Z"),
+    )
+    .expect("scheduled");
+    assert_eq!(run.digest.total, 3);
+}
+
+#[test]
+fn digest_caps_each_rule_section_and_says_how_to_see_the_rest() {
+    let build = |s: &mut Store| {
+        let guids = ["a", "b", "c", "d", "e"];
+        let stories: Vec<Story> = guids
+            .iter()
+            .enumerate()
+            .map(|(i, g)| Story {
+                guid: g,
+                link: [
+                    "https://x.example/a",
+                    "https://x.example/b",
+                    "https://x.example/c",
+                    "https://x.example/d",
+                    "https://x.example/e",
+                ][i],
+                title: ["NCA one", "NCA two", "NCA three", "NCA four", "NCA five"][i],
+                published: None,
+                snippet: "NCA.",
+                rules: &[("nca", &["NCA"])],
+            })
+            .collect();
+        commit(s, "uknews", "2015-11-09T09:00:00Z", &stories);
+    };
+    let project = digest_project("[digest]\nmax_per_rule = 2\n", build);
+    let (code, md, err) = project.run(&["digest", "--date", "2015-11-09"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains("## nca (5)"), "{md}");
+    assert_eq!(md.matches("\n### ").count(), 2, "{md}");
+    assert!(
+        md.contains("_and 3 more — newswatch query --rule nca_"),
+        "{md}"
+    );
+    let (_, text, _) = project.run(&["digest", "--date", "2015-11-09", "--format", "text"]);
+    assert!(
+        text.contains("and 3 more — newswatch query --rule nca"),
+        "{text}"
+    );
+    let (_, html, _) = project.run(&["digest", "--date", "2015-11-09", "--format", "html"]);
+    assert!(
+        html.contains("and 3 more — newswatch query --rule nca"),
+        "{html}"
+    );
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(d["sections"][0]["more"], 3);
+    assert_eq!(d["counts"][0]["count"], 5);
+    // max_per_rule = 0: no cap.
+    let project = digest_project("[digest]\nmax_per_rule = 0\n", build);
+    let d = json_digest(&project, &["--date", "2015-11-09"]);
+    assert_eq!(
+        d["sections"][0]["entries"].as_array().map(Vec::len),
+        Some(5)
+    );
+}
+
+#[test]
+fn markdown_digest_escapes_ampersand_in_feed_text() {
+    let project = digest_project("", |s| {
+        commit(
+            s,
+            "uknews",
+            "2015-11-09T09:00:00Z",
+            &[Story {
+                guid: "amp",
+                link: "https://uknews.example/amp",
+                title: "AT&T &amp; the NCA",
+                published: None,
+                snippet: "AT&T told the NCA &lt;nothing&gt;.",
+                rules: &[("nca", &["NCA"])],
+            }],
+        );
+    });
+    let (code, md, err) = project.run(&["digest", "--date", "2015-11-09"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains("AT\\&T \\&amp; the NCA"), "{md}");
+    assert!(
+        md.contains("\\&lt;nothing\\&gt;"),
+        "no entity survives unescaped: {md}"
+    );
+    assert!(!md.contains(" &amp;") && !md.contains("AT&T"), "{md}");
 }

@@ -729,7 +729,7 @@ fn poll_goes_through_a_per_feed_socks5h_proxy() {
     ));
     let (code, _, err) = project.run(&["poll", "--feed", "proxied"]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("poll: 1 feeds: 1 ok"), "{err}");
+    assert!(err.contains("poll: 1 feed: 1 ok"), "{err}");
     assert_eq!(server.hits("/x.rss"), 1);
     assert_eq!(
         socks.requests.lock().unwrap().as_slice(),

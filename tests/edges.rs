@@ -325,3 +325,542 @@ fn control_characters_in_feed_text_never_reach_the_terminal_raw() {
     assert_eq!(out.status.code(), Some(0));
     no_raw_controls("check", &out.stdout);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12, command line: each test is named after the defect it pins.
+
+use crate::digest::{Story, commit, golden_project, open_store, record};
+use newswatch::store::{FetchFacts, Store};
+
+/// A project with `config` (its database at data/news.db) whose store `build` fills.
+fn project_with(config: &str, build: impl FnOnce(&mut Store)) -> Project {
+    let project = Project::new(&format!("[storage]\npath = \"data/news.db\"\n{config}"));
+    let mut store = open_store(&project.path("data/news.db"));
+    build(&mut store);
+    project
+}
+
+fn story<'a>(guid: &'a str, title: &'a str, rules: &'a [(&'a str, &'a [&'a str])]) -> Story<'a> {
+    Story {
+        guid,
+        link: "https://uknews.example/x",
+        title,
+        published: None,
+        snippet: title,
+        rules,
+    }
+}
+
+/// Commit records with arbitrary published times (years no RFC 3339 parser reads).
+fn commit_published(
+    store: &mut Store,
+    feed: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    stories: &[(Story, Option<chrono::DateTime<chrono::Utc>>)],
+) {
+    let id = store.feed_state(feed).expect("state").expect("feed").id;
+    let recs: Vec<_> = stories
+        .iter()
+        .map(|(s, published)| {
+            let mut r = record(s);
+            r.text.published = *published;
+            r
+        })
+        .collect();
+    store
+        .commit_feed(id, &FetchFacts::default(), &recs, at)
+        .expect("commit");
+}
+
+fn code_out_err(project: &Project, args: &[&str]) -> (i32, String, String) {
+    project.run(args)
+}
+
+#[test]
+fn csv_formula_injection_cells_are_neutralised() {
+    let project = project_with("", |s| {
+        commit(
+            s,
+            "uknews",
+            "2015-11-09T09:00:00Z",
+            &[
+                Story {
+                    link: "https://uknews.example/a",
+                    ..story(
+                        "a",
+                        "=HYPERLINK(\"http://evil\",\"NCA\")",
+                        &[("nca", &["NCA"])],
+                    )
+                },
+                Story {
+                    link: "https://uknews.example/b",
+                    snippet: "@SUM(1+1)*cmd|' /C calc'!A0",
+                    ..story("b", "+NCA raid", &[("nca", &["NCA"])])
+                },
+                Story {
+                    link: "https://uknews.example/c",
+                    ..story("c", "-2 NCA officers", &[("nca", &["NCA"])])
+                },
+                Story {
+                    link: "https://uknews.example/d",
+                    ..story("d", "NCA plain title", &[("nca", &["NCA"])])
+                },
+            ],
+        );
+    });
+    let (code, out, err) = code_out_err(&project, &["query", "--format", "csv"]);
+    assert_eq!(code, 0, "{err}");
+    let mut r = csv::Reader::from_reader(out.as_bytes());
+    let headers = r.headers().expect("headers").clone();
+    let title = headers.iter().position(|h| h == "title").expect("title");
+    let snippet = headers
+        .iter()
+        .position(|h| h == "snippet")
+        .expect("snippet");
+    let mut titles = Vec::new();
+    for rec in r.records() {
+        let rec = rec.expect("record");
+        for cell in rec.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "formula cell {cell:?}"
+            );
+        }
+        titles.push(rec[title].to_string());
+        if rec[title].contains("raid") {
+            assert_eq!(&rec[snippet], "'@SUM(1+1)*cmd|' /C calc'!A0");
+        }
+    }
+    titles.sort();
+    assert_eq!(
+        titles,
+        vec![
+            "'+NCA raid",
+            "'-2 NCA officers",
+            "'=HYPERLINK(\"http://evil\",\"NCA\")",
+            "NCA plain title"
+        ]
+    );
+}
+
+#[test]
+fn digest_and_stats_since_999999999d_is_a_usage_error_not_a_panic() {
+    let project = golden_project();
+    for args in [
+        &["digest", "--since", "999999999d"][..],
+        &["stats", "--since", "999999999d"],
+        &["query", "--since", "999999999d"],
+        &["export", "--since", "999999999d"],
+        &["query", "--published-since", "0001-01-01"],
+        &["digest", "--date", "1800-01-01"],
+        &["stats", "--since", "1800-01-01T00:00:00Z"],
+    ] {
+        let (code, _, err) = project.run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("out of range"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // digest and stats take dates as query does.
+    let (code, md, err) = project.run(&["digest", "--since", "2015-11-09"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains("GCHQ opens its doors to schools"), "{md}");
+    let (code, out, err) = project.run(&["stats", "--since", "2015-11-09", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(st["since"], "2015-11-09T00:00:00Z");
+}
+
+#[test]
+fn query_limit_beyond_i64_is_a_usage_error_not_a_datatype_mismatch() {
+    let project = golden_project();
+    for n in ["9223372036854775808", "18446744073709551616", "0", "1e3"] {
+        let (code, _, err) = project.run(&["query", "--limit", n]);
+        assert_eq!(code, 2, "--limit {n}: {err}");
+        assert!(err.contains("--limit"), "{err}");
+        assert!(!err.contains("datatype mismatch"), "{err}");
+        let (code, _, err) = project.run(&["export", "--limit", n]);
+        assert_eq!(code, 2, "export --limit {n}: {err}");
+    }
+    let (code, _, err) = project.run(&["query", "--limit", "1000000"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn far_future_or_pre_1990_published_date_does_not_pin_an_item_to_the_top() {
+    use chrono::TimeZone;
+    let utc = |y, m, d| chrono::Utc.with_ymd_and_hms(y, m, d, 10, 0, 0).unwrap();
+    let project = project_with("", |s| {
+        commit_published(
+            s,
+            "uknews",
+            utc(2015, 11, 9),
+            &[
+                (
+                    Story {
+                        link: "https://uknews.example/future",
+                        ..story("f", "NCA story dated year 99999", &[("nca", &["NCA"])])
+                    },
+                    chrono::NaiveDate::from_ymd_opt(99999, 1, 1)
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                        .map(|t| t.and_utc()),
+                ),
+                (
+                    Story {
+                        link: "https://uknews.example/epoch",
+                        ..story("e", "NCA story dated 1970", &[("nca", &["NCA"])])
+                    },
+                    Some(utc(1970, 1, 1)),
+                ),
+                (
+                    Story {
+                        link: "https://uknews.example/ok",
+                        ..story("o", "NCA story dated properly", &[("nca", &["NCA"])])
+                    },
+                    Some(utc(2015, 11, 9) - chrono::Duration::hours(2)),
+                ),
+            ],
+        );
+        commit_published(
+            s,
+            "security",
+            utc(2015, 11, 12),
+            &[(
+                Story {
+                    link: "https://security.example/later",
+                    ..story("l", "NCA story seen three days later", &[("nca", &["NCA"])])
+                },
+                Some(utc(2015, 11, 12) - chrono::Duration::hours(1)),
+            )],
+        );
+    });
+    let rows = project.query_json(&[]);
+    let titles: Vec<&str> = rows.iter().filter_map(|r| r["title"].as_str()).collect();
+    assert_eq!(
+        titles[0], "NCA story seen three days later",
+        "the year-99999 item is ordered by its first-seen time: {titles:?}"
+    );
+    // Shown as given (JSON keeps the stored text).
+    let future = rows
+        .iter()
+        .find(|r| r["title"] == "NCA story dated year 99999")
+        .expect("future row");
+    assert!(
+        future["published"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("+99999")),
+        "{future}"
+    );
+    // Windows use the believed time too: neither the future nor the 1970 date counts.
+    let recent: Vec<String> = project
+        .query_json(&["--published-since", "2015-11-11"])
+        .iter()
+        .filter_map(|r| r["title"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(recent, vec!["NCA story seen three days later"]);
+    let old: Vec<String> = project
+        .query_json(&["--published-since", "1980-01-01"])
+        .iter()
+        .filter_map(|r| r["title"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(old.len(), 4);
+    assert_eq!(
+        newswatch::text::rfc3339_or_none(future["published"].as_str().unwrap_or("")),
+        None,
+        "writers get no invalid RFC 3339 from the helper"
+    );
+}
+
+#[test]
+fn repeated_rule_and_feed_flags_are_ored_in_query_export_digest_and_stats() {
+    let project = golden_project();
+    let titles = |extra: &[&str]| -> Vec<String> {
+        let mut t: Vec<String> = project
+            .query_json(extra)
+            .iter()
+            .filter_map(|r| r["title"].as_str().map(str::to_string))
+            .collect();
+        t.sort();
+        t
+    };
+    let ipb = titles(&["--rule", "ipb"]);
+    let joc = titles(&["--rule", "joc"]);
+    let both = titles(&["--rule", "ipb", "--rule", "joc"]);
+    assert_eq!(ipb.len() + joc.len(), both.len(), "{both:?}");
+    assert!(both.contains(&ipb[0]) && both.contains(&joc[0]));
+    let feeds = titles(&["--feed", "agency", "--feed", "security"]);
+    assert_eq!(
+        feeds.len(),
+        titles(&["--feed", "agency"]).len() + titles(&["--feed", "security"]).len(),
+        "{feeds:?}"
+    );
+    // export
+    let (code, json, err) = project.run(&[
+        "export", "--format", "json", "--rule", "ipb", "--rule", "joc",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(both.len()));
+    // digest: both sections, no other
+    let (code, out, err) = project.run(&[
+        "digest",
+        "--date",
+        "2015-11-09",
+        "--rule",
+        "ipb",
+        "--rule",
+        "joc",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let sections: Vec<&str> = d["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .filter_map(|s| s["rule"].as_str())
+        .collect();
+    assert_eq!(sections, vec!["ipb", "joc"]);
+    let (code, out, err) = project.run(&[
+        "digest",
+        "--date",
+        "2015-11-09",
+        "--feed",
+        "agency",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(d["total"], 1, "only the agency story: {d}");
+    // stats
+    let (code, out, err) = project.run(&[
+        "stats",
+        "--since",
+        "2015-11-01",
+        "--rule",
+        "ipb",
+        "--rule",
+        "joc",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(st["total"].as_u64(), Some(both.len() as u64));
+    let per_rule: Vec<&str> = st["per_rule"]
+        .as_array()
+        .expect("per_rule")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(per_rule, vec!["ipb", "joc"]);
+}
+
+#[test]
+fn unknown_rule_or_feed_name_is_a_usage_error_listing_known_names_everywhere() {
+    let project = golden_project();
+    for cmd in [&["query"][..], &["export"], &["digest"], &["stats"]] {
+        for (flag, kind, known) in [
+            ("--rule", "rule", "darkweb, gchq, ipb, joc, nca"),
+            ("--feed", "feed", "agency, flaky, gone, security, uknews"),
+        ] {
+            let mut args = cmd.to_vec();
+            args.extend([flag, "nosuch"]);
+            let (code, out, err) = project.run(&args);
+            assert_eq!(code, 2, "{args:?}: {out} {err}");
+            assert!(
+                err.contains(&format!("no {kind} named \"nosuch\""))
+                    && err.contains(&format!("known {kind}s: {known}")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // A known name next to an unknown one is still an error.
+    let (code, _, err) = project.run(&["query", "--rule", "nca", "--rule", "ncaa"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = project.run(&["poll", "--feed", "nosuch"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("known feeds: none"), "{err}");
+}
+
+#[test]
+fn query_and_feeds_tables_use_the_configured_zone_with_its_abbreviation() {
+    let project = golden_project();
+    project.write_config(
+        "[storage]\npath = \"data/news.db\"\n[schedule]\ntimezone = \"America/New_York\"\n",
+    );
+    let (code, table, err) = project.run(&["query", "--rule", "gchq"]);
+    assert_eq!(code, 0, "{err}");
+    // GCHQ opens its doors: published 2015-11-09 10:00 UTC = 05:00 EST.
+    assert!(table.contains("2015-11-09 05:00 EST"), "{table}");
+    let (code, table, err) = project.run(&["feeds"]);
+    assert_eq!(code, 0, "{err}");
+    // "gone" last failed 2015-11-09 18:00 UTC = 13:00 EST.
+    assert!(table.contains("2015-11-09 13:00 EST"), "{table}");
+    // JSON and CSV stay RFC 3339 UTC.
+    let rows = project.query_json(&["--rule", "gchq"]);
+    assert!(
+        rows.iter()
+            .any(|r| r["published"] == "2015-11-09T10:00:00.000Z"),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn query_since_uses_first_seen_time_and_the_table_says_when_limit_cut_it() {
+    let now = chrono::Utc::now();
+    let project = project_with("", |s| {
+        let stories: Vec<(Story, Option<chrono::DateTime<chrono::Utc>>)> = (0..12)
+            .map(|i| {
+                let guid: &'static str = Box::leak(format!("g{i}").into_boxed_str());
+                let link: &'static str =
+                    Box::leak(format!("https://uknews.example/{i}").into_boxed_str());
+                let title: &'static str =
+                    Box::leak(format!("NCA story number {i}").into_boxed_str());
+                // Published over the last 12 days, all first seen by this poll.
+                (
+                    Story {
+                        link,
+                        ..story(guid, title, &[("nca", &["NCA"])])
+                    },
+                    Some(now - chrono::Duration::days(i)),
+                )
+            })
+            .collect();
+        commit_published(s, "uknews", now, &stories);
+    });
+    assert_eq!(project.query_json(&["--since", "24h"]).len(), 12);
+    assert_eq!(project.query_json(&["--published-since", "36h"]).len(), 2);
+    let (code, table, err) = project.run(&["query", "--limit", "5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("(5 of 12 shown; --limit 12 for all)"),
+        "{table}"
+    );
+    let (code, table, err) = project.run(&["query", "story", "--limit", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("(3 of 12 shown"), "{table}");
+    let (_, table, _) = project.run(&["query"]);
+    assert!(!table.contains("shown"), "nothing cut: {table}");
+}
+
+#[test]
+fn query_mistakes_are_warned_or_rejected_in_check_and_query() {
+    let project = Project::new(
+        "[storage]\npath = \"news.db\"\n[[rules]]\nname = \"r\"\nquery = 'NCA or GCHQ'\n\
+         [[rules]]\nname = \"caps\"\nquery = 'RANSOMWARE'\n",
+    );
+    let (code, out, err) = project.run(&["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("warning: rule \"r\": column 5: 'or' is the word \"or\", not an operator: did you mean OR?"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule \"caps\": column 1: RANSOMWARE is written in capitals"),
+        "{out}"
+    );
+    let (code, _, err) = project.run(&["query", "NCA and GCHQ"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("did you mean AND?"), "{err}");
+    for (q, col) in [
+        ("NCA | GCHQ", "column 5"),
+        ("surveil?nce", "column 8"),
+        ("colour~", "column 7"),
+        ("\"dark we*\"", "column 9"),
+    ] {
+        let (code, _, err) = project.run(&["query", q]);
+        assert_eq!(code, 2, "{q}: {err}");
+        assert!(err.contains(col), "{q}: {err}");
+    }
+    project.write_config(
+        "[storage]\npath = \"news.db\"\n[[rules]]\nname = \"r\"\nquery = 'NCA|GCHQ'\n",
+    );
+    let (code, _, err) = project.run(&["check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("'|' is not an operator here: use OR"), "{err}");
+    // A config with no rules is a warning.
+    project.write_config("[storage]\npath = \"news.db\"\n");
+    let (code, out, err) = project.run(&["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("warning: no [[rules]]"), "{out}");
+}
+
+#[test]
+fn title_prefix_chain_of_600_kb_is_rejected_quickly() {
+    let rule = format!("{}NCA", "title:".repeat(100_000));
+    let project = Project::new(&format!(
+        "[storage]\npath = \"news.db\"\n[[rules]]\nname = \"r\"\nquery = '{rule}'\n"
+    ));
+    let start = std::time::Instant::now();
+    let (code, _, err) = project.run(&["check"]);
+    let took = start.elapsed();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nested too deeply"), "{err}");
+    // 48 s before the fix; a generous bound for a debug build on a shared machine.
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn check_prints_digest_and_output_settings_resolves_them_under_systemd_and_warns_when_unwritable() {
+    let project = Project::new(
+        "[storage]\npath = \"news.db\"\n[[rules]]\nname = \"r\"\nquery = 'NCA'\n\
+         [digest]\ndir = \"digests\"\nformats = [\"html\"]\nbacklog = \"3d\"\nmax_per_rule = 10\n\
+         [output]\natom = \"out/matches.atom\"\n",
+    );
+    let state = tempfile::tempdir().expect("state dir");
+    let (code, out, err) = {
+        let o = project
+            .cmd(&["check"])
+            .env("STATE_DIRECTORY", state.path())
+            .output()
+            .expect("check");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "{err}");
+    let digests = state.path().join("digests");
+    assert!(
+        out.contains(&format!("md, html into {}", digests.display())),
+        "relative digest dir resolves in the state directory: {out}"
+    );
+    assert!(out.contains("backlog 3days, at most 10 per rule"), "{out}");
+    assert!(
+        out.contains(&state.path().join("out/matches.atom").display().to_string()),
+        "{out}"
+    );
+    assert!(!out.contains("warning"), "{out}");
+    // Outside systemd: relative to the config's folder; a folder that cannot be made is warned.
+    std::fs::write(project.path("digests"), "a file, not a folder").expect("write");
+    let (code, out, err) = project.run(&["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("into {}", project.path("digests").display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: cannot write there:") && out.contains("is not a directory"),
+        "{out}"
+    );
+}
+
+#[test]
+fn export_error_states_its_cause_once() {
+    let project = golden_project();
+    std::fs::write(project.path("afile"), "x").expect("write");
+    for args in [
+        &["export", "--out", "afile/x.atom"][..],
+        &["feeds", "export", "--out", "afile/x.opml"],
+    ] {
+        let (code, _, err) = project.run(args);
+        assert_eq!(code, 1, "{err}");
+        let line = err.trim();
+        let cause = line.rsplit(": ").next().unwrap_or("");
+        assert!(!cause.is_empty(), "{line}");
+        assert_eq!(line.matches(cause).count(), 1, "cause repeated: {line}");
+    }
+}

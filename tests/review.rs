@@ -215,7 +215,11 @@ fn review_stats_counts_per_rule_feed_day_and_feed_health() {
 fn poll_then_mark_show_and_query_status() {
     let server = TestServer::start();
     crate::cli_poll::serve_fixtures(&server);
-    let project = Project::new(&crate::cli_poll::config(&server));
+    // The fixtures are from 2015: a backlog long enough to digest them on a first poll.
+    let project = Project::new(&format!(
+        "{}\n[digest]\nbacklog = \"36500d\"\n",
+        crate::cli_poll::config(&server)
+    ));
     let (code, _, err) = project.run(&["poll"]);
     assert_eq!(code, 0, "{err}");
     let id = ids_with_title(&project, "GCHQ opens its doors to schools")[0];

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::pipeline::matcher::Query;
 use crate::store::Store;
 use crate::store::archive::{SearchFilter, SearchHit};
-use crate::text::sanitize;
+use crate::text::{csv_cell, sanitize};
 
 /// How many unindexed rows `search` indexes before searching (the rest are scanned directly).
 const SEARCH_INDEX_BUDGET: usize = 200_000;
@@ -50,29 +50,23 @@ impl<'a> From<&'a SearchHit> for HitRow<'a> {
 }
 
 fn parse_expr(expr: &str, what: &str) -> Result<Query> {
-    Query::parse(expr).map_err(|e| UsageError(format!("{what}: {e}")).into())
-}
-
-fn known_feeds(settings: &Settings, feeds: &[String]) -> Result<()> {
-    for f in feeds {
-        if !settings.feeds.iter().any(|s| &s.name == f) {
-            let names: Vec<&str> = settings.feeds.iter().map(|s| s.name.as_str()).collect();
-            bail!(UsageError(format!(
-                "--feed {f:?}: no such feed (known: {})",
-                names.join(", ")
-            )));
-        }
+    let q = Query::parse(expr).map_err(|e| UsageError(format!("{what}: {e}")))?;
+    for w in crate::pipeline::matcher::lint(expr) {
+        eprintln!("newswatch: warning: {what}: {}", sanitize(&w.to_string()));
     }
-    Ok(())
+    Ok(q)
 }
 
 /// `newswatch search`.
 pub fn search(settings: &Settings, args: &SearchArgs, out: &mut dyn Write) -> Result<()> {
     let q = parse_expr(&args.expr, "search EXPR")?;
-    known_feeds(settings, &args.feed)?;
-    if args.limit == 0 {
-        bail!(UsageError("--limit: must be at least 1".into()));
-    }
+    check_names_in(
+        settings,
+        &NameArgs {
+            rule: Vec::new(),
+            feed: args.feed.clone(),
+        },
+    )?;
     let hits = if settings.database.exists() {
         let mut store = open_store(settings)?;
         // Catch the index up first (cheap when the daemon keeps it current); whatever is left
@@ -132,40 +126,40 @@ pub fn search(settings: &Settings, args: &SearchArgs, out: &mut dyn Write) -> Re
             ])?;
             for h in &hits {
                 let r = HitRow::from(h);
+                // Every text cell through csv_cell: a spreadsheet must not run feed text.
                 w.write_record([
                     r.id.to_string(),
-                    r.feed.to_string(),
+                    csv_cell(r.feed),
                     r.published.unwrap_or_default(),
                     r.first_seen.to_string(),
                     r.r#match.map(|m| m.to_string()).unwrap_or_default(),
-                    r.terms.join(" | "),
-                    r.title.to_string(),
-                    r.link.unwrap_or_default().to_string(),
-                    r.snippet.to_string(),
+                    csv_cell(&r.terms.join(" | ")),
+                    csv_cell(r.title),
+                    csv_cell(r.link.unwrap_or_default()),
+                    csv_cell(r.snippet),
                 ])?;
             }
             w.flush()?;
         }
-        Format::Table => search_table(&hits, out)?,
+        Format::Table => search_table(&hits, settings.schedule.timezone, out)?,
     }
     Ok(())
 }
 
-fn search_table(hits: &[SearchHit], out: &mut dyn Write) -> Result<()> {
+fn search_table(hits: &[SearchHit], tz: chrono_tz::Tz, out: &mut dyn Write) -> Result<()> {
     let width = terminal_width();
     let cells: Vec<[String; 4]> = hits
         .iter()
         .map(|h| {
-            let seen = &h.row.first_seen;
             [
                 h.row.id.to_string(),
-                seen.get(..16).unwrap_or(seen).replace('T', " "),
+                crate::store::review::local(&h.row.first_seen, tz),
                 sanitize(&h.row.feed),
                 sanitize(&h.row.text.title),
             ]
         })
         .collect();
-    let headers = ["ID", "FIRST SEEN (UTC)", "FEED", "TITLE"];
+    let headers = ["ID", "FIRST SEEN", "FEED", "TITLE"];
     let mut widths: Vec<usize> = headers.iter().map(|h| display_width(h)).collect();
     for row in &cells {
         for (i, c) in row.iter().enumerate().take(3) {
@@ -215,10 +209,11 @@ pub fn backfill(
     } else {
         let mut picked = Vec::new();
         for name in &args.rule {
+            // Only rules of the config can be applied (a stored rule name has no query).
             let Some(r) = settings.rules.iter().find(|r| &r.name == name) else {
                 let names: Vec<&str> = settings.rules.iter().map(|r| r.name.as_str()).collect();
                 bail!(UsageError(format!(
-                    "--rule {name:?}: no such rule (known: {})",
+                    "--rule {name:?}: no rule of that name in the config (known rules: {})",
                     names.join(", ")
                 )));
             };

@@ -85,7 +85,7 @@ pub struct SearchArgs {
     #[arg(long, value_name = "NAME")]
     pub feed: Vec<String>,
     /// At most this many entries, newest first
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = parse_limit)]
     pub limit: usize,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -170,24 +170,36 @@ pub struct DiscoverArgs {
 /// Which stored matches a command reads: the filters `query` and `export` share.
 #[derive(Debug, Args)]
 pub struct SelectArgs {
-    /// Only matches of this rule
-    #[arg(long, value_name = "NAME")]
-    pub rule: Option<String>,
-    /// Only matches seen in this feed
-    #[arg(long, value_name = "NAME")]
-    pub feed: Option<String>,
-    /// Only matches published (else first seen) since: a duration (24h, 7d) or a date (2015-11-01)
+    #[command(flatten)]
+    pub names: NameArgs,
+    /// Only matches first seen since: a duration (24h, 7d) or a date (2015-11-01, UTC)
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
     pub since: Option<DateTime<Utc>>,
+    /// Only matches published since (a duration or a date); a published time before 1990 or
+    /// more than a day after first seen counts as the first-seen time
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub published_since: Option<DateTime<Utc>>,
+}
+
+/// `--rule` and `--feed`, repeatable: matches of any of the rules, seen in any of the feeds.
+#[derive(Debug, Args, Default, Clone)]
+pub struct NameArgs {
+    /// Only matches of this rule (repeat for several: any of them)
+    #[arg(long, value_name = "NAME")]
+    pub rule: Vec<String>,
+    /// Only matches seen in this feed (repeat for several: any of them)
+    #[arg(long, value_name = "NAME")]
+    pub feed: Vec<String>,
 }
 
 impl SelectArgs {
     /// The store filter for these flags, with at most `limit` rows.
     pub fn filter(&self, limit: Option<usize>) -> MatchFilter {
         MatchFilter {
-            rule: self.rule.clone(),
-            feed: self.feed.clone(),
-            since: self.since,
+            rules: self.names.rule.clone(),
+            feeds: self.names.feed.clone(),
+            first_seen_since: self.since,
+            published_since: self.published_since,
             limit,
             ..MatchFilter::default()
         }
@@ -202,7 +214,7 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// At most this many matches, newest first
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    #[arg(long, default_value_t = 200, value_name = "N", value_parser = parse_limit)]
     pub limit: usize,
     /// The feed's title
     #[arg(long, default_value = "newswatch matches", value_name = "TEXT")]
@@ -217,15 +229,14 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct DigestArgs {
-    /// Matches first seen in this long up to now (e.g. 24h, 7d)
-    #[arg(long, value_name = "DURATION", conflicts_with = "date", value_parser = parse_duration)]
-    pub since: Option<chrono::Duration>,
+    /// Matches first seen since: a duration up to now (24h, 7d) or a date (2015-11-01, UTC)
+    #[arg(long, value_name = "WHEN", conflicts_with = "date", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
     /// Matches first seen on this calendar day in the configured time zone (e.g. 2015-11-09)
-    #[arg(long, value_name = "YYYY-MM-DD")]
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day)]
     pub date: Option<NaiveDate>,
-    /// Only matches of this rule
-    #[arg(long, value_name = "NAME")]
-    pub rule: Option<String>,
+    #[command(flatten)]
+    pub names: NameArgs,
     /// Output format
     #[arg(long, value_enum, default_value_t = digest::Format::Md)]
     pub format: digest::Format,
@@ -302,9 +313,11 @@ impl MarkArgs {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Window: matches first seen in this long up to now (e.g. 24h, 7d)
-    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
-    pub since: chrono::Duration,
+    /// Window: matches first seen since a duration up to now (24h, 7d) or a date (2015-11-01)
+    #[arg(long, value_name = "WHEN", default_value = "7d", value_parser = parse_since)]
+    pub since: DateTime<Utc>,
+    #[command(flatten)]
+    pub names: NameArgs,
     /// Output format
     #[arg(long, value_enum, default_value_t = ReviewFormat::Text)]
     pub format: ReviewFormat,
@@ -336,7 +349,7 @@ pub struct QueryArgs {
     #[arg(long, value_enum, value_name = "STATUS")]
     pub status: Vec<Status>,
     /// At most this many matches
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = parse_limit)]
     pub limit: usize,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -46,14 +46,16 @@ pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) 
             writeln!(out)?;
         }
         ListFormat::Table => {
+            // The configured zone, with its abbreviation, like every other table.
+            let tz = settings.schedule.timezone;
             let short = |t: &Option<String>| {
                 t.as_deref()
-                    .map(|t| t.get(..19).unwrap_or(t).replace('T', " "))
+                    .map(|t| crate::store::review::local(t, tz))
                     .unwrap_or_else(|| "-".into())
             };
             writeln!(
                 out,
-                "{:<22} {:<9} {:>4} {:<19} {:<19} {:>6} {:>7}  LAST ERROR",
+                "{:<22} {:<9} {:>4} {:<20} {:<20} {:>6} {:>7}  LAST ERROR",
                 "NAME", "STATUS", "FAIL", "LAST FETCH", "NEXT DUE", "ITEMS", "MATCHES"
             )?;
             for s in &all {
@@ -62,7 +64,7 @@ pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) 
                     status = "removed".into();
                 }
                 let mut line = format!(
-                    "{:<22} {:<9} {:>4} {:<19} {:<19} {:>6} {:>7}  {}",
+                    "{:<22} {:<9} {:>4} {:<20} {:<20} {:>6} {:>7}  {}",
                     fit(&sanitize(&s.name), 22),
                     status,
                     s.consecutive_failures,

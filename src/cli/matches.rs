@@ -9,22 +9,28 @@ use super::*;
 use crate::config::Settings;
 use crate::pipeline::matcher::{Matcher, Query};
 use crate::store::{MatchFilter, MatchRow};
-use crate::text::sanitize;
+use crate::text::{csv_cell, sanitize};
 
-/// `newswatch query`.
+/// `newswatch query`. Likely mistakes in EXPR are warned about on stderr.
 pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Result<()> {
     let filter_matcher = match &args.expr {
         Some(expr) => {
             let q = Query::parse(expr).map_err(|e| UsageError(format!("query EXPR: {e}")))?;
+            let mut err = std::io::stderr();
+            for w in crate::pipeline::matcher::lint(expr) {
+                writeln!(
+                    err,
+                    "newswatch: warning: query EXPR: {}",
+                    sanitize(&w.to_string())
+                )?;
+            }
             Some(Matcher::new(vec![("query".to_string(), q)]))
         }
         None => None,
     };
-    if !settings.database.exists() {
-        // Nothing polled yet: an empty result, not an error (and no file created by a read).
-        return print_matches(&[], args.format, out);
-    }
-    let store = open_store(settings)?;
+    let tz = settings.schedule.timezone;
+    let store = open_for_read(settings)?;
+    check_names(settings, &store, &args.select.names)?;
     // With an expression, filter in Rust first, then apply the limit.
     let limit = if filter_matcher.is_some() {
         None
@@ -36,18 +42,45 @@ pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Resu
         ..args.select.filter(limit)
     };
     let mut rows = store.matches(&filter).context("cannot read matches")?;
-    if let Some(m) = &filter_matcher {
+    let total = if let Some(m) = &filter_matcher {
+        // The same decision as everywhere: the matcher over title and body (summary and
+        // content, each once), as in a poll and in `search`.
         rows.retain(|r| {
-            let body = format!("{} {}", r.summary, r.content);
-            m.match_item(&r.title, &body).is_some()
+            m.match_item(
+                &r.title,
+                &crate::pipeline::matcher::item_body(&r.summary, &r.content),
+            )
+            .is_some()
         });
+        let total = rows.len();
         rows.truncate(args.limit);
+        total
+    } else if rows.len() == args.limit {
+        store
+            .count_matches(&filter)
+            .context("cannot count matches")?
+    } else {
+        rows.len()
+    };
+    print_matches(&rows, args.format, tz, out)?;
+    if args.format == Format::Table && total > rows.len() {
+        writeln!(
+            out,
+            "({} of {total} shown; --limit {total} for all)",
+            rows.len()
+        )?;
     }
-    print_matches(&rows, args.format, out)
+    Ok(())
 }
 
-/// Print matches in one of the output formats.
-pub fn print_matches(rows: &[MatchRow], format: Format, out: &mut dyn Write) -> Result<()> {
+/// Print matches in one of the output formats. Tables show times in `tz` with its
+/// abbreviation; JSON and CSV keep RFC 3339 UTC.
+pub fn print_matches(
+    rows: &[MatchRow],
+    format: Format,
+    tz: chrono_tz::Tz,
+    out: &mut dyn Write,
+) -> Result<()> {
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, rows)?;
@@ -60,6 +93,7 @@ pub fn print_matches(rows: &[MatchRow], format: Format, out: &mut dyn Write) -> 
             }
         }
         Format::Csv => {
+            // Every text cell through csv_cell: a spreadsheet must not run feed text.
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
                 "id",
@@ -76,25 +110,25 @@ pub fn print_matches(rows: &[MatchRow], format: Format, out: &mut dyn Write) -> 
             for r in rows {
                 w.write_record([
                     r.id.to_string(),
-                    r.published.clone().unwrap_or_default(),
-                    r.first_seen.clone(),
-                    r.status.clone(),
-                    r.rules.join(" "),
-                    r.feeds.join(" "),
-                    r.terms.join(" | "),
-                    r.title.clone(),
-                    r.link.clone().unwrap_or_default(),
-                    r.snippet.clone(),
+                    csv_cell(r.published.as_deref().unwrap_or_default()),
+                    csv_cell(&r.first_seen),
+                    csv_cell(&r.status),
+                    csv_cell(&r.rules.join(" ")),
+                    csv_cell(&r.feeds.join(" ")),
+                    csv_cell(&r.terms.join(" | ")),
+                    csv_cell(&r.title),
+                    csv_cell(r.link.as_deref().unwrap_or_default()),
+                    csv_cell(&r.snippet),
                 ])?;
             }
             w.flush()?;
         }
-        Format::Table => print_table(rows, out)?,
+        Format::Table => print_table(rows, tz, out)?,
     }
     Ok(())
 }
 
-fn print_table(rows: &[MatchRow], out: &mut dyn Write) -> Result<()> {
+fn print_table(rows: &[MatchRow], tz: chrono_tz::Tz, out: &mut dyn Write) -> Result<()> {
     let width = terminal_width();
     let cells: Vec<[String; 5]> = rows
         .iter()
@@ -102,7 +136,7 @@ fn print_table(rows: &[MatchRow], out: &mut dyn Write) -> Result<()> {
             let when = r.published.as_deref().unwrap_or(&r.first_seen);
             [
                 r.id.to_string(),
-                when.get(..16).unwrap_or(when).replace('T', " "),
+                crate::store::review::local(when, tz),
                 sanitize(&r.rules.join(",")),
                 sanitize(&r.feeds.join(",")),
                 sanitize(&r.title),
@@ -146,6 +180,7 @@ fn print_table(rows: &[MatchRow], out: &mut dyn Write) -> Result<()> {
 
 /// `newswatch export`: stored matches as Atom 1.0 or JSON Feed 1.1.
 pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
+    check_names_in(settings, &args.select.names)?;
     let rows = if settings.database.exists() {
         let store = open_store(settings)?;
         store

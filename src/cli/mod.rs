@@ -24,38 +24,156 @@ pub use table::fit;
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{self, ConfigSource, Settings};
 use crate::store::Store;
 
-/// `--since` values: `24h`, `7d`, `90m` (ago from now), `2015-11-01` (UTC midnight) or RFC 3339.
+/// The longest look-back a duration argument may ask for.
+pub const MAX_LOOKBACK_DAYS: i64 = 100 * 366;
+
+/// The earliest and latest years a date argument may name.
+pub const DATE_YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
+
+/// The one parser of every time argument (`--since`, `--published-since` of every command):
+/// a duration ago from now (`24h`, `7d`, `90m`, at most [`MAX_LOOKBACK_DAYS`]), a date
+/// (`2015-11-01`, UTC midnight) or an RFC 3339 time, the dates within [`DATE_YEARS`]. Anything
+/// else is a usage error naming the value.
 pub fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_since_at(s, Utc::now())
+}
+
+/// [`parse_since`] with a given "now".
+pub fn parse_since_at(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    use chrono::Datelike;
     let s = s.trim();
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+    let in_range = |t: DateTime<Utc>| -> Result<DateTime<Utc>, String> {
+        if DATE_YEARS.contains(&t.year()) {
+            Ok(t)
+        } else {
+            Err(format!(
+                "date {s:?} is out of range (years {}–{})",
+                DATE_YEARS.start(),
+                DATE_YEARS.end()
+            ))
+        }
+    };
+    if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
+        let d = parse_day(s)?;
         return d
             .and_hms_opt(0, 0, 0)
             .map(|t| t.and_utc())
-            .ok_or_else(|| format!("invalid date {s:?}"));
+            .ok_or_else(|| format!("invalid date {s:?}"))
+            .and_then(in_range);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+        return in_range(t.with_timezone(&Utc));
     }
+    let too_long = || format!("duration {s:?} is out of range (at most {MAX_LOOKBACK_DAYS}d)");
     let d = humantime::parse_duration(s).map_err(|_| {
         format!("expected a duration like 24h or 7d, or a date like 2015-11-01, got {s:?}")
     })?;
-    let d = chrono::Duration::from_std(d).map_err(|_| format!("duration {s:?} is too long"))?;
-    Utc::now()
-        .checked_sub_signed(d)
-        .ok_or_else(|| format!("duration {s:?} is too long"))
+    let d = chrono::Duration::from_std(d).map_err(|_| too_long())?;
+    if d > chrono::Duration::days(MAX_LOOKBACK_DAYS) {
+        return Err(too_long());
+    }
+    now.checked_sub_signed(d).ok_or_else(too_long)
 }
 
-/// A duration like `24h`, `7d`, `90m`.
-pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|_| format!("expected a duration like 24h or 7d, got {s:?}"))?;
-    chrono::Duration::from_std(d).map_err(|_| format!("duration {s:?} is too long"))
+/// A calendar day `YYYY-MM-DD` within [`DATE_YEARS`].
+pub fn parse_day(s: &str) -> Result<NaiveDate, String> {
+    use chrono::Datelike;
+    let s = s.trim();
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("expected a date like 2015-11-01, got {s:?}"))?;
+    if !DATE_YEARS.contains(&d.year()) {
+        return Err(format!(
+            "date {s:?} is out of range (years {}–{})",
+            DATE_YEARS.start(),
+            DATE_YEARS.end()
+        ));
+    }
+    Ok(d)
+}
+
+/// The most rows `--limit` may ask for.
+pub const MAX_LIMIT: usize = 1_000_000;
+
+/// `--limit N`: a whole number from 1 to [`MAX_LIMIT`].
+pub fn parse_limit(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| format!("expected a whole number from 1 to {MAX_LIMIT}, got {s:?}"))
+}
+
+/// Fail with a usage error, listing the known names, when a `--rule` or `--feed` names no
+/// rule or feed of the config or the database (so a typo is never an empty result).
+pub(crate) fn check_names(settings: &Settings, store: &Store, names: &NameArgs) -> Result<()> {
+    let known = crate::store::review::known_names(store).context("cannot read names")?;
+    let check = |kind: &str, asked: &[String], config: Vec<&str>, db: &[String]| -> Result<()> {
+        let mut all: Vec<&str> = config;
+        all.extend(db.iter().map(String::as_str));
+        all.sort_unstable();
+        all.dedup();
+        for name in asked {
+            if !all.contains(&name.as_str()) {
+                let list = if all.is_empty() {
+                    "none".to_string()
+                } else {
+                    all.join(", ")
+                };
+                bail!(UsageError(format!(
+                    "no {kind} named {name:?} in the config or the database (known {kind}s: {list})",
+                    name = crate::text::sanitize(name),
+                    list = crate::text::sanitize(&list)
+                )));
+            }
+        }
+        Ok(())
+    };
+    check(
+        "rule",
+        &names.rule,
+        settings.rules.iter().map(|r| r.name.as_str()).collect(),
+        &known.rules,
+    )?;
+    check(
+        "feed",
+        &names.feed,
+        settings.feeds.iter().map(|f| f.name.as_str()).collect(),
+        &known.feeds,
+    )
+}
+
+/// [`check_names`] against the database the settings name (the config alone when there is
+/// none yet).
+pub(crate) fn check_names_in(settings: &Settings, names: &NameArgs) -> Result<()> {
+    if names.rule.is_empty() && names.feed.is_empty() {
+        return Ok(());
+    }
+    check_names(settings, &open_for_read(settings)?, names)
+}
+
+/// An error and its causes on one line, `: `-separated, each cause said once: many error
+/// types print their source in their own message *and* return it as `source()`, so a plain
+/// join would repeat it ("cannot write x: File exists: File exists").
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.retain(|c| c != '\n');
+    msg
 }
 
 /// Load the config the flags point at, or fail with a usage error.
@@ -114,6 +232,34 @@ mod tests {
         assert!(age.num_minutes() >= 24 * 60 - 1 && age.num_minutes() <= 24 * 60 + 1);
         assert!(parse_since("7d").is_ok());
         assert!(parse_since("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn error_line_says_each_cause_once() {
+        let io = std::io::Error::other("File exists (os error 17)");
+        let e = anyhow::Error::new(crate::outputs::export::ExportError::File {
+            path: "x.atom".into(),
+            source: io,
+        })
+        .context("cannot export");
+        assert_eq!(
+            error_line(&e),
+            "cannot export: cannot write x.atom: File exists (os error 17)"
+        );
+    }
+
+    #[test]
+    fn every_time_argument_is_range_checked() {
+        for bad in ["999999999d", "36700d", "0001-01-01", "1800-01-01T00:00:00Z"] {
+            let e = parse_since(bad).unwrap_err();
+            assert!(e.contains("out of range"), "{bad}: {e}");
+        }
+        assert!(parse_since("+99999-01-01T00:00:00Z").is_err());
+        assert!(parse_since("36000d").is_ok());
+        assert!(parse_day("99999-01-01").is_err());
+        assert!(parse_limit("9223372036854775808").is_err());
+        assert!(parse_limit("0").is_err());
+        assert_eq!(parse_limit("50"), Ok(50));
     }
 
     #[test]

@@ -19,21 +19,22 @@ pub fn digest(
     out: &mut dyn Write,
 ) -> Result<()> {
     let tz = settings.schedule.timezone;
-    let period = match args.date {
-        Some(date) => Period::day(date, tz).map_err(|e| UsageError(e.to_string()))?,
-        None => Period::last(args.since.unwrap_or(chrono::Duration::hours(24)), now),
+    let period = match (args.date, args.since) {
+        (Some(date), _) => Period::day(date, tz).map_err(|e| UsageError(e.to_string()))?,
+        (None, Some(since)) => Period {
+            start: since.min(now),
+            end: now,
+        },
+        (None, None) => Period::last(chrono::Duration::hours(24), now),
     };
     let store = open_for_read(settings)?;
-    if let Some(rule) = &args.rule
-        && !settings.rules.iter().any(|r| &r.name == rule)
-        && !review::rule_is_known(&store, rule).context("cannot read rules")?
-    {
-        bail!(UsageError(format!(
-            "no rule named {rule:?} in the config or the database"
-        )));
-    }
-    let d = digest::build(&store, period, args.rule.as_deref(), tz, now)
-        .context("cannot build the digest")?;
+    check_names(settings, &store, &args.names)?;
+    let opts = digest::DigestOptions {
+        rules: args.names.rule.clone(),
+        feeds: args.names.feed.clone(),
+        ..settings.digest_options()
+    };
+    let d = digest::build(&store, period, &opts, tz, now).context("cannot build the digest")?;
     let text = digest::render(&d, args.format);
     match &args.out {
         Some(path) => digest::write_atomic(path, text.as_bytes())?,
@@ -153,7 +154,16 @@ pub fn stats(
 ) -> Result<()> {
     let tz = settings.schedule.timezone;
     let store = open_for_read(settings)?;
-    let st = review::stats(&store, now - args.since, tz, now).context("cannot read stats")?;
+    check_names(settings, &store, &args.names)?;
+    let st = review::stats(
+        &store,
+        args.since.min(now),
+        &args.names.rule,
+        &args.names.feed,
+        tz,
+        now,
+    )
+    .context("cannot read stats")?;
     if args.format == ReviewFormat::Json {
         serde_json::to_writer_pretty(&mut *out, &st)?;
         writeln!(out)?;
@@ -180,6 +190,22 @@ pub fn stats(
             writeln!(out, "  {:<28} {:>6}", sanitize(&c.name), c.count)?;
         }
     }
+    let a = &st.archive;
+    writeln!(
+        out,
+        "\narchive: {} entries{}, {:.1} MB on disk{}",
+        a.entries,
+        a.oldest
+            .as_deref()
+            .map(|t| format!(" since {}", review::local(t, tz)))
+            .unwrap_or_default(),
+        a.bytes as f64 / 1e6,
+        if a.unindexed > 0 {
+            format!(", {} not yet in the search index", a.unindexed)
+        } else {
+            String::new()
+        }
+    )?;
     writeln!(out, "\nfeed health:")?;
     if st.feeds.is_empty() {
         writeln!(out, "  (no feeds polled yet)")?;

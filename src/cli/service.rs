@@ -17,7 +17,16 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
     if let Some(name) = &args.feed
         && !settings.feeds.iter().any(|f| &f.name == name)
     {
-        bail!(UsageError(format!("no feed named {name:?} in the config")));
+        let known: Vec<&str> = settings.feeds.iter().map(|f| f.name.as_str()).collect();
+        bail!(UsageError(format!(
+            "no feed named {:?} in the config (known feeds: {})",
+            sanitize(name),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                sanitize(&known.join(", "))
+            }
+        )));
     }
     let mut store = open_store(&settings)?;
     store
@@ -42,15 +51,17 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
             writeln!(err, "failed: {}: {}", sanitize(&r.feed), sanitize(reason))?;
         }
     }
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     writeln!(
         err,
-        "poll: {} feeds: {} ok, {} unchanged, {} failed; {} new items, {} new matches",
-        reports.len(),
+        "poll: {}: {} ok, {} unchanged, {} failed; {}, {}",
+        plural(reports.len(), "feed", "feeds"),
         summary.ok,
         summary.unchanged,
         summary.failed,
-        summary.new_entries,
-        summary.new_matches
+        plural(summary.new_entries, "new item", "new items"),
+        plural(summary.new_matches, "new match", "new matches")
     )?;
     Ok(summary)
 }
@@ -132,6 +143,69 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
             }
         }
         writeln!(out, "  {:<20} next: {}", "", next.join(", "))?;
+    }
+    writeln!(out, "\noutputs:")?;
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    match &settings.digest {
+        Some(d) => {
+            let formats: Vec<&str> = std::iter::once("md")
+                .chain(
+                    d.formats
+                        .iter()
+                        .map(|f| f.extension())
+                        .filter(|e| *e != "md"),
+                )
+                .collect();
+            writeln!(
+                out,
+                "  digest      {} into {} ({}), schedule {}",
+                formats.join(", "),
+                d.dir.display(),
+                Schedule::parse(&d.schedule)
+                    .map(|s| s.describe())
+                    .unwrap_or_else(|_| d.schedule.clone()),
+                d.schedule
+            )?;
+            writeln!(
+                out,
+                "  digest      backlog {}, at most {} per rule{}{}",
+                humantime::format_duration(d.backlog.to_std().unwrap_or_default()),
+                d.max_per_rule
+                    .map_or_else(|| "all".to_string(), |n| n.to_string()),
+                if d.email.is_some() { ", e-mail" } else { "" },
+                if d.webhook.is_some() { ", webhook" } else { "" },
+            )?;
+            dirs.push(d.dir.clone());
+        }
+        None => writeln!(out, "  digest      none (no [digest] section)")?,
+    }
+    for (name, path) in [
+        ("atom", &settings.output.atom),
+        ("json_feed", &settings.output.json_feed),
+    ] {
+        if let Some(p) = path {
+            writeln!(out, "  {name:<11} {}", p.display())?;
+            if let Some(parent) = p.parent() {
+                dirs.push(parent.to_path_buf());
+            }
+        }
+    }
+    if let Some(parent) = settings.database.parent() {
+        dirs.push(parent.to_path_buf());
+    }
+    let mut warnings = settings.warnings();
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        if let Some(why) = crate::config::unwritable(d) {
+            warnings.push(format!("cannot write there: {why}"));
+        }
+    }
+    if !warnings.is_empty() {
+        writeln!(out, "\nwarnings:")?;
+        for w in &warnings {
+            writeln!(out, "  warning: {}", sanitize(w))?;
+        }
     }
     writeln!(out, "\nconfig OK")?;
     Ok(())

@@ -366,9 +366,10 @@ async fn write_digest(runtime: &Arc<Runtime>, store: &SharedStore) {
     let st = store.clone();
     let dir = settings.dir.clone();
     let formats = settings.formats.clone();
+    let opts = runtime.settings.digest_options();
     let written = tokio::task::spawn_blocking(move || {
         let guard = st.lock().unwrap_or_else(|p| p.into_inner());
-        crate::outputs::digest::write_scheduled(&guard, &dir, &formats, tz, Utc::now())
+        crate::outputs::digest::write_scheduled(&guard, &dir, &formats, &opts, tz, Utc::now())
     })
     .await;
     match written {

@@ -157,19 +157,55 @@ pub struct CommitCounts {
     pub updated_matches: usize,
 }
 
-/// Filters for reading matches back.
+/// Filters for reading matches back. Several rules (or feeds) are OR-ed: an item of any of
+/// them passes; rules and feeds together are AND-ed.
 #[derive(Debug, Clone, Default)]
 pub struct MatchFilter {
-    pub rule: Option<String>,
-    pub feed: Option<String>,
-    /// Only items whose published time (else first-seen time) is at or after this.
-    pub since: Option<DateTime<Utc>>,
+    /// Items that matched any of these rules (empty: any rule).
+    pub rules: Vec<String>,
+    /// Items seen in any of these feeds (empty: any feed).
+    pub feeds: Vec<String>,
+    /// Only items whose effective published time ([`EFFECTIVE_TIME_SQL`]) is at or after this.
+    pub published_since: Option<DateTime<Utc>>,
     /// Only items first seen at or after this.
     pub first_seen_since: Option<DateTime<Utc>>,
     pub statuses: Vec<String>,
     pub ids: Vec<i64>,
     /// `None`: no limit.
     pub limit: Option<usize>,
+}
+
+/// Published times earlier than this are not believed for ordering and windows (feeds that
+/// send 1970-01-01 or year 1 for "unknown").
+pub const EARLIEST_BELIEVED: &str = "1990-01-01";
+
+/// How far after its first-seen time a published time may lie and still be believed.
+pub const FUTURE_SLACK: chrono::Duration = chrono::Duration::days(1);
+
+/// The time an item is ordered and windowed by, in SQL over `items i`: its published time,
+/// unless that is missing, before [`EARLIEST_BELIEVED`] or more than [`FUTURE_SLACK`] after it
+/// was first seen (a date far in the future would pin it to the top of "newest first"
+/// forever), in which case its first-seen time. The published time is still shown as given.
+/// Text comparison is time order for `ts` text; `+99999-…` and negative years sort before
+/// "1990" and so fall back too. [`effective_time`] is the same rule in Rust.
+pub const EFFECTIVE_TIME_SQL: &str =
+    "(CASE WHEN i.published_at IS NULL OR i.published_at < '1990-01-01'
+      OR i.published_at > strftime('%Y-%m-%dT%H:%M:%fZ', i.first_seen_at, '+1 day')
+    THEN i.first_seen_at ELSE i.published_at END)";
+
+/// [`EFFECTIVE_TIME_SQL`] for rows already read: the stored text to order `published` /
+/// `first_seen` by.
+pub fn effective_time<'a>(published: Option<&'a str>, first_seen: &'a str) -> &'a str {
+    let believed = |p: &str| -> bool {
+        let (Some(t), Some(seen)) = (parse_ts(p), parse_ts(first_seen)) else {
+            return false;
+        };
+        p >= EARLIEST_BELIEVED && !p.starts_with(['+', '-']) && t <= seen + FUTURE_SLACK
+    };
+    match published {
+        Some(p) if believed(p) => p,
+        _ => first_seen,
+    }
 }
 
 /// A stored match as read back.
@@ -577,7 +613,18 @@ impl Store {
         Ok(())
     }
 
-    /// Stored matches, newest first (published time, else first-seen time).
+    /// How many stored matches pass `filter`, ignoring its limit.
+    pub fn count_matches(&self, filter: &MatchFilter) -> Result<usize> {
+        let (cond, args) = filter_sql(filter);
+        let n: i64 = self.conn.query_row(
+            &format!("SELECT count(*) FROM items i WHERE 1 = 1{cond}"),
+            rusqlite::params_from_iter(args),
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Stored matches, newest first by [`EFFECTIVE_TIME_SQL`] (then by id).
     pub fn matches(&self, filter: &MatchFilter) -> Result<Vec<MatchRow>> {
         let mut sql = String::from(
             "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.snippet, i.status, i.summary, i.content,
@@ -587,52 +634,13 @@ impl Store {
                (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id)
              FROM items i WHERE 1 = 1",
         );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(rule) = &filter.rule {
-            args.push(rule.clone().into());
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM item_rules r WHERE r.item_id = i.id AND r.rule = ?{})",
-                args.len()
-            ));
-        }
-        if let Some(feed) = &filter.feed {
-            args.push(feed.clone().into());
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM sightings s JOIN feeds f ON f.id = s.feed_id
-                   WHERE s.item_id = i.id AND f.name = ?{})",
-                args.len()
-            ));
-        }
-        if let Some(since) = filter.since {
-            args.push(ts(since).into());
-            sql.push_str(&format!(
-                " AND COALESCE(i.published_at, i.first_seen_at) >= ?{}",
-                args.len()
-            ));
-        }
-        if let Some(since) = filter.first_seen_since {
-            args.push(ts(since).into());
-            sql.push_str(&format!(" AND i.first_seen_at >= ?{}", args.len()));
-        }
-        if !filter.statuses.is_empty() {
-            let mut marks = Vec::new();
-            for s in &filter.statuses {
-                args.push(s.clone().into());
-                marks.push(format!("?{}", args.len()));
-            }
-            sql.push_str(&format!(" AND i.status IN ({})", marks.join(", ")));
-        }
-        if !filter.ids.is_empty() {
-            let mut marks = Vec::new();
-            for id in &filter.ids {
-                args.push((*id).into());
-                marks.push(format!("?{}", args.len()));
-            }
-            sql.push_str(&format!(" AND i.id IN ({})", marks.join(", ")));
-        }
-        sql.push_str(" ORDER BY COALESCE(i.published_at, i.first_seen_at) DESC, i.id DESC");
+        let (cond, mut args) = filter_sql(filter);
+        sql.push_str(&cond);
+        sql.push_str(&format!(" ORDER BY {EFFECTIVE_TIME_SQL} DESC, i.id DESC"));
         if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+            // Bound as a parameter, saturated: SQLite's LIMIT is a signed 64-bit integer.
+            args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+            sql.push_str(&format!(" LIMIT ?{}", args.len()));
         }
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
@@ -841,6 +849,59 @@ fn join_copy(
     Ok(())
 }
 
+/// The `AND …` conditions (over `items i`) and their arguments for `filter`, limit aside.
+fn filter_sql(filter: &MatchFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::new();
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let marks = |values: Vec<rusqlite::types::Value>, args: &mut Vec<_>| -> String {
+        let mut m = Vec::new();
+        for v in values {
+            args.push(v);
+            m.push(format!("?{}", args.len()));
+        }
+        m.join(", ")
+    };
+    if !filter.rules.is_empty() {
+        let m = marks(
+            filter.rules.iter().map(|r| r.clone().into()).collect(),
+            &mut args,
+        );
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM item_rules r WHERE r.item_id = i.id AND r.rule IN ({m}))"
+        ));
+    }
+    if !filter.feeds.is_empty() {
+        let m = marks(
+            filter.feeds.iter().map(|f| f.clone().into()).collect(),
+            &mut args,
+        );
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM sightings s JOIN feeds f ON f.id = s.feed_id
+               WHERE s.item_id = i.id AND f.name IN ({m}))"
+        ));
+    }
+    if let Some(since) = filter.published_since {
+        let m = marks(vec![ts(since).into()], &mut args);
+        sql.push_str(&format!(" AND {EFFECTIVE_TIME_SQL} >= {m}"));
+    }
+    if let Some(since) = filter.first_seen_since {
+        let m = marks(vec![ts(since).into()], &mut args);
+        sql.push_str(&format!(" AND i.first_seen_at >= {m}"));
+    }
+    if !filter.statuses.is_empty() {
+        let m = marks(
+            filter.statuses.iter().map(|s| s.clone().into()).collect(),
+            &mut args,
+        );
+        sql.push_str(&format!(" AND i.status IN ({m})"));
+    }
+    if !filter.ids.is_empty() {
+        let m = marks(filter.ids.iter().map(|&id| id.into()).collect(), &mut args);
+        sql.push_str(&format!(" AND i.id IN ({m})"));
+    }
+    (sql, args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -888,6 +949,40 @@ mod tests {
     /// Found by the daemon tests under load: `newswatch run` and `newswatch query` opening a
     /// new database at the same moment both saw schema version 0; the loser's migration then
     /// failed with "table feeds already exists" and the command died.
+    #[test]
+    fn effective_time_in_sql_and_rust_agree() {
+        let conn = Connection::open_in_memory().unwrap();
+        let seen = "2015-11-09T10:00:00.000Z";
+        for published in [
+            None,
+            Some("2015-11-09T08:00:00.000Z"),   // believed
+            Some("2015-11-10T10:00:00.000Z"),   // exactly a day later: believed
+            Some("2015-11-10T10:00:00.001Z"),   // later than that: first seen
+            Some("+99999-01-01T00:00:00.000Z"), // year 99999
+            Some("1970-01-01T00:00:00.000Z"),   // before 1990
+            Some("1990-01-01T00:00:00.000Z"),   // believed
+        ] {
+            let sql: String = conn
+                .query_row(
+                    &format!(
+                        "SELECT {EFFECTIVE_TIME_SQL} FROM (SELECT ?1 AS published_at, ?2 AS first_seen_at) i"
+                    ),
+                    params![published, seen],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(sql, effective_time(published, seen), "{published:?}");
+        }
+        assert_eq!(
+            effective_time(Some("1990-01-01T00:00:00.000Z"), seen),
+            "1990-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            effective_time(Some("+99999-01-01T00:00:00.000Z"), seen),
+            seen
+        );
+    }
+
     #[test]
     fn concurrent_first_open_of_a_new_database_migrates_once() {
         for _ in 0..20 {

@@ -218,12 +218,24 @@ pub struct Stats {
     pub per_day: Vec<Count>,
     pub per_status: Vec<Count>,
     pub feeds: Vec<FeedHealth>,
+    /// Every polled entry kept for search (all time, not only the window).
+    pub archive: crate::store::archive::ArchiveStats,
 }
 
-/// Statistics of matches first seen at or after `since`.
-pub fn stats(store: &Store, since: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) -> Result<Stats> {
+/// Statistics of matches first seen at or after `since`, optionally only those of any of
+/// `rules` and seen in any of `feeds` (empty: all).
+pub fn stats(
+    store: &Store,
+    since: DateTime<Utc>,
+    rules: &[String],
+    feeds: &[String],
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<Stats> {
     let rows = store.matches(&MatchFilter {
         first_seen_since: Some(since),
+        rules: rules.to_vec(),
+        feeds: feeds.to_vec(),
         ..MatchFilter::default()
     })?;
     let mut per_rule: BTreeMap<String, usize> = BTreeMap::new();
@@ -248,10 +260,14 @@ pub fn stats(store: &Store, since: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) ->
     }
     for r in &rows {
         for rule in &r.rules {
-            *per_rule.entry(rule.clone()).or_default() += 1;
+            if rules.is_empty() || rules.contains(rule) {
+                *per_rule.entry(rule.clone()).or_default() += 1;
+            }
         }
         for feed in &r.feeds {
-            *per_feed.entry(feed.clone()).or_default() += 1;
+            if feeds.is_empty() || feeds.contains(feed) {
+                *per_feed.entry(feed.clone()).or_default() += 1;
+            }
         }
         if let Some(t) = parse_ts(&r.first_seen) {
             *per_day
@@ -301,6 +317,7 @@ pub fn stats(store: &Store, since: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) ->
             .collect(),
         per_status: counts(per_status),
         feeds,
+        archive: store.archive_stats()?,
     })
 }
 
@@ -311,6 +328,28 @@ pub fn rule_is_known(store: &Store, name: &str) -> Result<bool> {
         [name],
         |r| r.get(0),
     )?)
+}
+
+/// Rule and feed names the database knows: rules that matched something, feeds ever synced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownNames {
+    pub rules: Vec<String>,
+    pub feeds: Vec<String>,
+}
+
+/// Every rule name in `item_rules` and feed name in `feeds`, sorted.
+pub fn known_names(store: &Store) -> Result<KnownNames> {
+    let list = |sql: &str| -> Result<Vec<String>> {
+        let mut stmt = store.conn().prepare(sql)?;
+        let names = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    };
+    Ok(KnownNames {
+        rules: list("SELECT DISTINCT rule FROM item_rules ORDER BY rule")?,
+        feeds: list("SELECT name FROM feeds ORDER BY name")?,
+    })
 }
 
 /// Timestamp helper for callers printing times of this module's data.

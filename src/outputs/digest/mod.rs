@@ -108,6 +108,46 @@ pub struct DigestSettings {
     pub webhook: Option<WebhookSettings>,
     /// Retries of a failed delivery.
     pub retry: RetryPolicy,
+    /// `backlog`: entries published more than this before their feed's first poll are stored
+    /// and searchable but not digested (a new feed's archive is not news).
+    pub backlog: chrono::Duration,
+    /// `max_per_rule`: at most this many entries shown per rule section (`None`: all).
+    pub max_per_rule: Option<usize>,
+}
+
+/// `[digest] backlog` when not set.
+pub const DEFAULT_BACKLOG: chrono::Duration = chrono::Duration::days(7);
+
+/// `[digest] max_per_rule` when not set.
+pub const DEFAULT_MAX_PER_RULE: usize = 50;
+
+/// What a digest lists besides its period: filters, section order, caps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DigestOptions {
+    /// Only matches of any of these rules (empty: every rule); only their sections are shown.
+    pub rules: Vec<String>,
+    /// Only matches seen in any of these feeds (empty: every feed).
+    pub feeds: Vec<String>,
+    /// Section order: these rules first, in this order (the config's `[[rules]]` order), then
+    /// any other rule (say, one since removed from the config) by name.
+    pub rule_order: Vec<String>,
+    /// At most this many entries per section; the rest are counted in [`Section::more`].
+    pub max_per_rule: Option<usize>,
+    /// Leave out entries published more than this before the first poll of the feed that
+    /// first carried them (`None`: leave none out).
+    pub backlog: Option<chrono::Duration>,
+}
+
+impl DigestOptions {
+    /// The options `[digest]` and the config's rules ask for (defaults without `[digest]`).
+    pub fn from_settings(digest: Option<&DigestSettings>, rule_order: Vec<String>) -> Self {
+        DigestOptions {
+            rule_order,
+            max_per_rule: digest.map_or(Some(DEFAULT_MAX_PER_RULE), |d| d.max_per_rule),
+            backlog: Some(digest.map_or(DEFAULT_BACKLOG, |d| d.backlog)),
+            ..DigestOptions::default()
+        }
+    }
 }
 
 /// A half-open time range `[start, end)`.
@@ -121,7 +161,9 @@ impl Period {
     /// The `length` up to `now`.
     pub fn last(length: chrono::Duration, now: DateTime<Utc>) -> Period {
         Period {
-            start: now - length,
+            start: now
+                .checked_sub_signed(length)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
             end: now,
         }
     }
@@ -164,6 +206,9 @@ pub struct Digest {
     pub generated_at: DateTime<Utc>,
     /// Set when the digest was limited to one rule.
     pub rule: Option<String>,
+    /// Set when the digest was limited to some rules or feeds: what it was limited to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<String>,
     /// Scheduled digests: the exact item-id cut covered, `(after, upto]`.
     pub item_ids: Option<ItemCut>,
     /// Distinct stories listed.
@@ -193,6 +238,14 @@ pub struct RuleCount {
 pub struct Section {
     pub rule: String,
     pub entries: Vec<Entry>,
+    /// Entries of this rule not shown because of `max_per_rule` (`newswatch query --rule R`
+    /// lists them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One story in a section.
@@ -245,27 +298,28 @@ enum Select {
     },
 }
 
-/// Build the digest of matches first seen in `period` (dismissed ones left out), optionally
-/// only those of `rule`. `now` is the generation time (and the reference for feed health).
+/// Build the digest of matches first seen in `period` (dismissed ones left out), as `opts`
+/// filters, orders and caps it. `now` is the generation time (and the reference for feed
+/// health).
 pub fn build(
     store: &Store,
     period: Period,
-    rule: Option<&str>,
+    opts: &DigestOptions,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<Digest> {
-    build_selected(store, Select::FirstSeen(period), period, rule, tz, now)
+    build_selected(store, Select::FirstSeen(period), period, opts, tz, now)
 }
 
 fn build_selected(
     store: &Store,
     select: Select,
     period: Period,
-    rule: Option<&str>,
+    opts: &DigestOptions,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<Digest> {
-    let ids = select_ids(store.conn(), select, rule)?;
+    let ids = select_ids(store.conn(), select, opts)?;
     let mut rows = rows_for(store, &ids)?;
     for row in &mut rows {
         row.feeds = feeds_in_order(store.conn(), row.id)?;
@@ -280,7 +334,7 @@ fn build_selected(
             .map(|r| [r.start, r.end])
             .collect();
         for r in &row.rules {
-            if rule.is_some_and(|only| only != r) {
+            if !opts.rules.is_empty() && !opts.rules.contains(r) {
                 continue;
             }
             by_rule.entry(r.clone()).or_default().push(Entry {
@@ -300,51 +354,90 @@ fn build_selected(
             });
         }
     }
-    // Sections in rule-name order; a story is shown in full in the first one it appears in.
+    // Sections in the config's rule order (rules it no longer has after, by name); each
+    // capped at `max_per_rule`; a story is shown in full in the first section that shows it.
+    let mut sections: Vec<(String, Vec<Entry>)> = by_rule.into_iter().collect();
+    let rank = |rule: &str| {
+        opts.rule_order
+            .iter()
+            .position(|r| r == rule)
+            .unwrap_or(usize::MAX)
+    };
+    sections.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then(a.cmp(b)));
     let mut first_section: BTreeMap<i64, String> = BTreeMap::new();
-    let sections: Vec<Section> = by_rule
+    let counts: Vec<RuleCount> = sections
+        .iter()
+        .map(|(rule, entries)| RuleCount {
+            rule: rule.clone(),
+            count: entries.len(),
+        })
+        .collect();
+    let distinct: BTreeSet<i64> = sections
+        .iter()
+        .flat_map(|(_, entries)| entries.iter().map(|e| e.id))
+        .collect();
+    let sections: Vec<Section> = sections
         .into_iter()
         .map(|(rule, mut entries)| {
+            let cap = opts.max_per_rule.unwrap_or(usize::MAX);
+            let more = entries.len().saturating_sub(cap);
+            entries.truncate(cap);
             for e in &mut entries {
                 e.listed_under = first_section
                     .entry(e.id)
                     .or_insert_with(|| rule.clone())
                     .clone();
             }
-            Section { rule, entries }
+            Section {
+                rule,
+                entries,
+                more,
+            }
         })
         .collect();
-    let distinct: BTreeSet<i64> = sections
-        .iter()
-        .flat_map(|s| s.entries.iter().map(|e| e.id))
-        .collect();
+    let mut only: Vec<String> = opts.rules.iter().map(|r| format!("rule {r}")).collect();
+    only.extend(opts.feeds.iter().map(|f| format!("feed {f}")));
     Ok(Digest {
         period_start: period.start,
         period_end: period.end,
         timezone: tz.name().to_string(),
         tz,
         generated_at: now,
-        rule: rule.map(str::to_string),
+        rule: match opts.rules.as_slice() {
+            [one] if opts.feeds.is_empty() => Some(one.clone()),
+            _ => None,
+        },
+        only: if opts.rules.len() == 1 && opts.feeds.is_empty() {
+            Vec::new()
+        } else {
+            only
+        },
         item_ids: match select {
             Select::Ids { after, upto, .. } => Some(ItemCut { after, upto }),
             Select::FirstSeen(_) => None,
         },
         total: distinct.len(),
-        counts: sections
-            .iter()
-            .map(|s| RuleCount {
-                rule: s.rule.clone(),
-                count: s.entries.len(),
-            })
-            .collect(),
+        counts,
         sections,
         feed_problems: feed_problems(store.conn(), now)?,
     })
 }
 
 /// Ids of the non-dismissed items a selection covers, ascending.
-fn select_ids(conn: &rusqlite::Connection, select: Select, rule: Option<&str>) -> Result<Vec<i64>> {
-    let mut sql = String::from("SELECT id FROM items i WHERE i.status != 'dismissed'");
+fn select_ids(
+    conn: &rusqlite::Connection,
+    select: Select,
+    opts: &DigestOptions,
+) -> Result<Vec<i64>> {
+    // Each feed's first poll (its earliest sighting), computed once per digest: one pass over
+    // `sightings` rather than one per digested item.
+    let mut sql = String::from(if opts.backlog.is_some() {
+        "WITH first_poll(feed_id, at) AS MATERIALIZED
+           (SELECT feed_id, MIN(first_seen_at) FROM sightings GROUP BY feed_id)
+         SELECT id FROM items i WHERE i.status != 'dismissed'"
+    } else {
+        "SELECT id FROM items i WHERE i.status != 'dismissed'"
+    });
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut arg = |v: rusqlite::types::Value, sql: &mut String, cond: &str| {
         args.push(v);
@@ -358,16 +451,45 @@ fn select_ids(conn: &rusqlite::Connection, select: Select, rule: Option<&str>) -
         Select::Ids { after, upto, since } => {
             arg(after.into(), &mut sql, " AND i.id > ?");
             arg(upto.into(), &mut sql, " AND i.id <= ?");
+            // Backfilled matches belong to periods already digested: a scheduled digest
+            // never re-sends them (`digest --date` of their day shows them).
+            sql.push_str(" AND i.backfilled = 0");
             if let Some(since) = since {
                 arg(ts(since).into(), &mut sql, " AND i.first_seen_at >= ?");
             }
         }
     }
-    if let Some(rule) = rule {
+    if !opts.rules.is_empty() {
+        let list = serde_json::to_string(&opts.rules).unwrap_or_else(|_| "[]".into());
         arg(
-            rule.to_string().into(),
+            list.into(),
             &mut sql,
-            " AND EXISTS (SELECT 1 FROM item_rules r WHERE r.item_id = i.id AND r.rule = ?)",
+            " AND EXISTS (SELECT 1 FROM item_rules r WHERE r.item_id = i.id
+                 AND r.rule IN (SELECT value FROM json_each(?)))",
+        );
+    }
+    if !opts.feeds.is_empty() {
+        let list = serde_json::to_string(&opts.feeds).unwrap_or_else(|_| "[]".into());
+        arg(
+            list.into(),
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM sightings s JOIN feeds f ON f.id = s.feed_id
+                 WHERE s.item_id = i.id AND f.name IN (SELECT value FROM json_each(?)))",
+        );
+    }
+    if let Some(backlog) = opts.backlog {
+        // The feed that first carried the item, and that feed's first poll (its earliest
+        // sighting): an item published more than `backlog` before it was archive, not news.
+        // The published time is the effective one (a future or pre-1990 date never counts).
+        arg(
+            format!("-{} seconds", backlog.num_seconds().max(0)).into(),
+            &mut sql,
+            &format!(
+                " AND NOT ({eff} < (SELECT strftime('%Y-%m-%dT%H:%M:%fZ', fp.at, ?)
+                   FROM first_poll fp WHERE fp.feed_id = (SELECT s.feed_id FROM sightings s
+                     WHERE s.item_id = i.id ORDER BY s.first_seen_at, s.feed_id LIMIT 1)))",
+                eff = store::EFFECTIVE_TIME_SQL
+            ),
         );
     }
     sql.push_str(" ORDER BY i.id");
@@ -378,7 +500,7 @@ fn select_ids(conn: &rusqlite::Connection, select: Select, rule: Option<&str>) -
     Ok(ids)
 }
 
-/// The match rows of `ids`, newest first (published, else first seen; then id).
+/// The match rows of `ids`, newest first (effective published time, then id).
 fn rows_for(store: &Store, ids: &[i64]) -> Result<Vec<MatchRow>> {
     let mut rows = Vec::with_capacity(ids.len());
     // An empty id list would mean "no id filter": never ask with one.
@@ -389,8 +511,8 @@ fn rows_for(store: &Store, ids: &[i64]) -> Result<Vec<MatchRow>> {
         })?);
     }
     rows.sort_by(|a, b| {
-        let ka = a.published.as_deref().unwrap_or(&a.first_seen);
-        let kb = b.published.as_deref().unwrap_or(&b.first_seen);
+        let ka = store::effective_time(a.published.as_deref(), &a.first_seen);
+        let kb = store::effective_time(b.published.as_deref(), &b.first_seen);
         kb.cmp(ka).then(b.id.cmp(&a.id))
     });
     Ok(rows)
@@ -447,6 +569,7 @@ pub fn write_scheduled(
     store: &Store,
     dir: &Path,
     formats: &[Format],
+    opts: &DigestOptions,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<ScheduledDigest> {
@@ -493,7 +616,7 @@ pub fn write_scheduled(
         }
     };
     let period = Period { start, end: now };
-    let digest = build_selected(store, select, period, None, tz, now)?;
+    let digest = build_selected(store, select, period, opts, tz, now)?;
 
     let mut all = vec![Format::Md];
     for f in formats {

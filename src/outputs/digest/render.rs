@@ -43,8 +43,41 @@ fn day(d: &Digest) -> String {
 fn title(d: &Digest) -> String {
     match &d.rule {
         Some(r) => format!("newswatch digest {} — rule {}", day(d), sanitize(r)),
+        None if !d.only.is_empty() => {
+            format!(
+                "newswatch digest {} — {}",
+                day(d),
+                sanitize(&d.only.join(", "))
+            )
+        }
         None => format!("newswatch digest {}", day(d)),
     }
+}
+
+/// A section's heading count: every entry of the rule, shown or not.
+fn section_count(sec: &super::Section) -> usize {
+    sec.entries.len() + sec.more
+}
+
+/// "and 12 more — newswatch query --rule nca" for a capped section (rule name quoted for a
+/// shell when it needs to be), or `None`.
+fn more_line(sec: &super::Section) -> Option<String> {
+    if sec.more == 0 {
+        return None;
+    }
+    let r = sanitize(&sec.rule);
+    let arg = if !r.is_empty()
+        && r.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        r
+    } else {
+        format!("'{}'", r.replace('\'', "'\\''"))
+    };
+    Some(format!(
+        "and {} more — newswatch query --rule {arg}",
+        sec.more
+    ))
 }
 
 fn period_line(d: &Digest) -> String {
@@ -155,7 +188,7 @@ fn md_text(s: &str) -> String {
     for c in sanitize(s).chars() {
         if matches!(
             c,
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~'
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '&'
         ) {
             out.push('\\');
         }
@@ -199,7 +232,7 @@ fn markdown(d: &Digest) -> String {
         s.push_str(&format!(
             "\n## {} ({})\n",
             md_text(&sec.rule),
-            sec.entries.len()
+            section_count(sec)
         ));
         for e in sec.entries.iter().filter(|e| e.listed_under == sec.rule) {
             let heading = match web_link(e.link.as_deref()) {
@@ -215,6 +248,9 @@ fn markdown(d: &Digest) -> String {
             if !e.snippet.trim().is_empty() {
                 s.push_str(&format!("\n> {}\n", md_snippet(e)));
             }
+        }
+        if let Some(m) = more_line(sec) {
+            s.push_str(&format!("\n_{}_\n", md_text(&m)));
         }
         let refs = cross_refs(sec);
         if !refs.is_empty() {
@@ -267,7 +303,7 @@ fn text(d: &Digest) -> String {
         ));
     }
     for sec in &d.sections {
-        let h = format!("{} ({})", sanitize(&sec.rule), sec.entries.len());
+        let h = format!("{} ({})", sanitize(&sec.rule), section_count(sec));
         s.push_str(&format!("\n{h}\n{}\n", "-".repeat(h.chars().count())));
         for e in sec.entries.iter().filter(|e| e.listed_under == sec.rule) {
             s.push_str(&format!("\n* {}\n", sanitize(&e.title)));
@@ -288,6 +324,9 @@ fn text(d: &Digest) -> String {
                     .collect();
                 s.push_str(&format!("  {snip}\n"));
             }
+        }
+        if let Some(m) = more_line(sec) {
+            s.push_str(&format!("\n{m}\n"));
         }
         let refs = cross_refs(sec);
         if !refs.is_empty() {
@@ -382,7 +421,7 @@ fn html(d: &Digest) -> String {
         s.push_str(&format!(
             "<h2 style=\"{H2}\">{} ({})</h2>\n",
             esc(&sec.rule),
-            sec.entries.len()
+            section_count(sec)
         ));
         for e in sec.entries.iter().filter(|e| e.listed_under == sec.rule) {
             s.push_str(&format!("<div style=\"{ITEM}\">\n"));
@@ -420,6 +459,9 @@ fn html(d: &Digest) -> String {
                 s.push_str(&format!("<p style=\"{SNIPPET}\">{snip}</p>\n"));
             }
             s.push_str("</div>\n");
+        }
+        if let Some(m) = more_line(sec) {
+            s.push_str(&format!("<p style=\"{META}\">{}</p>\n", esc(&m)));
         }
         let refs = cross_refs(sec);
         if !refs.is_empty() {
