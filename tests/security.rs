@@ -6,8 +6,26 @@
 use std::time::Duration;
 
 use crate::support::Project;
+use crate::support::server::{Route, TestServer};
+
+fn feed(name: &str, url: &str) -> String {
+    format!("[[feeds]]\nname = \"{name}\"\nurl = \"{url}\"\n")
+}
 
 const NCA_RULE: &str = "[[rules]]\nname = \"nca\"\nquery = 'NCA'\n";
+
+fn rss(items: &[(&str, &str, &str)]) -> String {
+    let mut s = String::from(
+        "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>t</title><link>http://x/</link><description>d</description>",
+    );
+    for (guid, title, link) in items {
+        s.push_str(&format!(
+            "<item><title>{title}</title><link>{link}</link><guid>{guid}</guid><description>{title}</description></item>"
+        ));
+    }
+    s.push_str("</channel></rss>");
+    s
+}
 
 // ---------------------------------------------------------------------------------------------
 // Item 10: a symlinked `<db>.lock` was followed and its target truncated.
@@ -64,4 +82,161 @@ fn db_lock_that_is_a_fifo_or_hard_link_is_refused() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("hard links"), "{err}");
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "keep");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items 8 and 21: what an export may contain.
+
+const HOSTILE_LINKS: [&str; 6] = [
+    "javascript:alert(1)",
+    "&amp;#106;avascript:alert(1)",
+    "java&#9;script:alert(1)",
+    "vbscript:msgbox(1)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    " JaVaScRiPt&#x0A;:alert(1)",
+];
+
+/// A project that polled one feed of NCA stories: `links` items with those links, then one
+/// with a good link.
+fn polled(links: &[&str]) -> (TestServer, Project) {
+    let server = TestServer::start();
+    let mut items: Vec<(String, String, String)> = links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("h{i}"), format!("NCA story {i}"), l.to_string()))
+        .collect();
+    items.push((
+        "good".into(),
+        "NCA good story".into(),
+        "https://news.example/good?a=1&amp;b=2".into(),
+    ));
+    let refs: Vec<(&str, &str, &str)> = items
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    server.route("/feed.rss", Route::ok("application/rss+xml", rss(&refs)));
+    let project = Project::new(&format!(
+        "{}{NCA_RULE}",
+        feed("f", &server.url("/feed.rss"))
+    ));
+    let (code, _, err) = project.run(&["poll"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(project.query_json(&[]).len(), links.len() + 1);
+    (server, project)
+}
+
+#[test]
+fn exports_write_no_javascript_vbscript_or_data_links_even_obfuscated() {
+    let (_server, project) = polled(&HOSTILE_LINKS);
+    let (code, atom, err) = project.run(&["export", "--format", "atom"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, json, err) = project.run(&["export", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    // Every link written is an absolute http(s) URL (a relative one the parser resolved
+    // against the channel's http link, like `http://x/&#106;avascript:…`, is a path on that
+    // site: harmless); no other scheme appears anywhere.
+    let hrefs: Vec<&str> = atom
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let json_urls: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["url"].as_str())
+        .collect();
+    assert!(!hrefs.is_empty() && !json_urls.is_empty());
+    for link in hrefs.iter().chain(&json_urls) {
+        assert!(
+            link.starts_with("https://") || link.starts_with("http://"),
+            "{link:?} in\n{atom}\n{json}"
+        );
+    }
+    for out in [&atom, &json] {
+        let lower = out.to_lowercase();
+        for bad in [
+            "\"javascript",
+            "\"java\t",
+            "\"vbscript",
+            "data:",
+            "java\\tscript",
+        ] {
+            assert!(!lower.contains(bad), "{bad:?} in {out}");
+        }
+    }
+    // The good link is there, once per format, in its one serialised form.
+    assert_eq!(
+        atom.matches("href=\"https://news.example/good?a=1&amp;b=2\"")
+            .count(),
+        1,
+        "{atom}"
+    );
+    assert!(
+        json_urls.contains(&"https://news.example/good?a=1&b=2"),
+        "{json}"
+    );
+    // Every item is still exported, just without a link.
+    assert_eq!(
+        v["items"].as_array().unwrap().len(),
+        HOSTILE_LINKS.len() + 1
+    );
+}
+
+#[test]
+fn dismissed_matches_stay_out_of_export_and_output_feeds() {
+    let (_server, project) = polled(&["https://news.example/a", "https://news.example/b"]);
+    let ids: Vec<i64> = project
+        .query_json(&[])
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    let (code, _, err) = project.run(&["mark", "--dismiss", &ids[0].to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = project.run(&["mark", "--star", &ids[1].to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let exported_ids = |args: &[&str]| -> Vec<i64> {
+        let mut all = vec!["export", "--format", "json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = project.run(&all);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["_newswatch"]["item_id"].as_i64().unwrap())
+            .collect()
+    };
+    let default = exported_ids(&[]);
+    assert_eq!(default.len(), 2);
+    assert!(!default.contains(&ids[0]), "dismissed {} exported", ids[0]);
+    assert_eq!(exported_ids(&["--status", "dismissed"]), vec![ids[0]]);
+    assert_eq!(exported_ids(&["--status", "starred"]), vec![ids[1]]);
+    let mut both = exported_ids(&["--status", "starred", "--status", "dismissed"]);
+    both.sort();
+    let mut want = vec![ids[0], ids[1]];
+    want.sort();
+    assert_eq!(both, want);
+    let (code, _, err) = project.run(&["export", "--status", "bogus"]);
+    assert_eq!(code, 2, "{err}");
+
+    // The daemon's [output] files: the same function it calls after each poll.
+    let settings = newswatch::config::load(&newswatch::config::ConfigSource::File(
+        project.path("newswatch.toml"),
+    ))
+    .unwrap();
+    let store = newswatch::store::Store::open(&settings.database).unwrap();
+    let out = newswatch::outputs::export::OutputSettings {
+        atom: Some(project.path("out.atom")),
+        json_feed: Some(project.path("out.json")),
+    };
+    newswatch::outputs::export::update_outputs(&out, &settings.database, &store).unwrap();
+    let atom = std::fs::read_to_string(project.path("out.atom")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path("out.json")).unwrap()).unwrap();
+    assert_eq!(json["items"].as_array().unwrap().len(), 2);
+    assert_eq!(atom.matches("<entry>").count(), 2, "{atom}");
+    assert!(!atom.contains(&format!(":item:{}<", ids[0])), "{atom}");
 }
