@@ -735,14 +735,32 @@ fn merge_opml(
     let found = crate::outputs::opml::parse(text).map_err(|e| in_file(e.position, e.message))?;
     let mut kept = Vec::new();
     let mut duplicates = Vec::new();
-    for f in found {
+    for mut f in found {
         let (l, c) = f.position;
+        // An OPML file is someone else's document: its names pass the same check as TOML
+        // names (no control or bidi characters), by removing what the check refuses, so a
+        // feed list exported from anywhere still loads and `feeds import` prints names the
+        // loader accepts. Folder names (tags) get the same treatment.
+        if f.name.chars().any(is_unsafe_in_name) {
+            let cleaned = safe_name(&f.name);
+            tracing::warn!(
+                "{file}:{l}:{c}: feed name {:?} has control or bidi characters; using {cleaned:?}",
+                f.name
+            );
+            f.name = cleaned;
+        }
+        for folder in &mut f.folders {
+            *folder = safe_name(folder);
+        }
+        f.folders.retain(|t| !t.is_empty());
         let label = if f.name.is_empty() {
             &f.xml_url
         } else {
             &f.name
         };
         let url = feed_url(label, &f.xml_url).map_err(|m| in_file(Some(f.position), m))?;
+        crate::outputs::opml::check_feed_url(&url)
+            .map_err(|m| in_file(Some(f.position), format!("feed {label:?}: {m}")))?;
         let here = format!("{file}:{l}:{c}");
         if first_seen.contains_key(&url) {
             duplicates.push((url, here));
@@ -865,6 +883,12 @@ fn query_offset(text: &str, span: std::ops::Range<usize>, column: usize) -> usiz
 
 /// Characters a feed or rule name may not hold: names are printed in logs, tables and digests,
 /// where control characters (ANSI escapes, CR, BEL) and bidi overrides could spoof output.
+/// `name` without the characters [`is_unsafe_in_name`] refuses, whitespace runs folded.
+fn safe_name(name: &str) -> String {
+    let kept: String = name.chars().filter(|&c| !is_unsafe_in_name(c)).collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn is_unsafe_in_name(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')

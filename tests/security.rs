@@ -85,6 +85,84 @@ fn db_lock_that_is_a_fifo_or_hard_link_is_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Items 6 (OPML) and 7: feeds from an OPML file are untrusted input.
+
+#[test]
+fn opml_file_urls_are_refused_unless_configured_in_the_toml() {
+    let project = Project::new(&format!("feeds_opml = [\"subs.opml\"]\n{NCA_RULE}"));
+    std::fs::write(
+        project.path("subs.opml"),
+        "<opml version=\"2.0\"><body>\n<outline text=\"ok\" xmlUrl=\"https://a.example/rss\"/>\n  <outline text=\"secrets\" xmlUrl=\"file:///etc/passwd\"/>\n</body></opml>\n",
+    )
+    .unwrap();
+    let (code, _, err) = project.run(&["check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("subs.opml:3:3"), "{err}");
+    assert!(
+        err.contains("file:// URLs are not accepted from an OPML file"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, out, err) = project.run(&["feeds", "import", "subs.opml"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("[[feeds]]"), "says how to allow it: {err}");
+
+    // The operator's own TOML may poll a local file.
+    let local = project.path("local.rss");
+    std::fs::write(&local, rss(&[("l", "NCA local", "https://n.example/l")])).unwrap();
+    let url = url::Url::from_file_path(&local).unwrap();
+    project.write_config(&format!("{}{NCA_RULE}", feed("local", url.as_str())));
+    let (code, _, err) = project.run(&["poll"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(project.query_json(&[]).len(), 1);
+}
+
+#[test]
+fn opml_feed_names_with_escapes_never_reach_the_terminal_and_import_loads() {
+    let project = Project::new(&format!("feeds_opml = [\"subs.opml\"]\n{NCA_RULE}"));
+    // A raw ESC, a character reference to one, and a bidi override, in names and folders.
+    std::fs::write(
+        project.path("subs.opml"),
+        "<opml version=\"2.0\"><body>\n<outline text=\"Fold\u{1b}[2Jer\">\n<outline text=\"Evil\u{1b}[31mRed\" xmlUrl=\"https://a.example/rss\"/>\n<outline text=\"Ref&#x1b;]0;pwned&#7;\" xmlUrl=\"https://b.example/rss\"/>\n<outline text=\"\u{202e}gnp.exe\" xmlUrl=\"https://c.example/rss\"/>\n<outline text=\"&#x1b;\" xmlUrl=\"https://d.example/rss\"/>\n</outline></body></opml>\n",
+    )
+    .unwrap();
+    let (code, out, err) = project.run(&["check"]);
+    assert_eq!(code, 0, "{err}");
+    for text in [&out, &err] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(!text.contains('\u{202e}'), "{text:?}");
+    }
+    assert!(out.contains("Evil[31mRed"), "{out}");
+    assert!(
+        err.contains("subs.opml:3:1") && err.contains("control or bidi"),
+        "{err}"
+    );
+
+    let (code, toml_text, err) = project.run(&["feeds", "import", "subs.opml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !toml_text.contains("\\u001b") && !toml_text.contains('\u{1b}'),
+        "{toml_text}"
+    );
+    assert!(
+        !toml_text.contains("\\u202e") && !toml_text.contains('\u{202e}'),
+        "{toml_text}"
+    );
+    // What import prints, the loader accepts, with the same names.
+    let imported = Project::new(&format!("{toml_text}{NCA_RULE}"));
+    let (code, out2, err) = imported.run(&["check"]);
+    assert_eq!(code, 0, "imported TOML is refused: {err}\n{toml_text}");
+    for name in ["Evil[31mRed", "Ref]0;pwned", "gnp.exe", "d.example"] {
+        assert!(toml_text.contains(name), "{name}: {toml_text}");
+        assert!(out2.contains(name), "{name}: {out2}");
+    }
+    assert!(toml_text.contains("Fold[2Jer"), "{toml_text}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Items 8 and 21: what an export may contain.
 
 const HOSTILE_LINKS: [&str; 6] = [
