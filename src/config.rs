@@ -128,6 +128,8 @@ struct RawHttp {
     user_agent: Option<Spanned<String>>,
     proxy: Option<Spanned<String>>,
     headers: Option<Spanned<HashMap<String, String>>>,
+    /// Follow redirects from a public address to a private one (default false).
+    allow_private_redirects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -149,6 +151,8 @@ struct RawFeed {
     timeout: Option<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
+    /// Overrides `[http] allow_private_redirects` for this feed.
+    allow_private_redirects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -388,6 +392,8 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
             .unwrap_or_else(fetch::default_user_agent),
         proxy: check_proxy(&raw.http.proxy)?,
         headers: Vec::new(),
+        allow_private_redirects: raw.http.allow_private_redirects.unwrap_or(false),
+        ..FetchOptions::default()
     };
     // Header names/values and user agents the HTTP client would refuse are config mistakes:
     // report them here, with a position, rather than when the first poll builds its client.
@@ -461,6 +467,9 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
             fetch.headers = sorted_headers(&all);
         }
         fetch.timeout = duration(&f.timeout, fetch.timeout)?;
+        if let Some(allow) = f.allow_private_redirects {
+            fetch.allow_private_redirects = allow;
+        }
         feeds.push(FeedSettings {
             name: name.to_string(),
             url,
@@ -472,6 +481,10 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
 
     let opml_feeds = opml_feeds(&raw, &feeds, &base_fetch, &origin, &lines, base)?;
     feeds.extend(opml_feeds);
+    // Extra headers go to each feed's configured origin only (never where it redirects).
+    for f in &mut feeds {
+        f.fetch.bind_headers(&f.url);
+    }
 
     let output_path = |v: &Option<Spanned<String>>, key: &str| match v {
         None => Ok(None),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::support::Project;
 use crate::support::server::{Route, TestServer};
+use newswatch::pipeline::fetch::ASSUME_PUBLIC_ENV;
 
 fn feed(name: &str, url: &str) -> String {
     format!("[[feeds]]\nname = \"{name}\"\nurl = \"{url}\"\n")
@@ -25,6 +26,33 @@ fn rss(items: &[(&str, &str, &str)]) -> String {
     }
     s.push_str("</channel></rss>");
     s
+}
+
+fn redirect(status: u16, to: &str) -> Route {
+    Route::status(status, vec![("Location", to)], "")
+}
+
+/// `feeds --format json` entry of feed `name`.
+fn feed_status(project: &Project, name: &str) -> serde_json::Value {
+    let (code, out, err) = project.run(&["feeds", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    all.into_iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no feed {name} in {out}"))
+}
+
+/// `poll` with the test seam declaring `public` a public server.
+fn poll_as_public(project: &Project, public: &TestServer) -> (i32, String) {
+    let out = project
+        .cmd(&["poll"])
+        .env(ASSUME_PUBLIC_ENV, public.addr.to_string())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -82,6 +110,165 @@ fn db_lock_that_is_a_fifo_or_hard_link_is_refused() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("hard links"), "{err}");
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "keep");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items 5 and 6: headers and SSRF through redirects.
+
+#[test]
+fn custom_headers_do_not_leak_on_redirect_nor_to_the_remembered_url() {
+    let origin = TestServer::start();
+    let other = TestServer::start();
+    origin.route("/feed", redirect(301, &other.url("/moved")));
+    other.route(
+        "/moved",
+        Route::ok(
+            "application/rss+xml",
+            rss(&[("a", "NCA raid", "https://n.example/a")]),
+        ),
+    );
+    // The README's example: a global API key.
+    let project = Project::new(&format!(
+        "[http]\nheaders = {{ \"X-Api-Key\" = \"k-secret\", \"Authorization\" = \"Bearer t\" }}\n{}{NCA_RULE}",
+        feed("api", &origin.url("/feed"))
+    ));
+    for _ in 0..2 {
+        let (code, _, err) = project.run(&["poll"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(
+        origin.requests("/feed")[0].header("x-api-key"),
+        Some("k-secret")
+    );
+    // The first poll followed the redirect; the second went straight to the remembered URL.
+    assert_eq!(origin.hits("/feed"), 1);
+    let moved = other.requests("/moved");
+    assert_eq!(moved.len(), 2);
+    for r in &moved {
+        assert_eq!(r.header("x-api-key"), None, "{:?}", r.headers);
+        assert_eq!(r.header("authorization"), None, "{:?}", r.headers);
+    }
+    assert_eq!(
+        feed_status(&project, "api")["effective_url"],
+        other.url("/moved").as_str()
+    );
+}
+
+#[test]
+fn redirect_from_public_address_to_loopback_is_refused_and_not_remembered() {
+    let public = TestServer::start();
+    let internal = TestServer::start();
+    let secret = rss(&[("s", "NCA internal secret", "https://n.example/s")]);
+    internal.route(
+        "/admin.rss",
+        Route::ok("application/rss+xml", secret.as_str()),
+    );
+    // An IP literal, a name that resolves to loopback (what DNS rebinding gives), and the
+    // cloud metadata address.
+    public.route("/literal", redirect(301, &internal.url("/admin.rss")));
+    let by_name = format!("http://localhost:{}/admin.rss", internal.addr.port());
+    public.route("/name", redirect(302, &by_name));
+    public.route(
+        "/metadata",
+        redirect(307, "http://169.254.169.254/latest/meta-data/"),
+    );
+    public.route(
+        "/mapped",
+        redirect(
+            301,
+            &format!(
+                "http://[::ffff:127.0.0.1]:{}/admin.rss",
+                internal.addr.port()
+            ),
+        ),
+    );
+    let project = Project::new(&format!(
+        "{}{}{}{}{NCA_RULE}",
+        feed("literal", &public.url("/literal")),
+        feed("name", &public.url("/name")),
+        feed("metadata", &public.url("/metadata")),
+        feed("mapped", &public.url("/mapped")),
+    ));
+    let (code, err) = poll_as_public(&project, &public);
+    assert_eq!(code, 0, "a feed's failure is not the poll's: {err}");
+    // Nothing was ever asked of the internal server: refused before connecting.
+    assert_eq!(internal.hits("/admin.rss"), 0);
+    for (name, why) in [
+        ("literal", "127.0.0.1 is a loopback address"),
+        ("name", "resolves only to non-public addresses"),
+        ("metadata", "169.254.169.254 is a link-local address"),
+        ("mapped", "127.0.0.1 is a loopback address"),
+    ] {
+        let f = feed_status(&project, name);
+        let last = f["last_error"].as_str().unwrap_or("");
+        assert!(last.contains(why), "{name}: {last}");
+        assert!(last.contains("allow_private_redirects"), "{name}: {last}");
+        assert!(f["effective_url"].is_null(), "{name}: {f}");
+    }
+    assert!(project.query_json(&[]).is_empty());
+}
+
+#[test]
+fn private_redirects_are_followed_when_allowed_per_feed_or_globally() {
+    let public = TestServer::start();
+    let internal = TestServer::start();
+    internal.route(
+        "/a.rss",
+        Route::ok(
+            "application/rss+xml",
+            rss(&[("a", "NCA intranet", "https://n.example/a")]),
+        ),
+    );
+    public.route("/feed", redirect(301, &internal.url("/a.rss")));
+    public.route("/feed2", redirect(301, &internal.url("/a.rss")));
+    let per_feed = Project::new(&format!(
+        "{}allow_private_redirects = true\n{}{NCA_RULE}",
+        feed("allowed", &public.url("/feed")),
+        feed("guarded", &public.url("/feed2")),
+    ));
+    let (_, err) = poll_as_public(&per_feed, &public);
+    assert_eq!(internal.hits("/a.rss"), 1, "{err}");
+    assert_eq!(feed_status(&per_feed, "allowed")["last_status"], "ok");
+    assert_eq!(
+        feed_status(&per_feed, "allowed")["effective_url"],
+        internal.url("/a.rss").as_str()
+    );
+    assert_eq!(feed_status(&per_feed, "guarded")["last_status"], "failed");
+    assert_eq!(per_feed.query_json(&[]).len(), 1);
+
+    let global = Project::new(&format!(
+        "[http]\nallow_private_redirects = true\n{}{NCA_RULE}",
+        feed("a", &public.url("/feed"))
+    ));
+    let (code, err) = poll_as_public(&global, &public);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(feed_status(&global, "a")["last_status"], "ok");
+}
+
+#[test]
+fn configured_loopback_feed_still_follows_redirects_to_loopback() {
+    // Without the seam the server is what it is, a loopback address: a feed configured there
+    // is trusted, and so are its redirects within private space.
+    let server = TestServer::start();
+    let other = TestServer::start();
+    server.route(
+        "/feed",
+        redirect(
+            302,
+            &format!("http://localhost:{}/a.rss", other.addr.port()),
+        ),
+    );
+    other.route(
+        "/a.rss",
+        Route::ok(
+            "application/rss+xml",
+            rss(&[("a", "NCA", "https://n.example/a")]),
+        ),
+    );
+    let project = Project::new(&format!("{}{NCA_RULE}", feed("lan", &server.url("/feed"))));
+    let (code, _, err) = project.run(&["poll"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(other.hits("/a.rss"), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
