@@ -146,6 +146,8 @@ struct RawHttp {
     user_agent: Option<Spanned<String>>,
     proxy: Option<Spanned<String>>,
     headers: Option<Spanned<HashMap<String, String>>>,
+    /// Follow redirects from a public address to a private one (default false).
+    allow_private_redirects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -167,6 +169,8 @@ struct RawFeed {
     timeout: Option<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
+    /// Overrides `[http] allow_private_redirects` for this feed.
+    allow_private_redirects: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -456,6 +460,8 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
             .unwrap_or_else(fetch::default_user_agent),
         proxy: check_proxy(&raw.http.proxy)?,
         headers: Vec::new(),
+        allow_private_redirects: raw.http.allow_private_redirects.unwrap_or(false),
+        ..FetchOptions::default()
     };
     // Header names/values and user agents the HTTP client would refuse are config mistakes:
     // report them here, with a position, rather than when the first poll builds its client.
@@ -529,6 +535,9 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
             fetch.headers = sorted_headers(&all);
         }
         fetch.timeout = duration(&f.timeout, fetch.timeout)?;
+        if let Some(allow) = f.allow_private_redirects {
+            fetch.allow_private_redirects = allow;
+        }
         feeds.push(FeedSettings {
             name: name.to_string(),
             url,
@@ -540,6 +549,10 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
 
     let opml_feeds = opml_feeds(&raw, &feeds, &base_fetch, &origin, &lines, base)?;
     feeds.extend(opml_feeds);
+    // Extra headers go to each feed's configured origin only (never where it redirects).
+    for f in &mut feeds {
+        f.fetch.bind_headers(&f.url);
+    }
 
     // Files newswatch writes (digests, [output] feeds) resolve against the service's state
     // directory under systemd: the config's folder is read-only there (ProtectSystem=strict).
@@ -934,14 +947,32 @@ fn merge_opml(
     let found = crate::outputs::opml::parse(text).map_err(|e| in_file(e.position, e.message))?;
     let mut kept = Vec::new();
     let mut duplicates = Vec::new();
-    for f in found {
+    for mut f in found {
         let (l, c) = f.position;
+        // An OPML file is someone else's document: its names pass the same check as TOML
+        // names (no control or bidi characters), by removing what the check refuses, so a
+        // feed list exported from anywhere still loads and `feeds import` prints names the
+        // loader accepts. Folder names (tags) get the same treatment.
+        if f.name.chars().any(is_unsafe_in_name) {
+            let cleaned = safe_name(&f.name);
+            tracing::warn!(
+                "{file}:{l}:{c}: feed name {:?} has control or bidi characters; using {cleaned:?}",
+                f.name
+            );
+            f.name = cleaned;
+        }
+        for folder in &mut f.folders {
+            *folder = safe_name(folder);
+        }
+        f.folders.retain(|t| !t.is_empty());
         let label = if f.name.is_empty() {
             &f.xml_url
         } else {
             &f.name
         };
         let url = feed_url(label, &f.xml_url).map_err(|m| in_file(Some(f.position), m))?;
+        crate::outputs::opml::check_feed_url(&url)
+            .map_err(|m| in_file(Some(f.position), format!("feed {label:?}: {m}")))?;
         let here = format!("{file}:{l}:{c}");
         if first_seen.contains_key(&url) {
             duplicates.push((url, here));
@@ -1064,6 +1095,12 @@ fn query_offset(text: &str, span: std::ops::Range<usize>, column: usize) -> usiz
 
 /// Characters a feed or rule name may not hold: names are printed in logs, tables and digests,
 /// where control characters (ANSI escapes, CR, BEL) and bidi overrides could spoof output.
+/// `name` without the characters [`is_unsafe_in_name`] refuses, whitespace runs folded.
+fn safe_name(name: &str) -> String {
+    let kept: String = name.chars().filter(|&c| !is_unsafe_in_name(c)).collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn is_unsafe_in_name(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')

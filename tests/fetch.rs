@@ -300,8 +300,9 @@ async fn redirect_to_file_is_refused() {
     );
 }
 
+/// Issue 12 item 5: every configured header (not only credentials) stays with its origin.
 #[tokio::test]
-async fn credentials_not_sent_across_origins() {
+async fn configured_headers_not_sent_across_origins() {
     let first = TestServer::start();
     let other = TestServer::start();
     first.route("/feed", redirect(301, &other.url("/moved")));
@@ -318,7 +319,49 @@ async fn credentials_not_sent_across_origins() {
     assert_eq!(origin.header("authorization"), Some("Bearer secret"));
     let moved = &other.requests("/moved")[0];
     assert_eq!(moved.header("authorization"), None);
-    assert_eq!(moved.header("x-newswatch-test"), Some("yes"));
+    assert_eq!(origin.header("x-newswatch-test"), Some("yes"));
+    assert_eq!(moved.header("x-newswatch-test"), None);
+    // Bound to the configured origin, they are not sent to another URL handed to `fetch`
+    // either (the daemon polls a remembered permanent redirect directly).
+    let mut bound = options();
+    bound.headers = vec![("X-Api-Key".into(), "k".into())];
+    bound.bind_headers(&url(&first.url("/feed")));
+    let f = fetcher(bound);
+    get(&f, &other, "/moved").await.expect("fetched");
+    assert_eq!(other.requests("/moved")[1].header("x-api-key"), None);
+    get(&f, &first, "/feed").await.expect("fetched");
+    assert_eq!(first.requests("/feed")[1].header("x-api-key"), Some("k"));
+}
+
+/// The SSRF guard through the library: an origin declared public (the test seam), a redirect
+/// to loopback refused before connecting; allowed with `allow_private_redirects`.
+#[tokio::test]
+async fn redirect_from_public_origin_to_loopback_is_refused() {
+    let public = TestServer::start();
+    let internal = TestServer::start();
+    public.route("/feed", redirect(302, &internal.url("/x")));
+    internal.route("/x", Route::ok("application/rss+xml", RSS));
+    let guarded = fetcher(FetchOptions {
+        assume_public: vec![public.addr],
+        ..options()
+    });
+    let err = get(&guarded, &public, "/feed").await.expect_err("refused");
+    assert!(matches!(err, FetchError::PrivateRedirect { .. }), "{err:?}");
+    assert_one_line(&err);
+    assert_eq!(internal.hits("/x"), 0);
+    let allowed = fetcher(FetchOptions {
+        assume_public: vec![public.addr],
+        allow_private_redirects: true,
+        ..options()
+    });
+    let got = get(&allowed, &public, "/feed").await.expect("allowed");
+    assert_eq!(got.final_url, url(&internal.url("/x")));
+    // Without the seam the origin is loopback, i.e. private: followed.
+    let plain = fetcher(options());
+    get(&plain, &public, "/feed")
+        .await
+        .expect("private to private");
+    assert_eq!(internal.hits("/x"), 2);
 }
 
 /// `n` zero bytes, compressed by `compress` in 64 KiB pieces (never all in memory).

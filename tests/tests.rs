@@ -14,3 +14,4 @@ mod fetch;
 mod hostile;
 mod identity;
 mod review;
+mod security;

@@ -213,6 +213,9 @@ pub struct ExportArgs {
     pub format: ExportFormat,
     #[command(flatten)]
     pub select: SelectArgs,
+    /// Only matches with this review status (repeatable); without it, every status but dismissed
+    #[arg(long, value_enum, value_name = "STATUS")]
+    pub status: Vec<Status>,
     /// At most this many matches, newest first
     #[arg(long, default_value_t = 200, value_name = "N", value_parser = parse_limit)]
     pub limit: usize,

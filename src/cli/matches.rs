@@ -183,9 +183,20 @@ pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Re
     check_names_in(settings, &args.select.names)?;
     let rows = if settings.database.exists() {
         let store = open_store(settings)?;
-        store
-            .matches(&args.select.filter(Some(args.limit)))
-            .context("cannot read matches")?
+        // Dismissed matches stay out of a feed unless asked for by status.
+        let statuses = if args.status.is_empty() {
+            crate::outputs::export::SHOWN_STATUSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            args.status.iter().map(|s| s.as_str().to_string()).collect()
+        };
+        let filter = MatchFilter {
+            statuses,
+            ..args.select.filter(Some(args.limit))
+        };
+        store.matches(&filter).context("cannot read matches")?
     } else {
         // Nothing polled yet: an empty feed, and no database created by a read.
         Vec::new()

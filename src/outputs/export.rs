@@ -6,6 +6,11 @@
 //! [`Store::matches`]; [`write_atomic`] replaces a file without readers ever seeing half of
 //! it; [`update_outputs`] does both for the `[output]` files of a config (the daemon calls it
 //! after each poll).
+//!
+//! Two promises on what leaves here: a link is written only as an absolute http(s) URL, in the
+//! form [`web_link`] parsed it (so `javascript:`, `data:`, `vbscript:` and their obfuscations
+//! never reach an `href` or `url`); and dismissed matches are left out unless a caller asks for
+//! them by status ([`SHOWN_STATUSES`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::outputs::opml::xml_safe;
 use crate::store::{MatchFilter, MatchRow, Store, StoreError, parse_ts};
+use crate::text::web_link;
 
 /// Category scheme of a matched rule's name.
 pub const RULE_SCHEME: &str = "urn:newswatch:rule";
@@ -24,6 +30,15 @@ pub const RULE_SCHEME: &str = "urn:newswatch:rule";
 pub const FEED_SCHEME: &str = "urn:newswatch:feed";
 /// How many of the newest matches the `[output]` files hold.
 pub const OUTPUT_LIMIT: usize = 200;
+/// The review statuses an export holds when none is asked for: every one but `dismissed` (a
+/// dismissed match is one the reader said they do not want to see again, anywhere).
+pub const SHOWN_STATUSES: [&str; 3] = ["new", "read", "starred"];
+
+/// The link as it may leave newswatch: an absolute http(s) URL as [`web_link`] serialises it
+/// (not the stored text, so what a reader's browser acts on is what was checked).
+fn safe_link(link: Option<&str>) -> Option<String> {
+    web_link(link).map(String::from)
+}
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +94,17 @@ impl FeedMeta {
 
 /// RFC 3339 in seconds, UTC; stored text that does not parse is passed through unchanged.
 fn rfc3339(stored: &str) -> String {
-    parse_ts(stored)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| stored.to_string())
+    // First-seen times are written by newswatch and always valid; anything else (a
+    // published year 99999 a feed gave) falls back to the Unix epoch rather than making
+    // the whole document invalid. Published times use `published` below instead.
+    crate::text::rfc3339_or_none(stored).unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
+/// A row's published time as valid RFC 3339 (years 0000–9999), if it has one.
+fn published(row: &MatchRow) -> Option<String> {
+    row.published
+        .as_deref()
+        .and_then(crate::text::rfc3339_or_none)
 }
 
 /// The newest first-seen time of `rows`, else `meta.updated`.
@@ -125,11 +148,11 @@ pub fn write_atom(
                 .write_text_content(BytesText::new("newswatch"))?;
             w.create_element("author")
                 .write_inner_content(|w| text_element(w, "name", "newswatch"))?;
-            if let Some(link) = &meta.self_link {
+            if let Some(link) = safe_link(meta.self_link.as_deref()) {
                 w.create_element("link")
                     .with_attribute(("rel", "self"))
                     .with_attribute(("type", "application/atom+xml"))
-                    .with_attribute(("href", xml_safe(link).as_str()))
+                    .with_attribute(("href", link.as_str()))
                     .write_empty()?;
             }
             for row in rows {
@@ -154,13 +177,13 @@ fn write_entry<W: Write>(
         .with_attribute(("type", "text"))
         .write_text_content(BytesText::new(&xml_safe(&row.title)))?;
     text_element(w, "updated", &rfc3339(&row.first_seen))?;
-    if let Some(p) = &row.published {
-        text_element(w, "published", &rfc3339(p))?;
+    if let Some(p) = published(row) {
+        text_element(w, "published", &p)?;
     }
-    if let Some(link) = &row.link {
+    if let Some(link) = safe_link(row.link.as_deref()) {
         w.create_element("link")
             .with_attribute(("rel", "alternate"))
-            .with_attribute(("href", xml_safe(link).as_str()))
+            .with_attribute(("href", link.as_str()))
             .write_empty()?;
     }
     for (scheme, names) in [(RULE_SCHEME, &row.rules), (FEED_SCHEME, &row.feeds)] {
@@ -202,7 +225,7 @@ pub fn write_json_feed(
                 "title": r.title,
                 "content_text": summary_of(r),
                 "summary": summary_of(r),
-                "date_published": rfc3339(r.published.as_deref().unwrap_or(&r.first_seen)),
+                "date_published": published(r).unwrap_or_else(|| rfc3339(&r.first_seen)),
                 "tags": r.rules.iter().map(|x| format!("rule:{x}"))
                     .chain(r.feeds.iter().map(|x| format!("feed:{x}")))
                     .collect::<Vec<_>>(),
@@ -215,8 +238,8 @@ pub fn write_json_feed(
                     "status": r.status,
                 },
             });
-            if let (Some(link), Some(obj)) = (&r.link, item.as_object_mut()) {
-                obj.insert("url".into(), link.clone().into());
+            if let (Some(link), Some(obj)) = (safe_link(r.link.as_deref()), item.as_object_mut()) {
+                obj.insert("url".into(), link.into());
             }
             item
         })
@@ -227,8 +250,8 @@ pub fn write_json_feed(
         "authors": [{ "name": "newswatch" }],
         "items": items,
     });
-    if let (Some(link), Some(obj)) = (&meta.self_link, feed.as_object_mut()) {
-        obj.insert("feed_url".into(), link.clone().into());
+    if let (Some(link), Some(obj)) = (safe_link(meta.self_link.as_deref()), feed.as_object_mut()) {
+        obj.insert("feed_url".into(), link.into());
     }
     serde_json::to_writer_pretty(&mut *out, &feed).map_err(std::io::Error::from)?;
     out.write_all(b"\n")?;
@@ -256,7 +279,7 @@ pub struct OutputSettings {
 }
 
 /// Rewrite the `[output]` files (if any) with the newest [`OUTPUT_LIMIT`] matches in `store`
-/// (the database at `database`). For the daemon, after each poll.
+/// (the database at `database`) that are not dismissed. For the daemon, after each poll.
 pub fn update_outputs(
     out: &OutputSettings,
     database: &Path,
@@ -267,6 +290,7 @@ pub fn update_outputs(
     }
     let rows = store.matches(&MatchFilter {
         limit: Some(OUTPUT_LIMIT),
+        statuses: SHOWN_STATUSES.iter().map(|s| s.to_string()).collect(),
         ..MatchFilter::default()
     })?;
     let meta = FeedMeta::for_database(database, "newswatch matches");
@@ -302,6 +326,29 @@ mod tests {
             summary: String::new(),
             content: String::new(),
         }
+    }
+
+    /// Issue 12 item 13: a published year 99999 made the Atom and JSON Feed files invalid.
+    #[test]
+    fn exports_never_write_a_date_outside_rfc_3339() {
+        let mut r = row(1, "NCA");
+        r.published = Some("+99999-01-01T00:00:00Z".into());
+        let meta = FeedMeta::for_database(Path::new("/x/news.db"), "t");
+        let mut atom = Vec::new();
+        write_atom(std::slice::from_ref(&r), &mut atom, &meta).unwrap();
+        let atom = String::from_utf8(atom).unwrap();
+        assert!(
+            !atom.contains("99999") && !atom.contains("<published>"),
+            "{atom}"
+        );
+        let mut json = Vec::new();
+        write_json_feed(std::slice::from_ref(&r), &mut json, &meta).unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert!(!json.contains("99999"), "{json}");
+        assert!(
+            json.contains("\"date_published\": \"2015-11-09T11:00:00Z\""),
+            "{json}"
+        );
     }
 
     #[test]
@@ -349,6 +396,62 @@ mod tests {
         assert_eq!(v["items"][0]["tags"][0], "rule:nca");
         let feed = feed_rs::parser::parse(&buf[..]).unwrap();
         assert_eq!(feed.entries[0].title.as_ref().unwrap().content, "t");
+    }
+
+    #[test]
+    fn export_writes_only_http_links_even_obfuscated_ones() {
+        let hostile = [
+            "javascript:alert(1)",
+            " JavaScript:alert(1)",
+            "java\tscript:alert(1)",
+            "java\nscript:alert(1)",
+            "\u{1}javascript:alert(1)",
+            "&#106;avascript:alert(1)",
+            "&#x6A;avascript:alert(1)",
+            "javascript&colon;alert(1)",
+            "vbscript:msgbox(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "//evil.example/x",
+            "file:///etc/passwd",
+        ];
+        let meta = FeedMeta::for_database(Path::new("/tmp/x.db"), "m");
+        let rows: Vec<MatchRow> = hostile
+            .iter()
+            .enumerate()
+            .map(|(i, l)| MatchRow {
+                link: Some(l.to_string()),
+                ..row(i as i64, "t")
+            })
+            .collect();
+        let mut atom = Vec::new();
+        write_atom(&rows, &mut atom, &meta).unwrap();
+        let mut json = Vec::new();
+        write_json_feed(&rows, &mut json, &meta).unwrap();
+        for out in [&atom, &json] {
+            let text = String::from_utf8_lossy(out).to_lowercase();
+            for bad in ["script", "data:", "file:", "evil", "#106", "#x6a", "colon"] {
+                assert!(!text.contains(bad), "{bad:?} in {text}");
+            }
+        }
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i.get("url").is_none())
+        );
+
+        // A tab or newline inside an http(s) scheme is what a browser strips too: the link is
+        // written in the one form both read, without the control character.
+        let rows = [MatchRow {
+            link: Some("ht\ttps://news.example/a b\"x".into()),
+            ..row(1, "t")
+        }];
+        let mut json = Vec::new();
+        write_json_feed(&rows, &mut json, &meta).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["items"][0]["url"], "https://news.example/a%20b%22x");
     }
 
     #[test]

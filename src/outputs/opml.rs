@@ -159,6 +159,25 @@ pub fn parse(text: &str) -> Result<Vec<OpmlFeed>, OpmlError> {
     Ok(feeds)
 }
 
+/// Whether a feed URL read from an OPML document may be polled: http(s) only.
+///
+/// An OPML file is untrusted input (exported by another program, shared, downloaded), so a
+/// `file://` URL in it would let whoever wrote the file make newswatch read local files and
+/// store whatever matches. Local files stay available, but only from the operator's own TOML
+/// (`[[feeds]] url = "file://…"`): that is the way to allow one, and the error says so.
+pub fn check_feed_url(url: &url::Url) -> Result<(), String> {
+    match url.scheme() {
+        "http" | "https" => Ok(()),
+        "file" => Err(format!(
+            "{url}: file:// URLs are not accepted from an OPML file (it is untrusted input); \
+             to poll a local file, add it as a [[feeds]] table in the TOML config"
+        )),
+        other => Err(format!(
+            "unsupported URL scheme {other:?} (use http or https)"
+        )),
+    }
+}
+
 /// Attributes of an element, unescaped, in document order.
 fn attributes(element: &BytesStart<'_>) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();

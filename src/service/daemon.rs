@@ -35,7 +35,7 @@ pub enum DaemonError {
     /// Another `newswatch run` holds the database.
     #[error("another `newswatch run` is already using {db}{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     AlreadyRunning { db: PathBuf, pid: Option<u32> },
-    /// The lock file could not be created.
+    /// The lock file could not be created (or is not a regular file: see `open_lock_file`).
     #[error("cannot create lock file {path}: {source}")]
     Lock {
         path: PathBuf,
@@ -68,16 +68,10 @@ impl DbLock {
                 source,
             })?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| DaemonError::Lock {
-                path: path.clone(),
-                source,
-            })?;
+        let mut file = open_lock_file(&path).map_err(|source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        })?;
         match file.try_lock() {
             Ok(()) => {
                 let _ = file.set_len(0);
@@ -97,6 +91,46 @@ impl DbLock {
             Err(std::fs::TryLockError::Error(source)) => Err(DaemonError::Lock { path, source }),
         }
     }
+}
+
+/// Open (creating it if needed) the lock file without following a symbolic link, and refuse
+/// anything but a regular file with one link: the file is truncated and rewritten with our pid
+/// once locked, so a link planted at `<db>.lock` must not steer that write onto another file
+/// (O_NOFOLLOW), and a FIFO or device must not block or be written to (O_NONBLOCK on open, then
+/// the type check on the opened file itself, so there is no check-then-open race).
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return std::io::Error::other(
+                "it is a symbolic link; a lock file must be a regular file",
+            );
+        }
+        e
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, socket or device?); remove it",
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(std::io::Error::other(
+                "it has other hard links; a lock file must be a file of its own",
+            ));
+        }
+    }
+    Ok(file)
 }
 
 /// When a feed is next due after a poll that ended with `report` (and `failures` consecutive

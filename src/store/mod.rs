@@ -648,7 +648,10 @@ impl Store {
                 MatchRow {
                     id: r.get(0)?,
                     title: r.get(1)?,
-                    link: r.get(2)?,
+                    // Only http(s) links leave newswatch, whatever a feed gave.
+                    link: r
+                        .get::<_, Option<String>>(2)?
+                        .filter(|l| crate::text::web_link(Some(l)).is_some()),
                     published: r.get(3)?,
                     first_seen: r.get(4)?,
                     snippet: r.get(5)?,
