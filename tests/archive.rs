@@ -149,6 +149,12 @@ fn search_nca_never_finds_ncaa_and_joc_never_the_romanian_joc() {
     // Lower case is an ordinary word: case and accents ignored.
     assert!(titles(&search(&p, "joc")).contains("Joc nou la Bucuresti"));
     assert_eq!(titles(&search(&p, "NCA -GCHQ")), set(&["NCA arrests six"]));
+    // Proximity: "of GCHQ and the NCA" is 3 positions apart.
+    assert_eq!(
+        titles(&search(&p, "GCHQ NEAR/3 NCA")),
+        set(&["JOC marks a year"])
+    );
+    assert!(search(&p, "GCHQ NEAR/2 NCA").is_empty());
     assert_eq!(
         titles(&search(&p, "oper*")),
         set(&["Operation Tangerine update", "JOC marks a year"])
@@ -484,7 +490,14 @@ fn search_agrees_with_the_matcher_on_every_corpus_entry_for_random_queries() {
     for case in 0..100 {
         let a = word(&mut rng);
         let b = word(&mut rng);
-        let expr = match rng.below(7) {
+        let expr = match rng.below(9) {
+            7 => format!(
+                "{} NEAR/{} {}",
+                a.trim_end_matches('*'),
+                1 + rng.below(8),
+                b.trim_end_matches('*')
+            ),
+            8 => format!("title:({a} NEAR/3 {b}) OR {b}"),
             0 => a.clone(),
             1 => format!("{a} OR {b}"),
             2 => format!("{a} {b}"),

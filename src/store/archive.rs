@@ -167,6 +167,8 @@ pub(crate) fn fts_query(q: &Query) -> String {
 fn narrow(e: &Expr, title: bool) -> Option<String> {
     match e {
         Expr::Term(t) => Some(phrase(t, title)),
+        // Both terms present narrows; the matcher checks the distance.
+        Expr::Near(a, b, _) => Some(format!("({} AND {})", phrase(a, title), phrase(b, title))),
         Expr::Not(_) => None,
         Expr::Title(inner) => narrow(inner, true),
         Expr::And(items) => {
@@ -187,7 +189,11 @@ fn narrow(e: &Expr, title: bool) -> Option<String> {
 fn positive_terms(e: &Expr, negated: bool, title: bool, out: &mut Vec<String>) {
     match e {
         Expr::Term(t) if !negated => out.push(phrase(t, title)),
-        Expr::Term(_) => {}
+        Expr::Near(a, b, _) if !negated => {
+            out.push(phrase(a, title));
+            out.push(phrase(b, title));
+        }
+        Expr::Term(_) | Expr::Near(..) => {}
         Expr::Not(inner) => positive_terms(inner, !negated, title, out),
         Expr::Title(inner) => positive_terms(inner, negated, true, out),
         Expr::And(items) | Expr::Or(items) => {

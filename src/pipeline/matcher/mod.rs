@@ -15,6 +15,8 @@
 //! - `term*` matches tokens whose folded form starts with `term` (exact-case for acronyms).
 //! - `title:` restricts to the title; everything else looks at title and body (never a phrase
 //!   straddling the two).
+//! - `a NEAR/n b` needs an occurrence of each in the same field, either order, not overlapping,
+//!   the later one starting at most `n` token positions after the earlier one ends.
 //! - A rule matches an item when its boolean query is true **and** at least one of its
 //!   non-negated terms occurs in the item. The second condition only matters for queries like
 //!   `a OR NOT b`, which would otherwise match almost every item; it is also what lets the
@@ -73,6 +75,8 @@ pub struct Matcher {
     /// Distinct terms of all rules (a term used by many rules is looked for once).
     terms: Vec<CompiledTerm>,
     index: Index,
+    /// Some rule uses NEAR: matching then keeps where each term occurred, not only whether.
+    has_near: bool,
 }
 
 #[derive(Debug)]
@@ -104,7 +108,16 @@ struct Leaf {
 /// A rule's query with terms replaced by term ids and `title:` pushed down to the leaves.
 #[derive(Debug)]
 enum Node {
-    Leaf { term: u32, title_only: bool },
+    Leaf {
+        term: u32,
+        title_only: bool,
+    },
+    Near {
+        a: u32,
+        b: u32,
+        n: u32,
+        title_only: bool,
+    },
     Not(Box<Node>),
     And(Vec<Node>),
     Or(Vec<Node>),
@@ -179,12 +192,15 @@ impl Seen {
     }
 }
 
-/// One occurrence of a term in a text: byte range from its first to its last token.
+/// One occurrence of a term in a text: byte range from its first to its last token, and the
+/// positions (token indexes) of those tokens.
 #[derive(Debug, Clone, Copy)]
 struct Hit {
     term: u32,
     start: usize,
     end: usize,
+    first: u32,
+    last: u32,
 }
 
 /// Target snippet length in characters, and how much of it goes before the first hit.
@@ -210,7 +226,7 @@ impl Matcher {
                 reported,
             });
         }
-        let mut terms = builder.terms;
+        let mut terms = std::mem::take(&mut builder.terms);
         let mut index = Index::default();
         for (id, term) in terms.iter_mut().enumerate() {
             term.positive_in.sort_unstable();
@@ -247,6 +263,7 @@ impl Matcher {
         index.prefix_lens.sort_unstable();
         index.prefix_lens.dedup();
         Matcher {
+            has_near: builder.has_near,
             rules: compiled,
             terms,
             index,
@@ -281,6 +298,10 @@ impl Matcher {
         }
         candidates.sort_unstable();
         candidates.dedup();
+        let places = self.has_near.then(|| Places {
+            title: &title_hits,
+            body: &body_hits,
+        });
 
         let mut matched = Vec::new();
         // Terms whose body occurrences may anchor the snippet.
@@ -289,7 +310,7 @@ impl Matcher {
             .iter()
             .filter_map(|&r| self.rules.get(r as usize))
         {
-            if !eval(&rule.node, &seen) {
+            if !eval(&rule.node, &seen, places.as_ref()) {
                 continue;
             }
             let mut terms = Vec::new();
@@ -360,7 +381,10 @@ impl Matcher {
         let mut candidates: Vec<u32> = Vec::new();
         let idx = &self.index;
         let mut tokens = tokens(text);
+        let mut position: u32 = 0;
         while let Some((tok, hash)) = tokens.next_hashed() {
+            let here = position;
+            position = position.saturating_add(1);
             if !idx.may_start(tok.text, hash) {
                 continue;
             }
@@ -391,10 +415,13 @@ impl Matcher {
             // Each term's first token is indexed under exactly one key, so no duplicates here.
             for &id in &candidates {
                 if let Some(end) = self.rest_matches(id, tok.end, tokens.clone()) {
+                    let len = self.terms.get(id as usize).map_or(1, |t| t.pats.len());
                     hits.push(Hit {
                         term: id,
                         start: tok.start,
                         end,
+                        first: here,
+                        last: here.saturating_add(u32::try_from(len - 1).unwrap_or(u32::MAX)),
                     });
                 }
             }
@@ -460,19 +487,70 @@ fn probe_prefixes(
     }
 }
 
-fn eval(node: &Node, seen: &HashMap<u32, Seen>) -> bool {
+/// Where terms occurred, for NEAR: every hit of the title and of the body, in order of
+/// starting token.
+struct Places<'a> {
+    title: &'a [Hit],
+    body: &'a [Hit],
+}
+
+fn eval(node: &Node, seen: &HashMap<u32, Seen>, places: Option<&Places<'_>>) -> bool {
     match node {
         Node::Leaf { term, title_only } => seen.get(term).is_some_and(|s| s.satisfies(*title_only)),
-        Node::Not(inner) => !eval(inner, seen),
-        Node::And(xs) => xs.iter().all(|x| eval(x, seen)),
-        Node::Or(xs) => xs.iter().any(|x| eval(x, seen)),
+        Node::Near {
+            a,
+            b,
+            n,
+            title_only,
+        } => places.is_some_and(|p| {
+            near(p.title, *a, *b, *n) || (!*title_only && near(p.body, *a, *b, *n))
+        }),
+        Node::Not(inner) => !eval(inner, seen, places),
+        Node::And(xs) => xs.iter().all(|x| eval(x, seen, places)),
+        Node::Or(xs) => xs.iter().any(|x| eval(x, seen, places)),
     }
+}
+
+/// Whether some hit of `a` and some hit of `b` among `hits` (one field, in order of starting
+/// token) do not overlap and the later starts at most `n` positions after the earlier ends.
+/// Linear in the hits: for each `a`, the `b` ending last before it and the `b` starting first
+/// after it are the nearest candidates, found by two pointers that only move forward (a
+/// term's hits all have the same length, so their ends are in order too).
+fn near(hits: &[Hit], a: u32, b: u32, n: u32) -> bool {
+    let of = |t: u32| hits.iter().filter(move |h| h.term == t);
+    let bs: Vec<&Hit> = of(b).collect();
+    if bs.is_empty() {
+        return false;
+    }
+    let (mut before, mut after) = (0usize, 0usize);
+    for x in of(a) {
+        // bs[..before]: the b hits that end before x starts.
+        while bs.get(before).is_some_and(|y| y.last < x.first) {
+            before += 1;
+        }
+        if let Some(y) = before.checked_sub(1).and_then(|i| bs.get(i))
+            && x.first - y.last <= n
+        {
+            return true;
+        }
+        // bs[after]: the first b hit that starts after x ends.
+        while bs.get(after).is_some_and(|y| y.first <= x.last) {
+            after += 1;
+        }
+        if let Some(y) = bs.get(after)
+            && y.first - x.last <= n
+        {
+            return true;
+        }
+    }
+    false
 }
 
 #[derive(Default)]
 struct Builder {
     terms: Vec<CompiledTerm>,
     ids: HashMap<(Vec<Pat>, bool), u32>,
+    has_near: bool,
 }
 
 impl Builder {
@@ -519,6 +597,25 @@ impl Builder {
                 }
                 Node::Leaf {
                     term: id,
+                    title_only: title,
+                }
+            }
+            Expr::Near(a, b, n) => {
+                self.has_near = true;
+                let leaf = |me: &mut Self, t: &Term, reported: &mut Vec<Leaf>| match me.compile(
+                    &Expr::Term(t.clone()),
+                    title,
+                    negated,
+                    rule,
+                    reported,
+                ) {
+                    Node::Leaf { term, .. } => term,
+                    _ => 0,
+                };
+                Node::Near {
+                    a: leaf(self, a, reported),
+                    b: leaf(self, b, reported),
+                    n: *n,
                     title_only: title,
                 }
             }
@@ -608,6 +705,49 @@ mod tests {
             assert_eq!(im.rules.len(), 1);
             im.rules[0].terms.clone()
         })
+    }
+
+    #[test]
+    fn near_matches_within_n_positions_in_either_order_in_one_field() {
+        let body = "The Joint Operations Cell (JOC) of GCHQ and the NCA opened in Warrington.";
+        assert!(one("GCHQ NEAR/3 NCA", "", body).is_some());
+        assert!(one("NCA NEAR/3 GCHQ", "", body).is_some(), "either order");
+        assert!(
+            one("GCHQ NEAR/2 NCA", "", body).is_none(),
+            "3 positions apart"
+        );
+        assert_eq!(
+            one("\"Joint Operations Cell\" NEAR/4 GCHQ", "", body),
+            Some(vec![
+                "\"Joint Operations Cell\"".to_string(),
+                "GCHQ".to_string()
+            ])
+        );
+        assert!(one("\"Joint Operations Cell\" NEAR/2 GCHQ", "", body).is_none());
+        // Acronyms stay exact inside NEAR: "nca" in lower case is not the NCA.
+        assert!(one("GCHQ NEAR/3 NCA", "", "GCHQ and the nca").is_none());
+        // Never across fields; a title scope keeps both in the title.
+        assert!(one("GCHQ NEAR/5 NCA", "GCHQ", "NCA").is_none());
+        assert!(one("title:(GCHQ NEAR/2 NCA)", "GCHQ and NCA", "").is_some());
+        assert!(one("title:(GCHQ NEAR/2 NCA)", "x", "GCHQ and NCA").is_none());
+        // The same term twice needs two occurrences.
+        assert!(one("NCA NEAR/2 NCA", "", "the NCA said").is_none());
+        assert!(one("NCA NEAR/2 NCA", "", "NCA and NCA").is_some());
+        // Adjacent is NEAR/1; overlapping phrases are not near each other.
+        assert!(one("dark NEAR/1 web", "", "the dark web").is_some());
+        assert!(one("\"dark web\" NEAR/1 web", "", "the dark web").is_none());
+        // NOT NEAR and NEAR beside other operators.
+        assert!(one("NCA -(NCA NEAR/1 raid)", "", "NCA raid").is_none());
+        assert!(one("NCA -(NCA NEAR/1 raid)", "", "NCA said a raid").is_some());
+        // Linear in the hits: 20,000 of each, none near, answers quickly.
+        let far = format!(
+            "{} {}",
+            "GCHQ x x x ".repeat(20_000),
+            "NCA y y y ".repeat(20_000)
+        );
+        let started = std::time::Instant::now();
+        assert!(one("GCHQ NEAR/2 NCA", "", &far).is_none());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

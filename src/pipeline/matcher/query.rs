@@ -1,20 +1,25 @@
 //! The rule language: terms, "phrases", AND / OR / NOT, `-term`, parentheses, implicit AND,
-//! trailing `*` prefixes and the `title:` field.
+//! trailing `*` prefixes, the `title:` field and proximity (`GCHQ NEAR/5 NCA`).
 //!
 //! Rules are written by people in a config file, so the parser is strict (a typo should be an
 //! error with a column, not a rule that silently never matches) and the parsed form prints back
 //! canonically for `newswatch check`. Terms are tokenised with the same tokenizer as item text,
 //! which is what makes `dark-net`, `"dark net"` and the text "dark-net" all agree.
 //!
-//! Grammar (NOT binds tighter than AND, AND tighter than OR):
+//! Grammar (NEAR binds tighter than NOT, NOT tighter than AND, AND tighter than OR):
 //!
 //! ```text
 //! query   := or
 //! or      := and ( "OR" and )*
-//! and     := unary ( "AND"? unary )*          adjacent operands are an implicit AND
+//! and     := near ( "AND"? near )*            adjacent operands are an implicit AND
+//! near    := unary ( "NEAR/" N unary )?       both operands terms or phrases, 1 <= N <= 100
 //! unary   := ( "NOT" | "-" | "title:" ) unary | primary
 //! primary := TERM | TERM* | "PHRASE" | "(" or ")"
 //! ```
+//!
+//! `a NEAR/n b`: an occurrence of `a` and one of `b` in the same field, in either order, at
+//! most `n` token positions apart (`NEAR/1` is adjacent), not overlapping. Inside a field scope
+//! it is written `title:(a NEAR/n b)`.
 
 use std::fmt;
 
@@ -26,6 +31,9 @@ use crate::pipeline::normalise::{fold, tokenize};
 /// Deeper nesting than this is refused: the parser and evaluator recurse, and no honest rule
 /// needs more.
 const MAX_DEPTH: usize = 64;
+
+/// Largest distance `NEAR/n` accepts.
+pub const MAX_NEAR: u32 = 100;
 
 /// A parsed rule query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +68,8 @@ pub(crate) enum Expr {
     Or(Vec<Expr>),
     /// `title:` applied to a term, phrase or group: match in the title only.
     Title(Box<Expr>),
+    /// `a NEAR/n b`: both in one field, at most `n` token positions apart, either order.
+    Near(Term, Term, u32),
 }
 
 /// How one token of a term matches one token of text.
@@ -119,7 +129,7 @@ impl Query {
 /// Whether some term sits under an even number of NOTs.
 fn has_positive(e: &Expr, negated: bool) -> bool {
     match e {
-        Expr::Term(_) => !negated,
+        Expr::Term(_) | Expr::Near(..) => !negated,
         Expr::Not(inner) => has_positive(inner, !negated),
         Expr::Title(inner) => has_positive(inner, negated),
         Expr::And(xs) | Expr::Or(xs) => xs.iter().any(|x| has_positive(x, negated)),
@@ -177,6 +187,7 @@ enum TokKind {
     Not,
     Minus,
     Title,
+    Near(u32),
     Term(Term),
 }
 
@@ -277,6 +288,13 @@ fn lex(src: &str) -> Result<Vec<Tok>, QueryError> {
             "AND" => Some(TokKind::And),
             "OR" => Some(TokKind::Or),
             "NOT" => Some(TokKind::Not),
+            "NEAR" => {
+                return Err(QueryError::new(
+                    col,
+                    "NEAR needs a distance: e.g. GCHQ NEAR/5 NCA (or write \"near\" for the word)",
+                ));
+            }
+            w if w.starts_with("NEAR/") => Some(TokKind::Near(near_distance(w, col)?)),
             _ => None,
         };
         if let Some(kind) = kind {
@@ -291,6 +309,18 @@ fn lex(src: &str) -> Result<Vec<Tok>, QueryError> {
         i = end;
     }
     Ok(tokens)
+}
+
+/// The `n` of `NEAR/n`.
+fn near_distance(word: &str, col: usize) -> Result<u32, QueryError> {
+    let digits = &word["NEAR/".len()..];
+    match digits.parse::<u32>() {
+        Ok(n) if (1..=MAX_NEAR).contains(&n) && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(QueryError::new(
+            col,
+            format!("{word}: the distance must be a whole number from 1 to {MAX_NEAR}"),
+        )),
+    }
 }
 
 /// A bare word: a term, a prefix `term*`, or (if it contains punctuation, like `dark-net`) a
@@ -369,13 +399,13 @@ impl Parser {
     }
 
     fn parse_and(&mut self, want: Want) -> Result<Expr, QueryError> {
-        let mut operands = vec![self.parse_unary(want)?];
+        let mut operands = vec![self.parse_near(want)?];
         loop {
             match self.peek() {
                 Some(TokKind::And) => {
                     let col = self.col();
                     self.pos += 1;
-                    operands.push(self.parse_unary(Want::After("AND", col))?);
+                    operands.push(self.parse_near(Want::After("AND", col))?);
                 }
                 Some(
                     TokKind::Term(_)
@@ -383,11 +413,46 @@ impl Parser {
                     | TokKind::Not
                     | TokKind::Minus
                     | TokKind::Title,
-                ) => operands.push(self.parse_unary(Want::Start)?),
+                ) => operands.push(self.parse_near(Want::Start)?),
                 _ => break,
             }
         }
         Ok(combine(operands, true))
+    }
+
+    /// `unary ( NEAR/n unary )?`, both operands plain terms or phrases.
+    fn parse_near(&mut self, want: Want) -> Result<Expr, QueryError> {
+        let left_col = self.col();
+        let left = self.parse_unary(want)?;
+        let Some(&TokKind::Near(n)) = self.peek() else {
+            return Ok(left);
+        };
+        let col = self.col();
+        self.pos += 1;
+        let right_col = self.col();
+        let right = self.parse_unary(Want::After("NEAR", col))?;
+        if let Some(TokKind::Near(_)) = self.peek() {
+            return Err(QueryError::new(
+                self.col(),
+                "NEAR/n joins two terms or phrases: combine NEAR pairs with AND or OR",
+            ));
+        }
+        let operand = |e: Expr, at: usize| match e {
+            Expr::Term(t) => Ok(t),
+            Expr::Title(_) => Err(QueryError::new(
+                at,
+                "a field applies to the whole NEAR: write title:(a NEAR/n b)",
+            )),
+            _ => Err(QueryError::new(
+                at,
+                "NEAR/n joins two terms or phrases, not groups or negations",
+            )),
+        };
+        Ok(Expr::Near(
+            operand(left, left_col)?,
+            operand(right, right_col)?,
+            n,
+        ))
     }
 
     fn parse_unary(&mut self, want: Want) -> Result<Expr, QueryError> {
@@ -435,11 +500,11 @@ impl Parser {
                     )),
                 }
             }
-            TokKind::And | TokKind::Or => {
-                let op = if matches!(kind, TokKind::And) {
-                    "AND"
-                } else {
-                    "OR"
+            TokKind::And | TokKind::Or | TokKind::Near(_) => {
+                let op = match kind {
+                    TokKind::And => "AND".to_string(),
+                    TokKind::Or => "OR".to_string(),
+                    _ => "NEAR".to_string(),
                 };
                 Err(QueryError::new(col, format!("dangling operator '{op}'")))
             }
@@ -506,7 +571,8 @@ fn precedence(e: &Expr) -> u8 {
     match e {
         Expr::Or(_) => 1,
         Expr::And(_) => 2,
-        _ => 3,
+        Expr::Near(..) => 3,
+        _ => 4,
     }
 }
 
@@ -520,12 +586,13 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: u8) -> fmt::Result {
         Expr::Term(t) => f.write_str(&t.written),
         Expr::Not(inner) => {
             f.write_str("NOT ")?;
-            write_expr(f, inner, 3)
+            write_expr(f, inner, 4)
         }
         Expr::Title(inner) => {
             f.write_str("title:")?;
-            write_expr(f, inner, 3)
+            write_expr(f, inner, 4)
         }
+        Expr::Near(a, b, n) => write!(f, "{} NEAR/{n} {}", a.written, b.written),
         Expr::And(xs) | Expr::Or(xs) => {
             let (sep, child_min) = if matches!(e, Expr::And(_)) {
                 (" AND ", 2)
@@ -652,6 +719,14 @@ mod tests {
             ("x title:-y", "x AND title:NOT y"),
             ("Title:x", "title:x"),
             ("a AND (b)", "a AND b"),
+            ("GCHQ NEAR/5 NCA", "GCHQ NEAR/5 NCA"),
+            (
+                "\"Joint Operations Cell\" NEAR/10 GCHQ x",
+                "\"Joint Operations Cell\" NEAR/10 GCHQ AND x",
+            ),
+            ("title:(GCHQ NEAR/3 NCA)", "title:(GCHQ NEAR/3 NCA)"),
+            ("NOT (a NEAR/2 b) c", "NOT (a NEAR/2 b) AND c"),
+            ("a NEAR/1 b OR c", "a NEAR/1 b OR c"),
         ];
         for (src, want) in cases {
             let parsed = Query::parse(src);
@@ -756,6 +831,95 @@ mod tests {
             let want = Err(QueryError::new(*col, *msg));
             assert_eq!(got, want, "for {src:?}");
         }
+    }
+
+    #[test]
+    fn near_errors_say_what_to_write() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("a NEAR b", 3, "NEAR needs a distance"),
+            (
+                "a NEAR/0 b",
+                3,
+                "the distance must be a whole number from 1 to 100",
+            ),
+            (
+                "a NEAR/101 b",
+                3,
+                "the distance must be a whole number from 1 to 100",
+            ),
+            ("a NEAR/x b", 3, "the distance must be a whole number"),
+            ("a NEAR/+5 b", 3, "the distance must be a whole number"),
+            (
+                "a NEAR/5 b NEAR/5 c",
+                12,
+                "combine NEAR pairs with AND or OR",
+            ),
+            ("title:a NEAR/5 b", 1, "write title:(a NEAR/n b)"),
+            ("(a OR b) NEAR/5 c", 1, "not groups or negations"),
+            ("a NEAR/5 -b", 10, "not groups or negations"),
+            ("NEAR/5 b", 1, "dangling operator 'NEAR'"),
+            ("a NEAR/5", 3, "dangling operator 'NEAR'"),
+        ];
+        for (src, col, msg) in cases {
+            match Query::parse(src) {
+                Ok(q) => panic!("{src:?} parsed as {q}"),
+                Err(e) => {
+                    assert!(e.message.contains(msg), "{src:?}: {e}");
+                    assert_eq!(e.column, *col, "{src:?}: {e}");
+                }
+            }
+        }
+    }
+
+    /// The fuzz target's property on every run: random token soups over the whole language
+    /// (NEAR included) either fail to parse or print canonically (parse(display) == itself).
+    #[test]
+    fn random_queries_round_trip_through_display() {
+        let words = [
+            "NCA",
+            "gchq",
+            "dark-net",
+            "surveil*",
+            "\"dark web\"",
+            "\"Joint Operations Cell\"",
+            "AND",
+            "OR",
+            "NOT",
+            "-",
+            "(",
+            ")",
+            "title:",
+            "NEAR/1",
+            "NEAR/5",
+            "NEAR/100",
+            "Joc",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let mut src = String::new();
+            for _ in 0..1 + (state % 7) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let w = words[(state % words.len() as u64) as usize];
+                src.push_str(w);
+                if !w.ends_with(':') && w != "-" && w != "(" {
+                    src.push(' ');
+                }
+            }
+            let Ok(q) = Query::parse(&src) else { continue };
+            parsed += 1;
+            let shown = q.to_string();
+            let again = Query::parse(&shown);
+            assert_eq!(
+                again.as_ref().ok(),
+                Some(&q),
+                "{src:?} -> {shown:?}: {again:?}"
+            );
+            assert_eq!(again.map(|a| a.to_string()).ok(), Some(shown));
+        }
+        assert!(parsed > 2_000, "{parsed}");
     }
 
     #[test]
