@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step on a 2-core machine).
 
 mod corpus;
+mod corpus_expect;
 mod support;
 
 mod cli_poll;
