@@ -13,3 +13,4 @@ mod faults;
 mod fetch;
 mod hostile;
 mod review;
+mod text_lost;
