@@ -27,7 +27,7 @@ use crate::store::{
 /// Longest summary or content kept in the database per item (characters beyond are cut).
 pub const MAX_STORED_TEXT: usize = 64 * 1024;
 /// Longest stored title, in characters (then "…"). Titles are one line in every table,
-/// digest and export; the longest in the corpus's 4,000 real entries is far below this.
+/// digest and export; the longest of the corpus's 3,767 real entry titles has 282.
 pub const MAX_STORED_TITLE: usize = 1024;
 
 /// Most threads for blocking work (parsing + matching, store calls) beside the async thread.

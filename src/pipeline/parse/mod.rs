@@ -6,8 +6,15 @@
 //! - [`decode`]: charset from BOM > XML declaration > HTTP header > UTF-8, lossy on invalid
 //!   bytes (feed-rs ignores the HTTP charset and fails on invalid UTF-8);
 //! - [`repair`]: one linear pass fixing bare `&`, HTML named entities, stray `<`, and `<rss>`
-//!   without a usable version; it also sniffs HTML pages served instead of a feed, and
-//!   guarantees DOCTYPE-declared entities are never expanded;
+//!   without a usable version; turning raw HTML inside text elements into escaped text;
+//!   mapping Atom 0.3 and MIME-typed Atom text onto Atom 1.0, RSS 1.0 `rdf:about` onto a
+//!   link, and elements feed-rs does not read (`dc:title` …) onto ones it does; it also
+//!   sniffs HTML pages served instead of a feed, and guarantees DOCTYPE-declared entities
+//!   are never expanded;
+//! - a document with `<item>`/`<entry>` elements that yields no entry is an error with the
+//!   reason, never "ok, 0 entries";
+//! - JSON Feed: unpaired surrogate escapes become U+FFFD, reported in
+//!   [`ParsedFeed::warnings`], instead of failing the document;
 //! - invented ids: feed-rs makes up an id (random when there is no link) for entries without
 //!   one; we register an id generator that returns a sentinel and map it to `None`;
 //! - links resolved against xml:base, then the feed's own link, then the fetch URL.

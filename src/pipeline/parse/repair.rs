@@ -10,7 +10,16 @@
 //! - a numeric reference to a character XML forbids (`&#0;`, surrogates) becomes U+FFFD;
 //! - a `<` that cannot start markup (`a < b`) becomes `&lt;`;
 //! - a root `<rss>` with no or an unknown `version` gets `version="2.0"` (feed-rs only
-//!   dispatches on 2.0/0.91/0.92).
+//!   dispatches on 2.0/0.91/0.92);
+//! - raw (unescaped, non-CDATA) HTML inside RSS text elements and Atom text/html constructs
+//!   becomes escaped text (feed-rs keeps only the text before the first child element);
+//! - Atom 0.3 becomes Atom 1.0; Atom 1.0 MIME-typed text constructs get 1.0's types (base64
+//!   content decoded); RSS 1.0 items get their `rdf:about` as a link; RSS 2.0 `dc:title`,
+//!   `dc:description`, `xhtml:body` … are renamed to elements feed-rs reads; namespace URIs
+//!   spelt otherwise than feed-rs expects are corrected.
+//!
+//! Every close-tag search is cached per element name ([`CloseCache`]), so hostile input
+//! (thousands of unclosed elements) keeps the pass linear.
 //!
 //! Copy-on-write: when nothing needs repairing (the common case) the input is returned
 //! borrowed, so valid feeds cost one scan and no allocation.
