@@ -240,6 +240,43 @@ pub(crate) fn mark_lone_surrogates(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// JSON text with raw control characters (U+0000–U+001F: a literal newline or tab pasted
+/// into a title) inside strings written as `\u00XX` escapes: JSON forbids them raw, and
+/// serde_json (so feed-rs) rejects the whole document for one. The character is kept, only
+/// its spelling changes. Borrowed when there is none. Linear: one pass, tracking strings.
+pub(crate) fn escape_raw_controls(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &c) in b.iter().enumerate() {
+        if !in_string {
+            in_string = c == b'"';
+            continue;
+        }
+        if escaped {
+            escaped = false;
+        } else if c == b'\\' {
+            escaped = true;
+        } else if c == b'"' {
+            in_string = false;
+        } else if c < 0x20 {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+            // `i` is at an ASCII byte: a char boundary.
+            o.push_str(text.get(copied..i).unwrap_or(""));
+            o.push_str(&format!("\\u{c:04x}"));
+            copied = i + 1;
+        }
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(text.get(copied..).unwrap_or(""));
+            Cow::Owned(o)
+        }
+    }
+}
+
 pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
 }

@@ -146,9 +146,11 @@ fn parse_json(text: &str) -> Result<ParsedFeed, ParseError> {
     };
     // A `\uD800` escape with no partner is not a character: serde_json (and so feed-rs)
     // rejects the whole document for it. Each becomes a marker, and the items holding one
-    // get U+FFFD there and a warning (see `repair_surrogates`).
+    // get U+FFFD there and a warning (see `repair_surrogates`). A raw control character
+    // inside a string (equally fatal) is re-spelt as an escape.
     let unpaired = decode::mark_lone_surrogates(text);
-    let text: &str = &unpaired;
+    let controls = decode::escape_raw_controls(&unpaired);
+    let text: &str = &controls;
     let Some(mut value) = serde_json::from_str::<serde_json::Value>(text).ok() else {
         return Err(first);
     };
@@ -158,7 +160,7 @@ fn parse_json(text: &str) -> Result<ParsedFeed, ParseError> {
         ));
     }
     let warnings = repair_surrogates(&mut value);
-    let fixed = if warnings.is_empty() {
+    let fixed = if warnings.is_empty() && matches!(controls, std::borrow::Cow::Borrowed(_)) {
         lenient_json(value)
     } else {
         match serde_json::to_string(&value) {

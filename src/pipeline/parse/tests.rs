@@ -704,3 +704,13 @@ fn json_feed_lone_surrogate_keeps_every_item() {
     assert!(f.warnings[0].starts_with("item 2 (2):"), "{:?}", f.warnings);
     assert!(f.warnings[0].contains("U+FFFD"), "{:?}", f.warnings);
 }
+
+#[test]
+fn json_feed_raw_control_character_keeps_the_document() {
+    let body = "{\"version\": \"https://jsonfeed.org/version/1.1\", \"title\": \"J\", \"items\": [\n\
+                {\"id\": \"1\", \"title\": \"two\nlines\\\"\ttab\"},\n\
+                {\"id\": \"2\", \"title\": \"fine\"}]}";
+    let f = parse(body);
+    let titles: Vec<&str> = f.entries.iter().map(|e| e.title.as_str()).collect();
+    assert_eq!(titles, ["two\nlines\"\ttab", "fine"]);
+}
