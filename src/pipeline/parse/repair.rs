@@ -401,7 +401,7 @@ fn text_element_plan(
         return None;
     }
     let close = closes.next(b, gt + 1, qname)?;
-    match content_markup(&b[gt + 1..close]) {
+    match content_markup(&b[gt + 1..close], qname) {
         Markup::Boundary => None,
         Markup::None if !carried => None,
         markup => Some((gt, close, markup)),
@@ -418,8 +418,12 @@ enum Markup {
     Boundary,
 }
 
-/// What markup `content` (an element's content) has outside CDATA sections.
-fn content_markup(content: &[u8]) -> Markup {
+/// What markup `content` (the content of a `qname` element) has outside CDATA sections.
+///
+/// Another `qname` start tag inside is a boundary too: the element was not closed before it.
+/// Stopping there also keeps the repair linear: a run of unclosed `<description>`s scans
+/// each up to the next one, not each up to the one close tag at the end.
+fn content_markup(content: &[u8], qname: &str) -> Markup {
     let mut found = Markup::None;
     let mut j = 0;
     while let Some(p) = memchr::memchr(b'<', &content[j..]) {
@@ -436,7 +440,9 @@ fn content_markup(content: &[u8]) -> Markup {
         let name = name.strip_prefix(b"/").unwrap_or(name);
         let len = name.iter().take_while(|&&c| is_name_char(c)).count();
         let local = name[..len].rsplit(|&c| c == b':').next().unwrap_or(b"");
-        if matches!(local, b"item" | b"entry" | b"channel" | b"rss" | b"feed") {
+        if matches!(local, b"item" | b"entry" | b"channel" | b"rss" | b"feed")
+            || (!rest.starts_with(b"</") && &name[..len] == qname.as_bytes())
+        {
             return Markup::Boundary;
         }
         if len > 0 || rest.starts_with(b"<!--") {
@@ -593,7 +599,7 @@ fn atom_text_start(
     }
     // Text or HTML holding raw (unescaped) markup: feed-rs keeps only the text before the
     // first child element, so the markup is escaped, as in RSS.
-    if content_markup(&b[gt + 1..close]) != Markup::Raw {
+    if content_markup(&b[gt + 1..close], qname) != Markup::Raw {
         return None;
     }
     escape_region(w, b, gt + 1, close);

@@ -545,6 +545,19 @@ fn raw_html_repair_is_linear_on_hostile_input() {
     for _ in 0..40_000 {
         hostile.push_str("<item><description><b>x</b>");
     }
+    // Unclosed text elements nested in one item, one close tag at the end: the repair pass
+    // alone must be linear (quadratic would be 10^10 steps here).
+    let nested = rss(&format!(
+        "<item><link>https://e.org/</link>{}</description></item>",
+        "<description>a <b>x</b> ".repeat(100_000)
+    ));
+    let t = Instant::now();
+    assert!(matches!(super::repair::scan(&nested), Scan::Xml { .. }));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "repair took {:?}",
+        t.elapsed()
+    );
     let mut body = String::from("<rss version=\"2.0\"><channel>");
     for _ in 0..40_000 {
         body.push_str(
