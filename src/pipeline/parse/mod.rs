@@ -210,7 +210,8 @@ fn repair_surrogates(value: &mut serde_json::Value) -> Vec<String> {
                     let name = ["id", "title", "url"]
                         .iter()
                         .find_map(|k| item.get(*k).and_then(|v| v.as_str()))
-                        .map(|s| format!(" ({})", one_line(s, 80)))
+                        // Feed text in a log line: no control characters or bidi overrides.
+                        .map(|s| format!(" ({})", one_line(&crate::text::sanitize(s), 80)))
                         .unwrap_or_default();
                     warnings.push(format!(
                         "item {}{name}: {count} undecodable character(s) (lone UTF-16 \

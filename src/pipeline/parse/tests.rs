@@ -716,6 +716,11 @@ fn json_feed_lone_surrogate_keeps_every_item() {
     assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
     assert!(f.warnings[0].starts_with("item 2 (2):"), "{:?}", f.warnings);
     assert!(f.warnings[0].contains("U+FFFD"), "{:?}", f.warnings);
+    // The item named in the warning is feed text: no terminal escapes reach the log.
+    let body = r#"{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": "\u001b[31mred", "title": "x \ud800"}]}"#;
+    let f = parse(body);
+    assert!(!f.warnings[0].contains('\u{1b}'), "{:?}", f.warnings);
 }
 
 #[test]
