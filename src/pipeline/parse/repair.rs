@@ -109,8 +109,8 @@ enum Dialect {
 /// RSS 2.0 elements feed-rs does not read, carried to one it does (feedparser reads them
 /// all): `(element, replacement, namespace prefix, namespace URI)`. The iTunes elements are
 /// read into a media object, which `convert` uses only when the item has no title or no
-/// description of its own: a fallback, as feedparser uses them. Inside `media:group` the
-/// MediaRSS elements are left alone (feed-rs reads them there when the group has content).
+/// description of its own: a fallback, as feedparser uses them. Inside `media:group` and
+/// `media:content` the MediaRSS elements are left alone (feed-rs reads them there).
 const RSS2_CARRIED: [(&str, &str, &str, &str); 7] = [
     ("dc:title", "nwitunes:title", "nwitunes", ITUNES_NS),
     ("dc:description", "nwitunes:summary", "nwitunes", ITUNES_NS),
@@ -176,7 +176,9 @@ pub(crate) fn scan(src: &str) -> Scan<'_> {
     let mut about: Option<(usize, usize)> = None;
     // A close tag to rename (its `<`, the new name), for elements carried to another name.
     let mut close_rename: Option<(usize, &'static str)> = None;
-    let mut in_group = false;
+    // How many MediaRSS containers (`media:group`, `media:content`) we are inside: their
+    // title/description are read by feed-rs there, so they are not carried elsewhere.
+    let mut media_depth = 0usize;
     let mut i = 0;
     while i < b.len() {
         // Jump to the next byte of interest.
@@ -220,8 +222,8 @@ pub(crate) fn scan(src: &str) -> Scan<'_> {
                 if let Some((at, to)) = close_rename.filter(|(at, _)| *at == i) {
                     close_rename = None;
                     w.replace(at + 2, name_end, to);
-                } else if qname == "media:group" {
-                    in_group = false;
+                } else if qname == "media:group" || qname == "media:content" {
+                    media_depth = media_depth.saturating_sub(1);
                 } else if dialect == Dialect::Atom03 && !qname.contains(':') {
                     rename_atom03(&mut w, name_end - local.len(), name_end, local);
                 } else if local == "item"
@@ -263,7 +265,12 @@ pub(crate) fn scan(src: &str) -> Scan<'_> {
             }
             let media_text = qname
                 .strip_prefix("media:")
-                .inspect(|l| in_group |= *l == "group" && dialect != Dialect::Other)
+                .inspect(|l| {
+                    let container = *l == "group" || *l == "content";
+                    if container && tag_end(b, i).is_some_and(|gt| b[gt - 1] != b'/') {
+                        media_depth += 1;
+                    }
+                })
                 .is_some_and(|l| MEDIA_TEXT_ELEMENTS.contains(&l));
             // Edits must come in document order: a carried element's new name, then the
             // MediaRSS attribute and empty-content fixes, then its content.
@@ -272,7 +279,7 @@ pub(crate) fn scan(src: &str) -> Scan<'_> {
                     if local == "item" && dialect == Dialect::Rdf {
                         about = tag_end(b, i).and_then(|gt| about_value(b, name_end, gt));
                     }
-                    let carried = (dialect == Dialect::Rss2 && !in_group)
+                    let carried = (dialect == Dialect::Rss2 && media_depth == 0)
                         .then(|| RSS2_CARRIED.iter().find(|c| c.0 == qname))
                         .flatten();
                     let plan = (carried.is_some() || RSS_TEXT_ELEMENTS.contains(&qname))

@@ -674,6 +674,11 @@ fn dc_itunes_media_text_read_when_the_usual_element_is_missing() {
          <media:description type=\"text/html\">Media desc</media:description></item>\
          <item><title>Both</title><description>Short...</description>\
          <itunes:summary>Short... and the full text</itunes:summary></item>\
+         <item><title>In content</title><description>D</description>\
+         <media:content url=\"https://example.org/v.mp4\">\
+         <media:description>Inside media content</media:description></media:content></item>\
+         <item><title>In group</title><media:group><media:content url=\"https://example.org/g\"/>\
+         <media:description>Inside group</media:description></media:group></item>\
          </channel></rss>",
     );
     let got: Vec<(&str, &str, &str)> = f
@@ -688,6 +693,8 @@ fn dc_itunes_media_text_read_when_the_usual_element_is_missing() {
             ("T", "Podcast summary", ""),
             ("Media title", "Media desc", ""),
             ("Both", "Short...", "Short... and the full text"),
+            ("In content", "D", "Inside media content"),
+            ("In group", "Inside group", ""),
         ]
     );
 }
