@@ -2,6 +2,7 @@
 
 mod archive;
 mod corpus;
+mod corpus_expect;
 mod support;
 
 mod cli_poll;
@@ -15,3 +16,4 @@ mod hostile;
 mod identity;
 mod review;
 mod security;
+mod text_lost;

@@ -13,11 +13,13 @@
 //! real feeds, and it decodes more real-world feeds correctly. One more guard for the same
 //! reason: when only the HTTP header names a legacy charset but the bytes are valid UTF-8
 //! containing non-ASCII text, we keep UTF-8 — valid multi-byte UTF-8 essentially never
-//! arises by accident from a legacy encoding, while mislabelled UTF-8 is common.
+//! arises by accident from a legacy encoding, while mislabelled UTF-8 is common. The same
+//! holds for a declaration naming a single-byte encoding, and for undeclared bytes that are
+//! mostly not UTF-8 the reverse: they are read as windows-1252 (see [`decode`]).
 
 use std::borrow::Cow;
 
-use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE};
+use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE, WINDOWS_1252};
 
 /// The outcome of decoding: the text, and which encoding was used (for tests/diagnostics).
 pub(crate) struct Decoded<'a> {
@@ -63,8 +65,11 @@ pub(crate) fn decode<'a>(body: &'a [u8], content_type: Option<&str>, is_json: bo
     }
     // 2. The XML declaration (the document is ASCII-compatible if we can read it).
     if !is_json && let Some(enc) = declared_encoding(body) {
-        // A UTF-16 label in a document we just read as ASCII is a lie: ignore it.
-        if enc != UTF_16LE && enc != UTF_16BE {
+        // A UTF-16 label in a document we just read as ASCII is a lie: ignore it. So is a
+        // single-byte label (ISO-8859-1 …) on bytes that are valid UTF-8 with non-ASCII text
+        // (see the module doc; feedparser reads such feeds as UTF-8 too).
+        let utf8_with_non_ascii = || !body.is_ascii() && std::str::from_utf8(body).is_ok();
+        if enc != UTF_16LE && enc != UTF_16BE && !(enc.is_single_byte() && utf8_with_non_ascii()) {
             return finish(enc, body, is_json);
         }
     }
@@ -75,7 +80,15 @@ pub(crate) fn decode<'a>(body: &'a [u8], content_type: Option<&str>, is_json: bo
             return finish(enc, body, is_json);
         }
     }
-    // 4. Default: UTF-8.
+    // 4. Default: UTF-8 — unless the bytes are not UTF-8 and hold more invalid sequences than
+    // valid multi-byte ones: then they are in an undeclared single-byte legacy encoding (an
+    // ISO-8859-1 feed without a declaration, where a few byte runs are valid UTF-8 by
+    // accident), and windows-1252 is the guess feedparser and browsers make.
+    // Decoding those bytes as UTF-8 would turn every accented letter into U+FFFD, and the
+    // words that hold one could never be matched.
+    if !is_json && std::str::from_utf8(body).is_err() && mostly_not_utf8(body) {
+        return finish(WINDOWS_1252, body, is_json);
+    }
     finish(UTF_8, body, is_json)
 }
 
@@ -168,8 +181,114 @@ fn trim_start(b: &[u8]) -> &[u8] {
     &b[n..]
 }
 
+/// What [`mark_lone_surrogates`] puts in place of an unpaired surrogate escape: private-use
+/// characters bracketed by NULs, which no real feed text holds.
+pub(crate) const LONE_SURROGATE: &str = "\u{0}\u{F8FF}nw-lone-surrogate\u{0}";
+
+/// JSON text with every `\uXXXX` escape of an unpaired UTF-16 surrogate (a high one not
+/// followed by a low one, or a lone low one) replaced by an escaped [`LONE_SURROGATE`], so the
+/// document parses and the spot can be found and reported. Borrowed when there is none.
+/// Linear: one pass over the backslashes.
+pub(crate) fn mark_lone_surrogates(text: &str) -> Cow<'_, str> {
+    const MARK: &str = "\\u0000\\uF8FFnw-lone-surrogate\\u0000";
+    let b = text.as_bytes();
+    let hex4 = |at: usize| -> Option<u32> {
+        let s = text.get(at..at + 4)?;
+        if s.bytes().all(|c| c.is_ascii_hexdigit()) {
+            u32::from_str_radix(s, 16).ok()
+        } else {
+            None
+        }
+    };
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(p) = b.get(i..).and_then(|r| memchr::memchr(b'\\', r)) {
+        let at = i + p;
+        if b.get(at + 1) != Some(&b'u') {
+            i = at + 2; // another escape (`\\`, `\"` …): skip its character
+            continue;
+        }
+        let Some(unit) = hex4(at + 2) else {
+            i = at + 2;
+            continue;
+        };
+        let is_high = (0xD800..0xDC00).contains(&unit);
+        let is_low = (0xDC00..0xE000).contains(&unit);
+        if is_high
+            && b.get(at + 6) == Some(&b'\\')
+            && b.get(at + 7) == Some(&b'u')
+            && hex4(at + 8).is_some_and(|u| (0xDC00..0xE000).contains(&u))
+        {
+            i = at + 12; // a proper pair
+            continue;
+        }
+        if is_high || is_low {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 64));
+            o.push_str(text.get(copied..at).unwrap_or(""));
+            o.push_str(MARK);
+            copied = at + 6;
+        }
+        i = at + 6;
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(text.get(copied..).unwrap_or(""));
+            Cow::Owned(o)
+        }
+    }
+}
+
+/// JSON text with raw control characters (U+0000–U+001F: a literal newline or tab pasted
+/// into a title) inside strings written as `\u00XX` escapes: JSON forbids them raw, and
+/// serde_json (so feed-rs) rejects the whole document for one. The character is kept, only
+/// its spelling changes. Borrowed when there is none. Linear: one pass, tracking strings.
+pub(crate) fn escape_raw_controls(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &c) in b.iter().enumerate() {
+        if !in_string {
+            in_string = c == b'"';
+            continue;
+        }
+        if escaped {
+            escaped = false;
+        } else if c == b'\\' {
+            escaped = true;
+        } else if c == b'"' {
+            in_string = false;
+        } else if c < 0x20 {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+            // `i` is at an ASCII byte: a char boundary.
+            o.push_str(text.get(copied..i).unwrap_or(""));
+            o.push_str(&format!("\\u{c:04x}"));
+            copied = i + 1;
+        }
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(text.get(copied..).unwrap_or(""));
+            Cow::Owned(o)
+        }
+    }
+}
+
 pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
+}
+
+/// Whether `body` has more invalid UTF-8 sequences than valid non-ASCII characters.
+fn mostly_not_utf8(body: &[u8]) -> bool {
+    let (mut invalid, mut multibyte) = (0usize, 0usize);
+    for chunk in body.utf8_chunks() {
+        multibyte += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
+        invalid += usize::from(!chunk.invalid().is_empty());
+    }
+    invalid > multibyte
 }
 
 /// `Some(big_endian)` if `body` starts with a UTF-32 BOM.
@@ -274,8 +393,31 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_replaced_not_fatal() {
-        let (text, _) = dec(b"<rss>a\xffb</rss>", None);
-        assert_eq!(text, "<rss>a\u{FFFD}b</rss>");
+        // UTF-8 (é, è) with one bad byte: stays UTF-8, the bad byte becomes U+FFFD.
+        let (text, enc) = dec(b"<rss>\xc3\xa9\xc3\xa8 a\xffb</rss>", None);
+        assert_eq!((text.as_str(), enc), ("<rss>éè a\u{FFFD}b</rss>", "UTF-8"));
+    }
+
+    #[test]
+    fn utf8_declared_as_latin1_stays_utf8() {
+        let body = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>Sänger</a>".as_bytes();
+        let (text, enc) = dec(body, None);
+        assert_eq!(enc, "UTF-8");
+        assert!(text.ends_with("<a>Sänger</a>"), "{text}");
+    }
+
+    #[test]
+    fn undeclared_latin1_is_read_as_windows_1252() {
+        // Issue 12 item 1 (text lost): "Sécurité" in ISO-8859-1 with no declaration and no
+        // HTTP charset was read as UTF-8, each accented letter a U+FFFD.
+        let (text, enc) = dec(b"<rss>S\xe9curit\xe9</rss>", None);
+        assert_eq!(
+            (text.as_str(), enc),
+            ("<rss>Sécurité</rss>", "windows-1252")
+        );
+        // "é »" (e9 a0 bb) happens to be a valid UTF-8 sequence: still mostly not UTF-8.
+        let (text, _) = dec(b"<rss>d\xe9j\xe0 \xe9\xa0\xbb</rss>", None);
+        assert_eq!(text, "<rss>déjà é\u{a0}»</rss>");
     }
 
     #[test]

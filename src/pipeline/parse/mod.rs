@@ -6,8 +6,15 @@
 //! - [`decode`]: charset from BOM > XML declaration > HTTP header > UTF-8, lossy on invalid
 //!   bytes (feed-rs ignores the HTTP charset and fails on invalid UTF-8);
 //! - [`repair`]: one linear pass fixing bare `&`, HTML named entities, stray `<`, and `<rss>`
-//!   without a usable version; it also sniffs HTML pages served instead of a feed, and
-//!   guarantees DOCTYPE-declared entities are never expanded;
+//!   without a usable version; turning raw HTML inside text elements into escaped text;
+//!   mapping Atom 0.3 and MIME-typed Atom text onto Atom 1.0, RSS 1.0 `rdf:about` onto a
+//!   link, and elements feed-rs does not read (`dc:title` …) onto ones it does; it also
+//!   sniffs HTML pages served instead of a feed, and guarantees DOCTYPE-declared entities
+//!   are never expanded;
+//! - a document with `<item>`/`<entry>` elements that yields no entry is an error with the
+//!   reason, never "ok, 0 entries";
+//! - JSON Feed: unpaired surrogate escapes become U+FFFD, reported in
+//!   [`ParsedFeed::warnings`], instead of failing the document;
 //! - invented ids: feed-rs makes up an id (random when there is no link) for entries without
 //!   one; we register an id generator that returns a sentinel and map it to `None`;
 //! - links resolved against xml:base, then the feed's own link, then the fetch URL.
@@ -35,6 +42,9 @@ pub struct ParsedFeed {
     /// The site the feed belongs to (its own link, absolute), if it names one.
     pub site: Option<String>,
     pub entries: Vec<Entry>,
+    /// What was repaired or dropped while reading the document, one line each, naming the
+    /// entry concerned (the poller logs them with the feed's name). Empty for clean documents.
+    pub warnings: Vec<String>,
 }
 
 /// One entry, text fields as found in the feed (may contain HTML; normalise does the rest).
@@ -94,46 +104,136 @@ pub fn parse_feed(
     if is_json {
         return parse_json(&text);
     }
-    let (input, root) = match repair::scan(&text) {
-        Scan::Xml { text, root } => (text, root),
+    let (input, root, entry_elements) = match repair::scan(&text) {
+        Scan::Xml {
+            text,
+            root,
+            entry_elements,
+        } => (text, root, entry_elements),
         Scan::Html => match embedded_feed(&text) {
             // A feed wrapped in an HTML page (seen in the wild): parse the feed part.
             Some(inner) => match repair::scan(inner) {
-                Scan::Xml { text, root } => (text, root),
+                Scan::Xml {
+                    text,
+                    root,
+                    entry_elements,
+                } => (text, root, entry_elements),
                 Scan::Html => return Err(ParseError::Html(html_hint(&text))),
             },
             None => return Err(ParseError::Html(html_hint(&text))),
         },
     };
-    run_feed_rs(input.as_bytes(), root.as_deref(), base_url)
+    let feed = run_feed_rs(input.as_bytes(), root.as_deref(), base_url)?;
+    if feed.entries.is_empty() && entry_elements > 0 {
+        // Never "ok, 0 entries" for a document that has some: the feed shows as failing,
+        // with the reason, instead of silently losing every story.
+        let (element, why) = match root.as_deref() {
+            Some("feed") => ("<entry>", "not read as Atom 1.0 or 0.3 entries"),
+            Some("rdf") => ("<item>", "RSS 1.0 items need a <link> or an rdf:about"),
+            _ => ("<item>", "none is inside the feed's <channel>"),
+        };
+        return Err(ParseError::Malformed(format!(
+            "document has {entry_elements} {element} element(s) but no entry could be read: {why}"
+        )));
+    }
+    Ok(feed)
 }
 
 /// JSON Feed. feed-rs is strict where publishers are not; on failure we retry once with
 /// the common deviations fixed (see `lenient_json`), so valid feeds pay nothing extra.
 fn parse_json(text: &str) -> Result<ParsedFeed, ParseError> {
-    match run_feed_rs(text.as_bytes(), None, None) {
-        Ok(feed) => Ok(feed),
-        Err(_) if !has_items_array(text) => Err(ParseError::Malformed(
+    let first = match run_feed_rs(text.as_bytes(), None, None) {
+        Ok(feed) => return Ok(feed),
+        Err(e) => e,
+    };
+    // A `\uD800` escape with no partner is not a character: serde_json (and so feed-rs)
+    // rejects the whole document for it. Each becomes a marker, and the items holding one
+    // get U+FFFD there and a warning (see `repair_surrogates`). A raw control character
+    // inside a string (equally fatal) is re-spelt as an escape.
+    let unpaired = decode::mark_lone_surrogates(text);
+    let controls = decode::escape_raw_controls(&unpaired);
+    let text: &str = &controls;
+    let Some(mut value) = serde_json::from_str::<serde_json::Value>(text).ok() else {
+        return Err(first);
+    };
+    if !value.get("items").is_some_and(serde_json::Value::is_array) {
+        return Err(ParseError::Malformed(
             "JSON document is not a JSON Feed (no \"items\" array)".into(),
-        )),
-        Err(first) => match lenient_json(text) {
-            Some(fixed) => run_feed_rs(fixed.as_bytes(), None, None).map_err(|_| first),
-            None => Err(first),
-        },
+        ));
+    }
+    let warnings = repair_surrogates(&mut value);
+    let fixed = if warnings.is_empty() && matches!(controls, std::borrow::Cow::Borrowed(_)) {
+        lenient_json(value)
+    } else {
+        match serde_json::to_string(&value) {
+            Ok(repaired) => match run_feed_rs(repaired.as_bytes(), None, None) {
+                Ok(mut feed) => {
+                    feed.warnings = warnings;
+                    return Ok(feed);
+                }
+                Err(_) => lenient_json(value),
+            },
+            Err(_) => None,
+        }
+    };
+    match fixed.map(|f| run_feed_rs(f.as_bytes(), None, None)) {
+        Some(Ok(mut feed)) => {
+            feed.warnings = warnings;
+            Ok(feed)
+        }
+        _ => Err(first),
     }
 }
 
-/// Whether a JSON document is an object with an `items` array (what makes it a JSON Feed; the
-/// "RSS in JSON" format, `{"rss": {"channel": ...}}`, is not one).
-fn has_items_array(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text)
-        .is_ok_and(|v| v.get("items").is_some_and(serde_json::Value::is_array))
+/// Replace the lone-surrogate markers left by [`decode::mark_lone_surrogates`] with U+FFFD;
+/// one warning per item repaired, naming it by position and id (or title).
+fn repair_surrogates(value: &mut serde_json::Value) -> Vec<String> {
+    fn fix(v: &mut serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::String(s) if s.contains(decode::LONE_SURROGATE) => {
+                let n = s.matches(decode::LONE_SURROGATE).count();
+                *s = s.replace(decode::LONE_SURROGATE, "\u{FFFD}");
+                n
+            }
+            serde_json::Value::Array(a) => a.iter_mut().map(fix).sum(),
+            serde_json::Value::Object(o) => o.values_mut().map(fix).sum(),
+            _ => 0,
+        }
+    }
+    let mut warnings = Vec::new();
+    let Some(obj) = value.as_object_mut() else {
+        return warnings;
+    };
+    for (key, v) in obj.iter_mut() {
+        if key == "items" {
+            for (n, item) in v.as_array_mut().into_iter().flatten().enumerate() {
+                let count = fix(item);
+                if count > 0 {
+                    let name = ["id", "title", "url"]
+                        .iter()
+                        .find_map(|k| item.get(*k).and_then(|v| v.as_str()))
+                        // Feed text in a log line: no control characters or bidi overrides.
+                        .map(|s| format!(" ({})", one_line(&crate::text::sanitize(s), 80)))
+                        .unwrap_or_default();
+                    warnings.push(format!(
+                        "item {}{name}: {count} undecodable character(s) (lone UTF-16 \
+                         surrogate escapes) replaced with U+FFFD",
+                        n + 1
+                    ));
+                }
+            }
+        } else if fix(v) > 0 {
+            warnings.push(format!(
+                "feed field \"{key}\": undecodable character(s) replaced with U+FFFD"
+            ));
+        }
+    }
+    warnings
 }
 
 /// Fix what real JSON Feeds get wrong and feed-rs rejects: the version URL with `http:`
 /// (or missing), a missing feed title, and `tags` given as a single string instead of an array.
-fn lenient_json(text: &str) -> Option<String> {
-    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+fn lenient_json(mut v: serde_json::Value) -> Option<String> {
     let obj = v.as_object_mut()?;
     let version = obj.get("version").and_then(|v| v.as_str()).unwrap_or("");
     let fixed_version = match version.strip_prefix("http://") {
@@ -328,15 +428,33 @@ fn convert(feed: feed_rs::model::Feed, base_url: Option<&str>) -> ParsedFeed {
             let link = best_link(&e.links)
                 .and_then(|href| resolve(href, feed_base.as_ref(), fetch_base.as_ref()));
             let mut summary = e.summary.map(|t| t.content).unwrap_or_default();
-            let content = e.content.and_then(|c| c.body).unwrap_or_default();
-            if summary.is_empty() && content.is_empty() {
-                // YouTube and other media feeds keep the only description in media:group.
-                summary = e
+            let mut content = e.content.and_then(|c| c.body).unwrap_or_default();
+            // MediaRSS / iTunes text (media:description, itunes:summary, also inside
+            // media:group or media:content; YouTube and podcasts keep the only full
+            // description there): the summary when the entry has none, else the content when
+            // it has none and the text is not the summary again (feedparser reads it too).
+            let media_text = e
+                .media
+                .iter()
+                .filter_map(|m| m.description.as_ref())
+                .map(|d| d.content.trim())
+                // An empty media:description was given one space by `repair`.
+                .find(|d| !d.is_empty() && *d != summary.trim());
+            if let Some(text) = media_text {
+                if summary.trim().is_empty() {
+                    summary = text.to_string();
+                } else if content.trim().is_empty() {
+                    content = text.to_string();
+                }
+            }
+            let mut title = e.title.map(|t| t.content).unwrap_or_default();
+            if title.trim().is_empty() {
+                // MediaRSS-only items (media:title, often inside media:group).
+                title = e
                     .media
-                    .into_iter()
-                    .find_map(|m| m.description.map(|d| d.content))
-                    // An empty media:description was given one space by `repair`.
-                    .filter(|d| !d.trim().is_empty())
+                    .iter()
+                    .find_map(|m| m.title.as_ref().map(|t| t.content.clone()))
+                    .filter(|t| !t.trim().is_empty())
                     .unwrap_or_default();
             }
             let authors = e
@@ -357,7 +475,7 @@ fn convert(feed: feed_rs::model::Feed, base_url: Option<&str>) -> ParsedFeed {
             Entry {
                 guid,
                 link,
-                title: e.title.map(|t| t.content).unwrap_or_default(),
+                title,
                 summary,
                 content,
                 published: e.published.or(e.updated),
@@ -374,6 +492,7 @@ fn convert(feed: feed_rs::model::Feed, base_url: Option<&str>) -> ParsedFeed {
         ttl_minutes: feed.ttl,
         site: feed_base.as_ref().map(Url::to_string),
         entries,
+        warnings: Vec::new(),
     }
 }
 

@@ -106,11 +106,19 @@ fn encoding_from_http_header_only() {
 
 #[test]
 fn invalid_utf8_replaced() {
+    // UTF-8 (é, è) with a stray byte: the byte becomes U+FFFD, the rest is kept.
+    let body = b"<rss version=\"2.0\"><channel><item><title>\xc3\xa9\xc3\xa8 caf\xe9</title></item></channel></rss>";
+    let f = parse_feed(body, None, None);
+    assert_eq!(
+        f.map(|f| f.entries[0].title.clone()),
+        Ok("éè caf\u{FFFD}".to_string())
+    );
+    // No UTF-8 at all (an undeclared ISO-8859-1 feed): read as windows-1252.
     let body = b"<rss version=\"2.0\"><channel><item><title>caf\xe9</title></item></channel></rss>";
     let f = parse_feed(body, None, None);
     assert_eq!(
         f.map(|f| f.entries[0].title.clone()),
-        Ok("caf\u{FFFD}".to_string())
+        Ok("café".to_string())
     );
 }
 
@@ -491,4 +499,243 @@ fn corpus_dates(doc: &str) -> Vec<&str> {
         }
     }
     out
+}
+
+// ---- Issue 12: text and stories lost ----
+
+#[test]
+fn raw_html_in_rss_description_is_read() {
+    // Unescaped markup (not CDATA): feed-rs reads only text nodes, so all of this was lost.
+    let f = parse(&rss(
+        "<item><title>Raid <b>news</b></title><link>https://example.org/a</link>\
+         <description><p>The police said <b>GCHQ</b> helped &amp; more.</p>\
+         <![CDATA[<i>cdata</i> & co]]></description>\
+         <content:encoded xmlns:content=\"http://purl.org/rss/1.0/modules/content/\">\
+         <div>Full <em>text</em></div></content:encoded></item>",
+    ));
+    let e = &f.entries[0];
+    assert_eq!(e.title, "Raid <b>news</b>");
+    assert_eq!(
+        e.summary,
+        "<p>The police said <b>GCHQ</b> helped & more.</p><i>cdata</i> & co"
+    );
+    assert_eq!(e.content, "<div>Full <em>text</em></div>");
+}
+
+#[test]
+fn raw_html_in_atom_text_constructs_is_read() {
+    let f = parse(
+        "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id>\
+         <title type=\"html\">A <b>bold</b> claim</title>\
+         <summary>Plain <i>text</i> with markup</summary>\
+         <content type=\"xhtml\"><div xmlns=\"http://www.w3.org/1999/xhtml\">X <b>y</b></div></content>\
+         </entry></feed>",
+    );
+    let e = &f.entries[0];
+    assert_eq!(e.title, "A <b>bold</b> claim");
+    assert_eq!(e.summary, "Plain <i>text</i> with markup");
+    assert!(e.content.contains("<b>y</b>"), "{}", e.content);
+}
+
+#[test]
+fn raw_html_repair_is_linear_on_hostile_input() {
+    // Many text elements that never close, and many raw-HTML ones: each close tag is
+    // searched for once per element name, not once per element.
+    let mut hostile = String::from("<rss version=\"2.0\"><channel>");
+    for _ in 0..40_000 {
+        hostile.push_str("<item><description><b>x</b>");
+    }
+    // Unclosed text elements nested in one item, one close tag at the end: the repair pass
+    // alone must be linear (quadratic would be 10^10 steps here).
+    let nested = rss(&format!(
+        "<item><link>https://e.org/</link>{}</description></item>",
+        "<description>a <b>x</b> ".repeat(100_000)
+    ));
+    let t = Instant::now();
+    assert!(matches!(super::repair::scan(&nested), Scan::Xml { .. }));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "repair took {:?}",
+        t.elapsed()
+    );
+    let mut body = String::from("<rss version=\"2.0\"><channel>");
+    for _ in 0..40_000 {
+        body.push_str(
+            "<item><link>https://e.org/</link><description><b>x</b> y</description></item>",
+        );
+    }
+    body.push_str("</channel></rss>");
+    let started = Instant::now();
+    let _ = parse_feed(hostile.as_bytes(), None, None);
+    let f = parse(&body);
+    assert_eq!(f.entries.len(), 40_000);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn atom_03_is_read_as_atom_10() {
+    let f = parse(
+        "<feed version=\"0.3\" xmlns=\"http://purl.org/atom/ns#\"><title>Old blog</title>\
+         <entry><title type=\"text/html\" mode=\"escaped\">A &amp;amp; B</title>\
+         <link rel=\"alternate\" type=\"text/html\" href=\"https://example.org/1\"/>\
+         <id>tag:example.org,2004:1</id><issued>2004-01-02T03:04:05Z</issued>\
+         <modified>2004-01-03T00:00:00Z</modified>\
+         <summary type=\"text/plain\">Plain summary</summary>\
+         <content type=\"text/html\" mode=\"base64\">PHA+QmFzZTY0IDxiPmJvZHk8L2I+PC9wPg==</content>\
+         </entry></feed>",
+    );
+    let e = &f.entries[0];
+    assert_eq!(e.title, "A &amp; B");
+    assert_eq!(e.summary, "Plain summary");
+    assert_eq!(e.content, "<p>Base64 <b>body</b></p>");
+    assert_eq!(e.guid.as_deref(), Some("tag:example.org,2004:1"));
+    assert_eq!(
+        e.published.map(|t| t.to_rfc3339()),
+        Some("2004-01-02T03:04:05+00:00".into())
+    );
+}
+
+#[test]
+fn atom_10_mime_typed_text_constructs_do_not_fail_the_document() {
+    // feed-rs rejects `type="text/plain"` / a binary type on a title or summary (the whole
+    // document); Atom 1.0 says a non-text, non-XML type means base64.
+    let f = parse(
+        "<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><id>1</id>\
+         <title type=\"application/octet-stream\">RXhhbXBsZSA8Yj5BdG9tPC9iPg==</title>\
+         <summary type=\"text/plain\">Plain</summary></entry></feed>",
+    );
+    assert_eq!(f.entries[0].title, "Example <b>Atom</b>");
+    assert_eq!(f.entries[0].summary, "Plain");
+}
+
+#[test]
+fn rss_1_items_identified_only_by_rdf_about() {
+    let f = parse(
+        "<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \
+         xmlns=\"http://purl.org/rss/1.0/\"><channel rdf:about=\"https://example.org/\">\
+         <title>C</title></channel>\
+         <item rdf:about=\"https://example.org/a?x=1&amp;y=2\"><title>About only</title></item>\
+         <item rdf:about=\"https://example.org/b\"><title>Both</title>\
+         <link>https://example.org/b-link</link></item></rdf:RDF>",
+    );
+    assert_eq!(f.entries.len(), 2);
+    assert_eq!(
+        f.entries[0].link.as_deref(),
+        Some("https://example.org/a?x=1&y=2")
+    );
+    // The item's own link comes first.
+    assert_eq!(
+        f.entries[1].link.as_deref(),
+        Some("https://example.org/b-link")
+    );
+}
+
+#[test]
+fn rss_0_90_items_are_read() {
+    let f = parse(
+        "<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \
+         xmlns=\"http://my.netscape.com/rdf/simple/0.9/\"><channel><title>C</title>\
+         <link>https://example.org/</link></channel>\
+         <item><title>Old</title><link>https://example.org/old</link></item></rdf:RDF>",
+    );
+    assert_eq!(f.entries[0].title, "Old");
+}
+
+#[test]
+fn documents_with_items_but_no_entries_fail_with_a_reason() {
+    // An RSS 1.0 item with neither link nor rdf:about: feed-rs drops it.
+    let body = "<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \
+                xmlns=\"http://purl.org/rss/1.0/\"><channel><title>C</title></channel>\
+                <item><title>No identity</title></item></rdf:RDF>";
+    match parse_feed(body.as_bytes(), None, None) {
+        Err(ParseError::Malformed(reason)) => {
+            assert!(reason.contains("1 <item> element"), "{reason}");
+            assert!(reason.contains("rdf:about"), "{reason}");
+        }
+        other => panic!("expected a failure with a reason, got {other:?}"),
+    }
+    // A feed with no items at all is still fine (and empty).
+    assert!(parse(&rss("")).entries.is_empty());
+}
+
+#[test]
+fn dc_itunes_media_text_read_when_the_usual_element_is_missing() {
+    let f = parse(
+        "<rss version=\"2.0\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\" \
+         xmlns:itunes=\"http://www.itunes.com/DTDs/Podcast-1.0.dtd\" \
+         xmlns:media=\"http://search.yahoo.com/mrss/\"><channel><title>C</title>\
+         <item><dc:title>DC title</dc:title><dc:description>DC <b>desc</b></dc:description></item>\
+         <item><title>T</title><itunes:summary>Podcast summary</itunes:summary></item>\
+         <item><media:title>Media title</media:title>\
+         <media:description type=\"text/html\">Media desc</media:description></item>\
+         <item><title>Both</title><description>Short...</description>\
+         <itunes:summary>Short... and the full text</itunes:summary></item>\
+         <item><title>In content</title><description>D</description>\
+         <media:content url=\"https://example.org/v.mp4\">\
+         <media:description>Inside media content</media:description></media:content></item>\
+         <item><title>In group</title><media:group><media:content url=\"https://example.org/g\"/>\
+         <media:description>Inside group</media:description></media:group></item>\
+         </channel></rss>",
+    );
+    let got: Vec<(&str, &str, &str)> = f
+        .entries
+        .iter()
+        .map(|e| (e.title.as_str(), e.summary.as_str(), e.content.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("DC title", "DC <b>desc</b>", ""),
+            ("T", "Podcast summary", ""),
+            ("Media title", "Media desc", ""),
+            ("Both", "Short...", "Short... and the full text"),
+            ("In content", "D", "Inside media content"),
+            ("In group", "Inside group", ""),
+        ]
+    );
+}
+
+#[test]
+fn rss_with_a_prefixed_namespace() {
+    let f = parse(
+        "<r:rss version=\"2.0\" xmlns:r=\"http://backend.userland.com/rss2\"><r:channel>\
+         <r:title>C</r:title><r:item><r:title>Prefixed</r:title>\
+         <r:link>https://example.org/p</r:link></r:item></r:channel></r:rss>",
+    );
+    assert_eq!(f.entries[0].title, "Prefixed");
+}
+
+#[test]
+fn json_feed_lone_surrogate_keeps_every_item() {
+    let body = r#"{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": "1", "title": "good one", "content_text": "a"},
+        {"id": "2", "title": "bad \ud800 one", "content_text": "b \udc00"},
+        {"id": "3", "title": "pair \ud83d\ude00 ok", "content_text": "c \\ud800 literal"}]}"#;
+    let f = parse(body);
+    let titles: Vec<&str> = f.entries.iter().map(|e| e.title.as_str()).collect();
+    assert_eq!(titles, ["good one", "bad \u{FFFD} one", "pair 😀 ok"]);
+    assert_eq!(f.entries[1].content, "b \u{FFFD}");
+    assert_eq!(f.entries[2].content, "c \\ud800 literal");
+    assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+    assert!(f.warnings[0].starts_with("item 2 (2):"), "{:?}", f.warnings);
+    assert!(f.warnings[0].contains("U+FFFD"), "{:?}", f.warnings);
+    // The item named in the warning is feed text: no terminal escapes reach the log.
+    let body = r#"{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": "\u001b[31mred", "title": "x \ud800"}]}"#;
+    let f = parse(body);
+    assert!(!f.warnings[0].contains('\u{1b}'), "{:?}", f.warnings);
+}
+
+#[test]
+fn json_feed_raw_control_character_keeps_the_document() {
+    let body = "{\"version\": \"https://jsonfeed.org/version/1.1\", \"title\": \"J\", \"items\": [\n\
+                {\"id\": \"1\", \"title\": \"two\nlines\\\"\ttab\"},\n\
+                {\"id\": \"2\", \"title\": \"fine\"}]}";
+    let f = parse(body);
+    let titles: Vec<&str> = f.entries.iter().map(|e| e.title.as_str()).collect();
+    assert_eq!(titles, ["two\nlines\"\ttab", "fine"]);
 }
