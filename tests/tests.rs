@@ -12,3 +12,4 @@ mod faults;
 mod fetch;
 mod hostile;
 mod review;
+mod stories_eval;
