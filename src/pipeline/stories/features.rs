@@ -439,6 +439,7 @@ impl RunHasher {
 /// What one stored item contributes: the caller fills it from the item's row.
 #[derive(Debug, Clone, Copy)]
 pub struct Report<'a> {
+    /// The item's id in the store (used by [`super::StoryIndex::place_report`]).
     pub item: i64,
     /// Published time, else first-seen time.
     pub time: DateTime<Utc>,

@@ -25,7 +25,7 @@
 //!   `score = g(Δt) · (0.25·cos_title + 0.45·cos_text + 0.30·cos_names + 0.1·min(runs, 3))`,
 //!   where the cosines are against the centroid, `runs` counts shared runs from another host
 //!   (an outlet's own boilerplate does not count) and `g(Δt) = exp(−Δt² / 2σ²)` with Δt the
-//!   distance to the story's mean time. It joins the best story when `score ≥ threshold`
+//!   distance to the story's time span (first to last report). It joins the best story when `score ≥ threshold`
 //!   *and* they share at least [`StorySettings::min_shared_terms`] distinctive terms or two
 //!   runs; otherwise it starts a story. Comparing with the centroid (not the nearest member)
 //!   keeps chains of loosely related reports from snowballing.
@@ -73,13 +73,13 @@ const SHARED_TERM_CONTRIBUTION: f32 = 0.015;
 /// Parameters of story clustering (`[stories]` in the config).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorySettings {
-    /// Reports join stories whose mean time is within this of theirs (default 3 days);
+    /// Reports join only stories whose time span is within this of theirs (default 3 days);
     /// stories whose last report is older than this are evicted.
     pub window: TimeDelta,
     /// Score a report needs to join a story (default 0.22, on a 0–1.3 scale).
     pub threshold: f32,
-    /// σ of the Gaussian time closeness (default 1.5 days: 1 day apart keeps 80 % of the
-    /// score, 3 days 14 %).
+    /// σ of the Gaussian time closeness (default 48 hours: 1 day from the story's time span
+    /// keeps 88 % of the score, 2 days 61 %, 3 days 32 %).
     pub time_scale: TimeDelta,
     /// Distinctive terms a report must share with a story's centroid to join it, unless they
     /// share two runs (default 2).
@@ -210,7 +210,6 @@ struct Story {
     centroid: Centroid,
     /// Keys this story is listed under in the postings.
     keys: Vec<u64>,
-    mean_time: i64,
     first: i64,
     last: i64,
     /// Members were added by `insert_existing` and the centroid is not built yet.
@@ -310,7 +309,6 @@ impl Story {
             members: Vec::new(),
             centroid: Centroid::default(),
             keys: Vec::new(),
-            mean_time: 0,
             first: i64::MAX,
             last: i64::MIN,
             dirty: false,
@@ -344,13 +342,6 @@ impl Story {
     }
 
     fn times(&mut self) {
-        let n = self.members.len().max(1) as i128;
-        let sum: i128 = self
-            .members
-            .iter()
-            .map(|m| i128::from(m.features.time))
-            .sum();
-        self.mean_time = i64::try_from(sum / n).unwrap_or(0);
         self.first = self
             .members
             .iter()
@@ -651,6 +642,12 @@ impl StoryIndex {
             }
         }
         best
+    }
+
+    /// [`StoryIndex::place`] of a report, computing its features with `df` (the caller
+    /// usually also persists `Features::to_bytes` of them for the next process).
+    pub fn place_report(&mut self, report: &Report<'_>, df: &DocFreq) -> Placement {
+        self.place(report.item, Features::new(report, df))
     }
 
     /// Place a new report: it joins the best story in the window or starts one. A report
