@@ -553,6 +553,7 @@ mod stories {
         index.place(-1, d.features[STORED].clone());
         let fresh = &d.features[STORED + 1..];
         let mut k = 0usize;
+        let mut joined = 0usize;
         bencher
             .with_inputs(|| {
                 k += 1;
@@ -563,7 +564,17 @@ mod stories {
                 };
                 (10_000_000 + k as i64, f.clone())
             })
-            .bench_local_values(|(item, f)| black_box(index.place(item, f)));
+            .bench_local_values(|(item, f)| {
+                let p = index.place(item, f);
+                joined += usize::from(p.joined);
+                black_box(p)
+            });
+        eprintln!(
+            "stories: {joined} of {k} placements joined a story (half the inputs are another \
+             outlet's report of a stored event); the index holds {} stories, {} items",
+            index.stories(),
+            index.items()
+        );
     }
 
     /// `Features::new` of one report (tokenise, weigh, sample runs).
