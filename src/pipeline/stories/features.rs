@@ -268,22 +268,52 @@ impl DocFreq {
         ((hash ^ (hash >> 29) ^ (hash >> 43)) & ((1 << DF_BITS) - 1)) as usize
     }
 
-    /// Count one document given the hashes of its terms (duplicates count once).
+    /// Count one document given the hashes of its terms (duplicates count once). The hashes
+    /// are [`term_hash`]es, e.g. those `Tokens::next_hashed` yields for ASCII tokens.
     pub fn observe(&mut self, hashes: impl IntoIterator<Item = u64>) {
+        self.begin();
+        for h in hashes {
+            self.count(h);
+        }
+        self.end();
+    }
+
+    /// Count one entry (title and plain-text body, first 2,000 tokens of each): its words.
+    pub fn observe_text(&mut self, title: &str, body: &str) {
+        self.begin();
+        for text in [title, body] {
+            let mut toks = tokens(text);
+            let mut n = 0;
+            while let Some((tok, ascii)) = toks.next_hashed() {
+                self.count(ascii.unwrap_or_else(|| term_hash(tok.text)));
+                n += 1;
+                if n >= MAX_BODY_TOKENS {
+                    break;
+                }
+            }
+        }
+        self.end();
+    }
+
+    fn begin(&mut self) {
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
             self.stamps.fill(0);
             self.stamp = 1;
         }
-        for h in hashes {
-            let b = Self::bucket(h);
-            if let (Some(s), Some(c)) = (self.stamps.get_mut(b), self.counts.get_mut(b))
-                && *s != self.stamp
-            {
-                *s = self.stamp;
-                *c = c.saturating_add(1);
-            }
+    }
+
+    fn count(&mut self, h: u64) {
+        let b = Self::bucket(h);
+        if let (Some(s), Some(c)) = (self.stamps.get_mut(b), self.counts.get_mut(b))
+            && *s != self.stamp
+        {
+            *s = self.stamp;
+            *c = c.saturating_add(1);
         }
+    }
+
+    fn end(&mut self) {
         self.docs = self.docs.saturating_add(1);
         if self.docs >= Self::HALF_LIFE_DOCS {
             self.docs /= 2;
@@ -291,29 +321,6 @@ impl DocFreq {
                 *c /= 2;
             }
         }
-    }
-
-    /// Count one entry (title and plain-text body): its words and its sampled word runs.
-    pub fn observe_text(&mut self, title: &str, body: &str) {
-        let mut scratch = Vec::with_capacity(256);
-        let mut runs = RunHasher::default();
-        for text in [title, body] {
-            runs.reset();
-            let mut toks = tokens(text);
-            let mut n = 0;
-            while let Some((tok, ascii)) = toks.next_hashed() {
-                let h = ascii.unwrap_or_else(|| term_hash(tok.text));
-                scratch.push(h);
-                if let Some(r) = runs.push(h) {
-                    scratch.push(r);
-                }
-                n += 1;
-                if n >= MAX_BODY_TOKENS {
-                    break;
-                }
-            }
-        }
-        self.observe(scratch);
     }
 
     /// Documents observed.
@@ -403,36 +410,49 @@ pub(super) fn get_varint(input: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// Rolling hash of the last [`RUN_WORDS`] term hashes; yields the sampled ones.
+/// Rolling (Rabin–Karp) hash of the last [`RUN_WORDS`] term hashes, O(1) per word; yields
+/// the sampled ones.
 #[derive(Default)]
 struct RunHasher {
     window: [u64; RUN_WORDS],
     n: usize,
+    rolling: u64,
 }
 
-impl RunHasher {
-    fn reset(&mut self) {
-        self.n = 0;
+/// Base of the rolling hash (odd) and its `RUN_WORDS`-th power, for removing the oldest word.
+const RUN_BASE: u64 = 0x0000_0100_0000_01b3;
+const RUN_BASE_POW: u64 = {
+    let mut p: u64 = 1;
+    let mut i = 0;
+    while i < RUN_WORDS {
+        p = p.wrapping_mul(RUN_BASE);
+        i += 1;
     }
+    p
+};
 
+impl RunHasher {
     fn push(&mut self, h: u64) -> Option<u64> {
-        if let Some(slot) = self.window.get_mut(self.n % RUN_WORDS) {
-            *slot = h;
+        let slot = self.n % RUN_WORDS;
+        let oldest = if self.n >= RUN_WORDS {
+            self.window.get(slot).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        if let Some(w) = self.window.get_mut(slot) {
+            *w = h;
         }
         self.n += 1;
+        self.rolling = self
+            .rolling
+            .wrapping_mul(RUN_BASE)
+            .wrapping_add(h)
+            .wrapping_sub(oldest.wrapping_mul(RUN_BASE_POW));
         if self.n < RUN_WORDS {
             return None;
         }
-        let mut acc = RUN_SALT;
-        for i in 0..RUN_WORDS {
-            let w = self
-                .window
-                .get((self.n + i) % RUN_WORDS)
-                .copied()
-                .unwrap_or(0);
-            acc = salted(acc.rotate_left(5) ^ w, RUN_SALT);
-        }
-        acc.is_multiple_of(RUN_SAMPLE).then_some(acc)
+        let run = salted(self.rolling, RUN_SALT);
+        run.is_multiple_of(RUN_SAMPLE).then_some(run)
     }
 }
 
