@@ -160,7 +160,10 @@ fn run(settings: &StorySettings, labels: &HashMap<String, Label>, polls: u32) ->
         };
         let next_story = out.story.values().max().map_or(1, |m| m + 1);
         let mut index = StoryIndex::with_next_id(settings.clone(), next_story);
-        for (id, _, blob) in stored.items.values() {
+        // In item order, as the store would load them (deterministic centroids).
+        let mut rows: Vec<&(i64, String, Vec<u8>)> = stored.items.values().collect();
+        rows.sort_by_key(|r| r.0);
+        for (id, _, blob) in rows {
             let features = Features::from_bytes(blob).unwrap();
             index.insert_existing(*id, out.story[id], false, features);
         }

@@ -41,7 +41,10 @@ mod features;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+/// Maps keyed by ids and term hashes: foldhash (as in the matcher), not SipHash — the keys
+/// are not attacker-chosen strings but hashes and ids, and every placement does a few hundred
+/// lookups.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -372,9 +375,9 @@ impl StoryIndex {
     pub fn with_next_id(settings: StorySettings, next_id: StoryId) -> StoryIndex {
         StoryIndex {
             settings,
-            stories: HashMap::new(),
-            item_story: HashMap::new(),
-            postings: HashMap::new(),
+            stories: HashMap::default(),
+            item_story: HashMap::default(),
+            postings: HashMap::default(),
             dirty: Vec::new(),
             next_id: next_id.max(1),
         }
@@ -606,7 +609,7 @@ impl StoryIndex {
             return None;
         }
         let keys = keys_of(&f.text, &f.names, f.runs.iter().copied());
-        let mut hits: HashMap<StoryId, u32> = HashMap::new();
+        let mut hits: HashMap<StoryId, u32> = HashMap::default();
         for k in &keys {
             if let Some(p) = self.postings.get(k)
                 && p.len() <= MAX_POSTING
@@ -788,16 +791,17 @@ impl StoryIndex {
         })
     }
 
-    /// Drop stories whose last report is older than `now − window`; returns their ids.
+    /// Drop stories whose last report is older than `now − window`; returns their ids, sorted.
     pub fn evict(&mut self, now: DateTime<Utc>) -> Vec<StoryId> {
         self.settle();
         let cutoff = now.timestamp() - self.settings.window.num_seconds();
-        let old: Vec<StoryId> = self
+        let mut old: Vec<StoryId> = self
             .stories
             .iter()
             .filter(|(_, s)| s.last < cutoff)
             .map(|(id, _)| *id)
             .collect();
+        old.sort_unstable();
         for id in &old {
             self.drop_story(*id);
         }

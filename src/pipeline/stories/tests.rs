@@ -343,7 +343,7 @@ fn five_hundred_near_empty_entries_do_not_become_one_story() {
         df.observe_text(t, b);
     }
     let mut index = StoryIndex::new(StorySettings::default());
-    let mut sizes: HashMap<StoryId, usize> = HashMap::new();
+    let mut sizes: HashMap<StoryId, usize> = HashMap::default();
     for (i, (t, b)) in entries.iter().enumerate() {
         let id = i as i64;
         let p = index.place(id, features(&df, id, 0, t, b, "feed.example"));
