@@ -38,6 +38,9 @@ pub const RUN_WORDS: usize = 8;
 /// (unlike a random sample), so a quote of `L` words shared by two reports shows up as about
 /// `(L - 7) / RUN_SAMPLE` shared runs.
 const RUN_SAMPLE: u64 = 3;
+/// Runs in more documents than this are boilerplate: a quotation or wire paragraph is
+/// carried by a handful of outlets (the reports' shared words still join wider copies).
+const RUN_MAX_DF: u32 = 8;
 /// Most sampled runs kept per report (the first ones in text order).
 const MAX_RUNS: usize = 96;
 /// Tokens of a body considered (huge bodies are cut: the lead paragraphs carry the event).
@@ -278,14 +281,20 @@ impl DocFreq {
         self.end();
     }
 
-    /// Count one entry (title and plain-text body, first 2,000 tokens of each): its words.
+    /// Count one entry (title and plain-text body, first 2,000 tokens of each): its words
+    /// and its sampled 8-word runs (a run in many documents is boilerplate, not a quotation).
     pub fn observe_text(&mut self, title: &str, body: &str) {
         self.begin();
         for text in [title, body] {
             let mut toks = tokens(text);
+            let mut runs = RunHasher::default();
             let mut n = 0;
             while let Some((tok, ascii)) = toks.next_hashed() {
-                self.count(ascii.unwrap_or_else(|| term_hash(tok.text)));
+                let h = ascii.unwrap_or_else(|| term_hash(tok.text));
+                self.count(h);
+                if let Some(r) = runs.push(h) {
+                    self.count(r);
+                }
                 n += 1;
                 if n >= MAX_BODY_TOKENS {
                     break;
@@ -609,6 +618,9 @@ impl Features {
         };
         labels.sort_by_key(|l| l.0);
         labels.dedup_by_key(|l| l.0);
+        // A run seen in more documents than a quotation plausibly is (licence notices,
+        // newsletter footers shared by many sites) is not evidence.
+        runs.retain(|r| df.df(r.0) <= RUN_MAX_DF);
         let mut run_hashes: Vec<u64> = runs.iter().map(|r| r.0).collect();
         run_hashes.sort_unstable();
         run_hashes.dedup();

@@ -483,3 +483,30 @@ fn term_hash_matches_the_tokenizer_hash_and_folds_accents() {
     assert_eq!(h, Some(term_hash("warrington")));
     assert_eq!(term_hash("Théresa"), term_hash("theresa"));
 }
+
+#[test]
+fn boilerplate_shared_by_many_sites_is_not_a_quotation() {
+    // 60 unrelated short reports from 60 sites, each ending in the same licence notice.
+    let notice = "This article is republished under a Creative Commons licence, read the \
+                  original article on the publisher's website for the full text and sources";
+    let mut df = background();
+    let texts: Vec<String> = (0..60)
+        .map(|i| format!("Councillors in town{i} approved plan{i}. {notice}"))
+        .collect();
+    for t in &texts {
+        df.observe_text("", t);
+    }
+    let mut index = StoryIndex::new(StorySettings::default());
+    let mut stories = std::collections::HashSet::new();
+    for (i, t) in texts.iter().enumerate() {
+        let id = i as i64;
+        let host = format!("site{i}.example");
+        let p = index.place(
+            id,
+            features(&df, id, 0, &format!("Plan{i} approved"), t, &host),
+        );
+        assert_eq!(p.evidence.shared_runs, 0, "{}", p.evidence);
+        stories.insert(p.story);
+    }
+    assert_eq!(stories.len(), 60);
+}
