@@ -14,7 +14,8 @@
 //!   counted twice plus the body, 48 heaviest) and the *names* (capitalised words not opening a
 //!   sentence, acronyms, numbers; 24 heaviest), plus the *runs*: hashes of every 8-word
 //!   sequence whose hash is 0 mod 3 (the same runs are sampled in every report, so a quotation
-//!   or wire paragraph shared by two reports yields shared runs).
+//!   or wire paragraph shared by two reports yields shared runs; runs in more than 8
+//!   documents are boilerplate and dropped).
 //! - A [`StoryIndex`] holds the stories of the time window with their *centroid* (sum of
 //!   members' sub-vectors, 128 heaviest terms kept per sub-vector, and the union of their
 //!   runs, each with the host it came from) and an inverted index from a story's distinctive

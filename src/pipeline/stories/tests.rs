@@ -393,13 +393,17 @@ fn a_republished_archive_with_boilerplate_does_not_collapse() {
 
 #[test]
 fn the_same_report_in_many_feeds_is_one_story() {
-    let df = background();
+    // Every copy is counted in the document frequencies first, as a poll does: past eight
+    // copies the shared runs stop counting and the shared words carry on.
+    let mut df = background();
+    df.observe_text("GCHQ and NCA join forces", JOC);
     let mut index = StoryIndex::new(StorySettings::default());
     let first = index.place(
         1,
         features(&df, 1, 0, "GCHQ and NCA join forces", JOC, "a.example"),
     );
-    for i in 2..12 {
+    for i in 2..30 {
+        df.observe_text("GCHQ and NCA join forces", JOC);
         let host = format!("outlet{i}.example");
         let p = index.place(
             i,
