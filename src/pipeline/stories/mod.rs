@@ -162,7 +162,8 @@ pub struct Placement {
     pub evidence: Evidence,
 }
 
-/// Result of [`StoryIndex::split`]: persist `item → to` (pinned).
+/// Result of [`StoryIndex::split`]: persist `item → to` (pinned). `to == from` when the
+/// report was already alone in its story.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
     pub item: ItemId,
@@ -740,6 +741,20 @@ impl StoryIndex {
     /// Take a report out into a story of its own, pinned there.
     pub fn split(&mut self, item: ItemId) -> Result<Split, StoryError> {
         self.settle();
+        let from = self.story_of(item).ok_or(StoryError::UnknownItem(item))?;
+        if let Some(s) = self.stories.get_mut(&from)
+            && s.members.len() == 1
+        {
+            // Already a story of its own: keep its id, pin it.
+            for m in &mut s.members {
+                m.pinned = true;
+            }
+            return Ok(Split {
+                item,
+                from,
+                to: from,
+            });
+        }
         let (from, member) = self
             .remove_item(item)
             .ok_or(StoryError::UnknownItem(item))?;
@@ -803,8 +818,30 @@ impl StoryIndex {
             .map(|(id, _)| *id)
             .collect();
         old.sort_unstable();
+        // One pass over each affected posting list (not one per evicted story: a common key
+        // can list thousands of stories).
+        let gone: std::collections::HashSet<StoryId, foldhash::fast::RandomState> =
+            old.iter().copied().collect();
+        let mut keys: Vec<u64> = Vec::new();
         for id in &old {
-            self.drop_story(*id);
+            if let Some(s) = self.stories.remove(id) {
+                keys.extend_from_slice(&s.keys);
+                for m in &s.members {
+                    if self.item_story.get(&m.item) == Some(id) {
+                        self.item_story.remove(&m.item);
+                    }
+                }
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        for k in keys {
+            if let Some(p) = self.postings.get_mut(&k) {
+                p.retain(|s| !gone.contains(s));
+                if p.is_empty() {
+                    self.postings.remove(&k);
+                }
+            }
         }
         old
     }

@@ -168,6 +168,9 @@ fn split_takes_a_report_out_and_rescoring_keeps_it_out() {
     assert!(again.evidence.manual);
     assert_eq!(index.members(a.story), vec![1]);
     assert_eq!(index.split(99), Err(StoryError::UnknownItem(99)));
+    // Splitting a report that is already alone keeps its story.
+    let alone = index.split(2).unwrap();
+    assert_eq!((alone.from, alone.to), (split.to, split.to));
 }
 
 #[test]
@@ -448,11 +451,35 @@ fn eviction_drops_stories_older_than_the_window() {
         2,
         features(&df, 2, 24 * 5, "NCA arrests gun buyer", ARREST, "b.example"),
     );
+    let c = index.place(
+        3,
+        features(
+            &df,
+            3,
+            1,
+            "GCHQ and NCA hunting criminals",
+            JOC2,
+            "c.example",
+        ),
+    );
+    assert_eq!(c.story, a.story);
     let gone = index.evict(at(24 * 5));
     assert_eq!(gone, vec![a.story]);
+    assert_eq!(index.story_of(3), None);
+    assert!(
+        index.postings.values().all(|p| !p.contains(&a.story)),
+        "evicted story left in the postings"
+    );
+    // A new JOC report starts a story.
+    let d = index.place(
+        4,
+        features(&df, 4, 24 * 5, "GCHQ and NCA join forces", JOC, "d.example"),
+    );
+    assert!(!d.joined, "{}", d.evidence);
     assert_eq!(index.story_of(1), None);
     assert_eq!(index.story_of(2), Some(b.story));
-    assert_eq!(index.stories(), 1);
+    assert_eq!(index.stories(), 2);
+    assert_eq!(index.items(), 2);
 }
 
 #[test]
