@@ -432,3 +432,217 @@ fn store_known_entries(bencher: Bencher) {
         .counter(ItemsCount::new(1_000usize))
         .bench_local(|| store.known_entries(id).expect("known"));
 }
+
+/// Story clustering (`pipeline::stories`): placing a report into a window holding 100,000
+/// stored items, loading such a window, computing features, and document-frequency counting.
+/// Run alone with `cargo bench --bench pipeline -- stories`.
+mod stories {
+    use std::sync::LazyLock;
+
+    use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+    use divan::counter::ItemsCount;
+    use divan::{Bencher, black_box};
+    use newswatch::pipeline::normalise::tokens;
+    use newswatch::pipeline::stories::{DocFreq, Features, Report, StoryIndex, StorySettings};
+
+    /// Items stored in the window.
+    const STORED: usize = 100_000;
+    /// Reports per event in the synthetic stream (so ~33,000 stories).
+    const PER_EVENT: usize = 3;
+
+    struct Synthetic {
+        /// (title, body, time, host)
+        reports: Vec<(String, String, DateTime<Utc>, String)>,
+        df: DocFreq,
+        features: Vec<Features>,
+        /// Reports of stored events from another outlet (they should join).
+        joiners: Vec<Features>,
+    }
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    /// A deterministic news-like stream: common words, topic words, and per-event names,
+    /// spread over three days.
+    fn report(
+        event: usize,
+        outlet: usize,
+        rng: &mut u64,
+    ) -> (String, String, DateTime<Utc>, String) {
+        let start = Utc
+            .with_ymd_and_hms(2015, 11, 9, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let time = start + TimeDelta::seconds((event as i64 * 7) % (3 * 86_400));
+        let name = |k: usize| format!("Name{}x{k}", event);
+        let topic =
+            |rng: &mut u64| format!("topic{}", (event * 13 + (lcg(rng) as usize % 40)) % 5_000);
+        let common = |rng: &mut u64| format!("word{}", lcg(rng) % 800);
+        let title = format!(
+            "{} {} {} {} {} {}",
+            name(0),
+            common(rng),
+            topic(rng),
+            name(1),
+            common(rng),
+            topic(rng)
+        );
+        let mut body = String::with_capacity(600);
+        for i in 0..80 {
+            let w = match lcg(rng) % 10 {
+                0 | 1 => name(lcg(rng) as usize % 4),
+                2..=4 => topic(rng),
+                _ => common(rng),
+            };
+            body.push_str(&w);
+            body.push_str(if i % 15 == 14 { ". " } else { " " });
+        }
+        (title, body, time, format!("outlet{outlet}.example"))
+    }
+
+    static DATA: LazyLock<Synthetic> = LazyLock::new(|| {
+        let mut rng = 42u64;
+        let reports: Vec<_> = (0..STORED + 10_000)
+            .map(|i| report(i / PER_EVENT, i % 50, &mut rng))
+            .collect();
+        let mut df = DocFreq::new();
+        for (t, b, _, _) in &reports {
+            df.observe_text(t, b);
+        }
+        let of = |i: usize, (title, body, time, host): &(String, String, DateTime<Utc>, String)| {
+            Features::new(
+                &Report {
+                    item: i as i64,
+                    time: *time,
+                    title,
+                    body,
+                    host: Some(host),
+                },
+                &df,
+            )
+        };
+        let features = reports.iter().enumerate().map(|(i, r)| of(i, r)).collect();
+        let joiners = (0..5_000)
+            .map(|k| of(k, &report((k * 7_919) % (STORED / PER_EVENT), 51, &mut rng)))
+            .collect();
+        Synthetic {
+            reports,
+            df,
+            features,
+            joiners,
+        }
+    });
+
+    fn loaded() -> StoryIndex {
+        let d = &*DATA;
+        let mut index = StoryIndex::new(StorySettings::default());
+        for (i, f) in d.features.iter().take(STORED).enumerate() {
+            index.insert_existing(i as i64, (i / PER_EVENT) as i64 + 1, false, f.clone());
+        }
+        index
+    }
+
+    /// One placement (features already computed) into a window of 100,000 stored items:
+    /// alternately a report of a new event and another outlet's report of a stored event.
+    #[divan::bench(sample_count = 20, sample_size = 200)]
+    fn place_into_100k(bencher: Bencher) {
+        let d = &*DATA;
+        let mut index = loaded();
+        // The first placement builds the loaded centroids: not part of a placement.
+        index.place(-1, d.features[STORED].clone());
+        let fresh = &d.features[STORED + 1..];
+        let mut k = 0usize;
+        let mut joined = 0usize;
+        bencher
+            .with_inputs(|| {
+                k += 1;
+                let f = if k.is_multiple_of(2) {
+                    &fresh[(k / 2) % fresh.len()]
+                } else {
+                    &d.joiners[(k / 2) % d.joiners.len()]
+                };
+                (10_000_000 + k as i64, f.clone())
+            })
+            .bench_local_values(|(item, f)| {
+                let p = index.place(item, f);
+                joined += usize::from(p.joined);
+                black_box(p)
+            });
+        eprintln!(
+            "stories: {joined} of {k} placements joined a story (half the inputs are another \
+             outlet's report of a stored event); the index holds {} stories, {} items",
+            index.stories(),
+            index.items()
+        );
+    }
+
+    /// `Features::new` of one report (tokenise, weigh, sample runs).
+    #[divan::bench]
+    fn features_of_report(bencher: Bencher) {
+        let d = &*DATA;
+        let (title, body, time, host) = &d.reports[7];
+        bencher.bench_local(|| {
+            Features::new(
+                &Report {
+                    item: 7,
+                    time: *time,
+                    title,
+                    body,
+                    host: Some(host),
+                },
+                &d.df,
+            )
+        });
+    }
+
+    /// Rebuilding the window from 100,000 stored items (feature blobs) and building every
+    /// story's centroid and postings: what a `newswatch poll` process does at start.
+    #[divan::bench(sample_count = 3, sample_size = 1)]
+    fn load_100k_from_blobs(bencher: Bencher) {
+        let d = &*DATA;
+        let blobs: Vec<Vec<u8>> = d
+            .features
+            .iter()
+            .take(STORED)
+            .map(Features::to_bytes)
+            .collect();
+        bencher.counter(ItemsCount::new(STORED)).bench_local(|| {
+            let mut index = StoryIndex::new(StorySettings::default());
+            for (i, b) in blobs.iter().enumerate() {
+                if let Some(f) = Features::from_bytes(b) {
+                    index.insert_existing(i as i64, (i / PER_EVENT) as i64 + 1, false, f);
+                }
+            }
+            index.place(-1, d.features[STORED].clone());
+            index
+        });
+    }
+
+    /// `DocFreq::observe_text` over 1,000 entries; the counter is tokens (items/s).
+    #[divan::bench]
+    fn docfreq_observe(bencher: Bencher) {
+        let d = &*DATA;
+        let entries = &d.reports[..1_000];
+        let tokens_n: usize = entries
+            .iter()
+            .map(|(t, b, _, _)| tokens(t).count() + tokens(b).count())
+            .sum();
+        let mut df = DocFreq::new();
+        bencher.counter(ItemsCount::new(tokens_n)).bench_local(|| {
+            for (t, b, _, _) in entries {
+                df.observe_text(t, b);
+            }
+        });
+    }
+
+    /// Persisting the document frequencies (once per poll), and reading them back.
+    #[divan::bench]
+    fn docfreq_round_trip(bencher: Bencher) {
+        let d = &*DATA;
+        bencher.bench_local(|| DocFreq::from_bytes(&d.df.to_bytes()).map(|df| df.docs()));
+    }
+}

@@ -16,4 +16,5 @@ mod hostile;
 mod identity;
 mod review;
 mod security;
+mod stories_eval;
 mod text_lost;

@@ -12,3 +12,4 @@ pub mod fetch;
 pub mod matcher;
 pub mod normalise;
 pub mod parse;
+pub mod stories;

@@ -1,0 +1,775 @@
+//! What one report contributes to story clustering: term hashes, document frequencies, and
+//! the weighted sub-vectors (title, text, names) plus the sampled word runs of a report.
+
+use chrono::{DateTime, Utc};
+
+use crate::pipeline::normalise::{ASCII_HASH_SEED, ascii_hash_step, fold, tokens};
+
+/// Stable 64-bit hash of a token's folded form: FNV-1a over the lower-cased bytes, the same as
+/// [`crate::pipeline::normalise::Tokens::next_hashed`] gives for ASCII tokens, so it can be
+/// persisted (document frequencies) and recomputed by another process.
+pub fn term_hash(token: &str) -> u64 {
+    if token.is_ascii() {
+        token.bytes().fold(ASCII_HASH_SEED, |h, b| {
+            ascii_hash_step(h, b.to_ascii_lowercase())
+        })
+    } else {
+        fold(token).bytes().fold(ASCII_HASH_SEED, ascii_hash_step)
+    }
+}
+
+/// Mixes a term hash into another feature space (names, numbers, runs) so that the same
+/// word as a plain term and as a name are different features.
+fn salted(hash: u64, salt: u64) -> u64 {
+    let x = hash ^ salt;
+    // splitmix64 finaliser: spreads the low bits the tables index by.
+    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+const NAME_SALT: u64 = 0x6e61_6d65_0000_0001;
+const RUN_SALT: u64 = 0x7275_6e73_0000_0002;
+
+/// Words in a run (shingle): 8 words in a row shared by two reports is a quotation or a
+/// copied paragraph, not chance.
+pub const RUN_WORDS: usize = 8;
+/// A run is kept when `hash % RUN_SAMPLE == 0`: the same runs are sampled in every report
+/// (unlike a random sample), so a quote of `L` words shared by two reports shows up as about
+/// `(L - 7) / RUN_SAMPLE` shared runs.
+const RUN_SAMPLE: u64 = 3;
+/// Runs in more documents than this are boilerplate: a quotation or wire paragraph is
+/// carried by a handful of outlets (the reports' shared words still join wider copies).
+const RUN_MAX_DF: u32 = 8;
+/// Most sampled runs kept per report (the first ones in text order).
+const MAX_RUNS: usize = 96;
+/// Tokens of a body considered (huge bodies are cut: the lead paragraphs carry the event).
+const MAX_BODY_TOKENS: usize = 2_000;
+/// Tokens of a title considered.
+const MAX_TITLE_TOKENS: usize = 64;
+/// Terms kept per sub-vector (the heaviest ones).
+pub(super) const MAX_TITLE_TERMS: usize = 16;
+pub(super) const MAX_TEXT_TERMS: usize = 48;
+pub(super) const MAX_NAME_TERMS: usize = 24;
+
+/// Function words never used as terms (they still count in runs). Document frequencies make
+/// most of them weightless anyway; the list matters while the frequencies are young.
+const STOPWORDS: &[&str] = &[
+    "a",
+    "about",
+    "after",
+    "again",
+    "against",
+    "all",
+    "also",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "him",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "just",
+    "may",
+    "me",
+    "more",
+    "most",
+    "my",
+    "new",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "one",
+    "only",
+    "or",
+    "other",
+    "our",
+    "out",
+    "over",
+    "own",
+    "said",
+    "same",
+    "says",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "two",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "year",
+    "you",
+    "your",
+    "week",
+    "told",
+    "today",
+    "yesterday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "mr",
+    "mrs",
+    "ms",
+    "per",
+    "via",
+    "news",
+    "read",
+    "more",
+    "post",
+    "appeared",
+    "first",
+    "according",
+    "since",
+    "last",
+    "being",
+];
+
+fn is_stopword(folded_hash: u64) -> bool {
+    use std::sync::LazyLock;
+    static SET: LazyLock<Vec<u64>> = LazyLock::new(|| {
+        let mut v: Vec<u64> = STOPWORDS.iter().map(|w| term_hash(w)).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    });
+    SET.binary_search(&folded_hash).is_ok()
+}
+
+/// Document frequencies over every entry polled, matched or not: how distinctive a word is.
+///
+/// A fixed table of `2^BITS` saturating `u16` counters indexed by the low bits of a term hash
+/// (collisions only make a rare word look a little commoner), plus the number of documents.
+/// Memory is fixed (1 MiB of counters), [`DocFreq::observe`] is O(1) per token, and when the
+/// document count reaches [`DocFreq::HALF_LIFE_DOCS`] every counter is halved, so the table
+/// follows recent vocabulary and never saturates.
+#[derive(Clone)]
+pub struct DocFreq {
+    counts: Vec<u16>,
+    /// Per bucket: the last document that counted it (so a word counts once per document).
+    stamps: Vec<u32>,
+    stamp: u32,
+    docs: u32,
+}
+
+impl std::fmt::Debug for DocFreq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocFreq").field("docs", &self.docs).finish()
+    }
+}
+
+/// Why [`DocFreq::from_bytes`] refused a blob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocFreqError {
+    /// Not a blob written by [`DocFreq::to_bytes`] of this version.
+    #[error("document-frequency blob: {0}")]
+    Corrupt(&'static str),
+}
+
+const DF_BITS: u32 = 19;
+const DF_MAGIC: &[u8; 4] = b"NWD1";
+
+impl Default for DocFreq {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DocFreq {
+    /// Documents after which all counts are halved.
+    pub const HALF_LIFE_DOCS: u32 = 400_000;
+
+    pub fn new() -> Self {
+        DocFreq {
+            counts: vec![0; 1 << DF_BITS],
+            stamps: vec![0; 1 << DF_BITS],
+            stamp: 0,
+            docs: 0,
+        }
+    }
+
+    fn bucket(hash: u64) -> usize {
+        // The FNV low bits are weak for short tokens: fold the high half in.
+        ((hash ^ (hash >> 29) ^ (hash >> 43)) & ((1 << DF_BITS) - 1)) as usize
+    }
+
+    /// Count one document given the hashes of its terms (duplicates count once). The hashes
+    /// are [`term_hash`]es, e.g. those `Tokens::next_hashed` yields for ASCII tokens.
+    pub fn observe(&mut self, hashes: impl IntoIterator<Item = u64>) {
+        self.begin();
+        for h in hashes {
+            self.count(h);
+        }
+        self.end();
+    }
+
+    /// Count one entry (title and plain-text body, first 2,000 tokens of each): its words
+    /// and its sampled 8-word runs (a run in many documents is boilerplate, not a quotation).
+    pub fn observe_text(&mut self, title: &str, body: &str) {
+        self.begin();
+        for text in [title, body] {
+            let mut toks = tokens(text);
+            let mut runs = RunHasher::default();
+            let mut n = 0;
+            while let Some((tok, ascii)) = toks.next_hashed() {
+                let h = ascii.unwrap_or_else(|| term_hash(tok.text));
+                self.count(h);
+                if let Some(r) = runs.push(h) {
+                    self.count(r);
+                }
+                n += 1;
+                if n >= MAX_BODY_TOKENS {
+                    break;
+                }
+            }
+        }
+        self.end();
+    }
+
+    fn begin(&mut self) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.stamps.fill(0);
+            self.stamp = 1;
+        }
+    }
+
+    fn count(&mut self, h: u64) {
+        let b = Self::bucket(h);
+        if let (Some(s), Some(c)) = (self.stamps.get_mut(b), self.counts.get_mut(b))
+            && *s != self.stamp
+        {
+            *s = self.stamp;
+            *c = c.saturating_add(1);
+        }
+    }
+
+    fn end(&mut self) {
+        self.docs = self.docs.saturating_add(1);
+        if self.docs >= Self::HALF_LIFE_DOCS {
+            self.docs /= 2;
+            for c in &mut self.counts {
+                *c /= 2;
+            }
+        }
+    }
+
+    /// Documents observed.
+    pub fn docs(&self) -> u32 {
+        self.docs
+    }
+
+    /// Documents that contained the term (approximate: shared bucket, halving).
+    pub fn df(&self, hash: u64) -> u32 {
+        u32::from(self.counts.get(Self::bucket(hash)).copied().unwrap_or(0))
+    }
+
+    /// Inverse document frequency, smoothed: `ln((N + 1) / (df + 1)) + 1`, never below 0.1.
+    /// A word never seen counts as seen once (it is in the report being weighed).
+    pub fn idf(&self, hash: u64) -> f32 {
+        let n = f64::from(self.docs) + 1.0;
+        let df = f64::from(self.df(hash).max(1)) + 1.0;
+        (((n / df).ln() + 1.0).max(0.1)) as f32
+    }
+
+    /// The counts and the document count, zero runs compressed: one blob to persist per poll.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 * 1024);
+        out.extend_from_slice(DF_MAGIC);
+        out.extend_from_slice(&self.docs.to_le_bytes());
+        // Pairs of (zeros to skip as varint, count as varint); counts never zero.
+        let mut zeros: u64 = 0;
+        for &c in &self.counts {
+            if c == 0 {
+                zeros += 1;
+            } else {
+                put_varint(&mut out, zeros);
+                put_varint(&mut out, u64::from(c));
+                zeros = 0;
+            }
+        }
+        out
+    }
+
+    /// Read back a [`DocFreq::to_bytes`] blob.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DocFreqError> {
+        let rest = bytes
+            .strip_prefix(DF_MAGIC)
+            .ok_or(DocFreqError::Corrupt("bad magic"))?;
+        let (docs, mut rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or(DocFreqError::Corrupt("truncated"))?;
+        let mut df = DocFreq::new();
+        df.docs = u32::from_le_bytes(*docs);
+        let mut pos = 0usize;
+        while !rest.is_empty() {
+            let zeros = get_varint(&mut rest).ok_or(DocFreqError::Corrupt("truncated"))?;
+            let count = get_varint(&mut rest).ok_or(DocFreqError::Corrupt("truncated"))?;
+            pos = usize::try_from(zeros)
+                .ok()
+                .and_then(|z| pos.checked_add(z))
+                .ok_or(DocFreqError::Corrupt("bad offset"))?;
+            let slot = df
+                .counts
+                .get_mut(pos)
+                .ok_or(DocFreqError::Corrupt("bad offset"))?;
+            *slot = u16::try_from(count).map_err(|_| DocFreqError::Corrupt("bad count"))?;
+            pos += 1;
+        }
+        Ok(df)
+    }
+}
+
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub(super) fn get_varint(input: &mut &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = input.split_first()?;
+        *input = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Rolling (Rabin–Karp) hash of the last [`RUN_WORDS`] term hashes, O(1) per word; yields
+/// the sampled ones.
+#[derive(Default)]
+struct RunHasher {
+    window: [u64; RUN_WORDS],
+    n: usize,
+    rolling: u64,
+}
+
+/// Base of the rolling hash (odd) and its `RUN_WORDS`-th power, for removing the oldest word.
+const RUN_BASE: u64 = 0x0000_0100_0000_01b3;
+const RUN_BASE_POW: u64 = {
+    let mut p: u64 = 1;
+    let mut i = 0;
+    while i < RUN_WORDS {
+        p = p.wrapping_mul(RUN_BASE);
+        i += 1;
+    }
+    p
+};
+
+impl RunHasher {
+    fn push(&mut self, h: u64) -> Option<u64> {
+        let slot = self.n % RUN_WORDS;
+        let oldest = if self.n >= RUN_WORDS {
+            self.window.get(slot).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        if let Some(w) = self.window.get_mut(slot) {
+            *w = h;
+        }
+        self.n += 1;
+        self.rolling = self
+            .rolling
+            .wrapping_mul(RUN_BASE)
+            .wrapping_add(h)
+            .wrapping_sub(oldest.wrapping_mul(RUN_BASE_POW));
+        if self.n < RUN_WORDS {
+            return None;
+        }
+        let run = salted(self.rolling, RUN_SALT);
+        run.is_multiple_of(RUN_SAMPLE).then_some(run)
+    }
+}
+
+/// What one stored item contributes: the caller fills it from the item's row.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a> {
+    /// The item's id in the store (used by [`super::StoryIndex::place_report`]).
+    pub item: i64,
+    /// Published time, else first-seen time.
+    pub time: DateTime<Utc>,
+    /// Plain text (from `normalise::to_plain_text`).
+    pub title: &'a str,
+    /// Plain text: content if any, else summary.
+    pub body: &'a str,
+    /// Host of the item's link (`None` without one); runs shared only within one host are
+    /// an outlet's boilerplate, not evidence.
+    pub host: Option<&'a str>,
+}
+
+/// A sparse, L2-normalised vector: `(term, weight)` sorted by term.
+pub(super) type Vector = Vec<(u64, f32)>;
+
+/// The features of one report, computed once with the document frequencies of the moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    pub(super) time: i64,
+    pub(super) host: u32,
+    pub(super) title: Vector,
+    pub(super) text: Vector,
+    pub(super) names: Vector,
+    /// Sampled run hashes, sorted, deduplicated.
+    pub(super) runs: Vec<u64>,
+    /// Display words of the heaviest terms and names (not persisted): for explanations.
+    pub(super) labels: Vec<(u64, String)>,
+    /// Display text of each sampled run (not persisted).
+    pub(super) run_text: Vec<(u64, String)>,
+}
+
+fn host_hash(host: Option<&str>) -> u32 {
+    match host {
+        None => 0,
+        Some(h) => {
+            let h = h.trim_start_matches("www.");
+            (salted(term_hash(h), 7) as u32) | 1
+        }
+    }
+}
+
+impl Features {
+    /// Features of `report` weighted by `df`.
+    pub fn new(report: &Report<'_>, df: &DocFreq) -> Features {
+        let mut title_tf: Vec<(u64, f32)> = Vec::new();
+        let mut text_tf: Vec<(u64, f32)> = Vec::new();
+        let mut names_tf: Vec<(u64, f32)> = Vec::new();
+        let mut labels: Vec<(u64, String)> = Vec::new();
+        let mut runs: Vec<(u64, String)> = Vec::new();
+        // Capitalised words at the start of a sentence: names only if the report also
+        // writes them capitalised elsewhere ("Dell has shipped ... new Dell computers").
+        let mut maybe_names: Vec<u64> = Vec::new();
+        let title_case = is_title_case(report.title);
+
+        for (field, text) in [(0, report.title), (1, report.body)] {
+            let limit = if field == 0 {
+                MAX_TITLE_TOKENS
+            } else {
+                MAX_BODY_TOKENS
+            };
+            let mut hasher = RunHasher::default();
+            let mut starts: [usize; RUN_WORDS] = [0; RUN_WORDS];
+            let mut toks = tokens(text);
+            let mut n = 0usize;
+            let mut sentence_start = true;
+            let mut prev_end = 0usize;
+            while let Some((tok, ascii)) = toks.next_hashed() {
+                if n >= limit {
+                    break;
+                }
+                // A name begins with a capital and is not the first word of a sentence
+                // (headlines capitalise everything, so only acronyms count there).
+                let gap = text.get(prev_end..tok.start).unwrap_or("");
+                if n == 0 || gap.contains(['.', '!', '?', ':', '"', '\u{201c}', '|', '-']) {
+                    sentence_start = true;
+                }
+                let h = ascii.unwrap_or_else(|| term_hash(tok.text));
+                if let Some(slot) = starts.get_mut(n % RUN_WORDS) {
+                    *slot = tok.start;
+                }
+                n += 1;
+                if let Some(r) = hasher.push(h)
+                    && runs.len() < MAX_RUNS
+                {
+                    let from = starts.get(n % RUN_WORDS).copied().unwrap_or(0);
+                    runs.push((r, text.get(from..tok.end).unwrap_or("").to_owned()));
+                }
+                let chars = tok.text.chars().count();
+                let has_digit = tok.text.chars().any(|c| c.is_ascii_digit());
+                let stop = is_stopword(h);
+                if !stop && (chars >= 2 || has_digit) {
+                    let idf = df.idf(h);
+                    text_tf.push((h, if field == 0 { 2.0 } else { 1.0 }));
+                    if field == 0 {
+                        title_tf.push((h, 1.0));
+                    }
+                    let first_upper = tok.text.chars().next().is_some_and(char::is_uppercase);
+                    let acronym = chars >= 2
+                        && tok
+                            .text
+                            .chars()
+                            .all(|c| c.is_uppercase() || c.is_ascii_digit())
+                        && tok.text.chars().any(char::is_uppercase);
+                    // Inner capitals: TalkTalk, eDellRoot, iPad, OpParis.
+                    let mixed = tok.text.chars().skip(1).any(char::is_uppercase)
+                        && tok.text.chars().any(char::is_lowercase);
+                    let in_prose = field == 1 || !title_case;
+                    let name = acronym || mixed || (in_prose && first_upper && !sentence_start);
+                    let number = has_digit && chars >= 2;
+                    if name || number {
+                        names_tf.push((h, 1.0));
+                    } else if first_upper && in_prose {
+                        maybe_names.push(h);
+                    }
+                    if (name || idf > 2.0) && labels.len() < 512 {
+                        labels.push((h, tok.text.to_owned()));
+                    }
+                }
+                sentence_start = false;
+                prev_end = tok.end;
+            }
+        }
+
+        {
+            let mut confirmed: Vec<u64> = names_tf.iter().map(|e| e.0).collect();
+            confirmed.sort_unstable();
+            confirmed.dedup();
+            names_tf.extend(
+                maybe_names
+                    .into_iter()
+                    .filter(|h| confirmed.binary_search(h).is_ok())
+                    .map(|h| (h, 1.0)),
+            );
+        }
+        let weigh = |tf: Vec<(u64, f32)>, salt: Option<u64>, keep: usize| -> Vector {
+            let mut v: Vec<(u64, f32)> = merge_counts(tf)
+                .into_iter()
+                .map(|(h, c)| {
+                    // Squared idf: a distinctive word counts far more than a common one.
+                    let idf = df.idf(h);
+                    (salt.map_or(h, |s| salted(h, s)), (1.0 + c.ln()) * idf * idf)
+                })
+                .collect();
+            top(&mut v, keep);
+            normalise(&mut v);
+            v
+        };
+        labels.sort_by_key(|l| l.0);
+        labels.dedup_by_key(|l| l.0);
+        // A run seen in more documents than a quotation plausibly is (licence notices,
+        // newsletter footers shared by many sites) is not evidence.
+        runs.retain(|r| df.df(r.0) <= RUN_MAX_DF);
+        let mut run_hashes: Vec<u64> = runs.iter().map(|r| r.0).collect();
+        run_hashes.sort_unstable();
+        run_hashes.dedup();
+        Features {
+            time: report.time.timestamp(),
+            host: host_hash(report.host),
+            title: weigh(title_tf, None, MAX_TITLE_TERMS),
+            text: weigh(text_tf, None, MAX_TEXT_TERMS),
+            names: weigh(names_tf, Some(NAME_SALT), MAX_NAME_TERMS),
+            runs: run_hashes,
+            labels,
+            run_text: runs,
+        }
+    }
+
+    /// Display word of a term or name, if the report kept one.
+    pub(super) fn label(&self, term: u64) -> Option<&str> {
+        if let Ok(i) = self.labels.binary_search_by_key(&term, |l| l.0) {
+            return self.labels.get(i).map(|l| l.1.as_str());
+        }
+        self.labels
+            .iter()
+            .find(|(h, _)| salted(*h, NAME_SALT) == term)
+            .map(|(_, s)| s.as_str())
+    }
+
+    /// The features without display text (what an index keeps per member).
+    pub(super) fn without_labels(mut self) -> Features {
+        self.labels = Vec::new();
+        self.run_text = Vec::new();
+        self
+    }
+
+    pub(super) fn run_label(&self, run: u64) -> Option<&str> {
+        self.run_text
+            .iter()
+            .find(|(h, _)| *h == run)
+            .map(|(_, s)| s.as_str())
+    }
+
+    /// Whether the report has anything to compare (an empty title and body has not).
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.runs.is_empty()
+    }
+
+    /// Compact persistent form (labels are not kept: explanations of reloaded items name
+    /// terms of the new report only).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + 12 * (self.title.len() + self.text.len()));
+        out.extend_from_slice(b"NWF1");
+        out.extend_from_slice(&self.time.to_le_bytes());
+        out.extend_from_slice(&self.host.to_le_bytes());
+        for v in [&self.title, &self.text, &self.names] {
+            put_varint(&mut out, v.len() as u64);
+            for (h, w) in v {
+                out.extend_from_slice(&h.to_le_bytes());
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        put_varint(&mut out, self.runs.len() as u64);
+        for r in &self.runs {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        out
+    }
+
+    /// Read back [`Features::to_bytes`]; `None` when the blob is not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Features> {
+        let mut rest = bytes.strip_prefix(b"NWF1")?;
+        let (time, r) = rest.split_first_chunk::<8>()?;
+        let (host, r) = r.split_first_chunk::<4>()?;
+        rest = r;
+        let mut vectors: [Vector; 3] = Default::default();
+        for v in &mut vectors {
+            let n = usize::try_from(get_varint(&mut rest)?).ok()?;
+            if n > 4096 {
+                return None;
+            }
+            for _ in 0..n {
+                let (h, r) = rest.split_first_chunk::<8>()?;
+                let (w, r) = r.split_first_chunk::<4>()?;
+                rest = r;
+                v.push((u64::from_le_bytes(*h), f32::from_le_bytes(*w)));
+            }
+        }
+        let n = usize::try_from(get_varint(&mut rest)?).ok()?;
+        if n > 4096 {
+            return None;
+        }
+        let mut runs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (h, r) = rest.split_first_chunk::<8>()?;
+            rest = r;
+            runs.push(u64::from_le_bytes(*h));
+        }
+        let [title, text, names] = vectors;
+        Some(Features {
+            time: i64::from_le_bytes(*time),
+            host: u32::from_le_bytes(*host),
+            title,
+            text,
+            names,
+            runs,
+            labels: Vec::new(),
+            run_text: Vec::new(),
+        })
+    }
+}
+
+/// A headline in Title Case capitalises every word, so its capitals say nothing about names.
+fn is_title_case(title: &str) -> bool {
+    let (mut words, mut caps) = (0, 0);
+    for t in tokens(title) {
+        if t.text.chars().count() < 4 {
+            continue; // short function words are often lower case even in Title Case
+        }
+        words += 1;
+        caps += usize::from(t.text.chars().next().is_some_and(char::is_uppercase));
+    }
+    words >= 2 && caps * 4 >= words * 3
+}
+
+/// Sum the counts of equal terms.
+fn merge_counts(mut tf: Vec<(u64, f32)>) -> Vec<(u64, f32)> {
+    tf.sort_unstable_by_key(|e| e.0);
+    let mut out: Vec<(u64, f32)> = Vec::with_capacity(tf.len());
+    for (h, c) in tf {
+        match out.last_mut() {
+            Some(last) if last.0 == h => last.1 += c,
+            _ => out.push((h, c)),
+        }
+    }
+    out
+}
+
+/// Keep the `keep` heaviest entries, sorted by term.
+pub(super) fn top(v: &mut Vec<(u64, f32)>, keep: usize) {
+    if v.len() > keep {
+        v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(keep);
+    }
+    v.sort_unstable_by_key(|e| e.0);
+}
+
+pub(super) fn normalise(v: &mut [(u64, f32)]) {
+    let norm = v.iter().map(|e| e.1 * e.1).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for e in v {
+            e.1 /= norm;
+        }
+    }
+}
