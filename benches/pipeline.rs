@@ -377,7 +377,6 @@ fn records(first: usize, matched: bool) -> Vec<EntryRecord> {
                         terms: vec!["NCA".into()],
                     }],
                     snippet: e.summary.chars().take(240).collect(),
-                    story_key: dedup::story_key(&e.title),
                     link_rank: 0,
                 }),
             }

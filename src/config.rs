@@ -55,6 +55,8 @@ struct RawConfig {
     output: RawOutput,
     #[serde(default)]
     archive: RawArchive,
+    #[serde(default)]
+    stories: RawStories,
     digest: Option<RawDigest>,
     #[serde(default)]
     http: RawHttp,
@@ -72,6 +74,15 @@ struct RawStorage {
     path: Option<Spanned<String>>,
     /// How long matches are kept ("forever", the default, or a duration); starred ones always.
     keep_matches: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStories {
+    /// How far apart in time reports of one story may be ("3d").
+    window: Option<Spanned<String>>,
+    /// Score a report needs to join a story (0.22; higher: fewer, surer merges).
+    threshold: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -201,6 +212,8 @@ pub struct Settings {
     pub digest: Option<crate::outputs::digest::DigestSettings>,
     /// `[archive]`: every polled entry, kept for search and backfill.
     pub archive: ArchiveSettings,
+    /// `[stories]`: how reports of one event from many outlets are grouped.
+    pub stories: crate::pipeline::stories::StorySettings,
     /// `[storage] keep_matches`: matches first seen longer ago are pruned (never starred ones);
     /// `None` keeps them forever.
     pub keep_matches: Option<Duration>,
@@ -604,6 +617,33 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         )?,
         backfill_new_rules: raw.archive.backfill_new_rules.unwrap_or(false),
     };
+    let mut stories = crate::pipeline::stories::StorySettings::default();
+    if let Some(w) = &raw.stories.window {
+        let d = humantime::parse_duration(w.get_ref().trim())
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .filter(|d| *d >= chrono::Duration::hours(1) && *d <= chrono::Duration::days(60))
+            .ok_or_else(|| {
+                err(
+                    Some(w.span()),
+                    format!(
+                        "stories.window: {:?} is not a duration from 1h to 60d (e.g. \"3d\")",
+                        w.get_ref()
+                    ),
+                )
+            })?;
+        stories.window = d;
+    }
+    if let Some(t) = &raw.stories.threshold {
+        let v = *t.get_ref();
+        if !(0.05..=1.0).contains(&v) {
+            return Err(err(
+                Some(t.span()),
+                format!("stories.threshold: {v} is outside 0.05–1.0 (default 0.22)"),
+            ));
+        }
+        stories.threshold = v as f32;
+    }
     let keep_matches = limit(
         &raw.storage.keep_matches,
         None,
@@ -645,6 +685,7 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         output,
         digest,
         archive,
+        stories,
         keep_matches,
     })
 }

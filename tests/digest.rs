@@ -78,7 +78,6 @@ pub fn record(s: &Story) -> EntryRecord {
                 })
                 .collect(),
             snippet: s.snippet.into(),
-            story_key: None,
             link_rank: 0,
         }),
     }

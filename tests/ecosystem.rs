@@ -386,7 +386,6 @@ fn store_match(
                 })
                 .collect(),
             snippet: snippet.into(),
-            story_key: None,
             link_rank: 0,
         }),
     };

@@ -188,6 +188,7 @@ pub fn open_store(settings: &Settings) -> Result<Store> {
     let mut store =
         Store::open(&settings.database).with_context(|| "cannot use the database".to_string())?;
     store.set_archive(settings.archive.keep.is_some());
+    store.set_story_settings(settings.stories.clone());
     Ok(store)
 }
 

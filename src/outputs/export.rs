@@ -323,6 +323,8 @@ mod tests {
             terms: vec!["NCA".into()],
             snippet: "…the <NCA> said…".into(),
             status: "new".into(),
+            story: id,
+            story_size: 1,
             summary: String::new(),
             content: String::new(),
         }

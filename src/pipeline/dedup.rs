@@ -219,35 +219,6 @@ fn fixed_point(s: String) -> Option<String> {
     None
 }
 
-/// Fewest title words for two outlets' identical titles to count as one story.
-pub const STORY_MIN_TOKENS: usize = 6;
-
-/// A key for "the same story from another outlet": the folded words of the title (plain text),
-/// without a trailing outlet name (" - BBC News", " | The Guardian"). `None` for short titles,
-/// which are too generic ("Letters", "News in brief") to identify a story.
-pub fn story_key(title: &str) -> Option<[u8; 16]> {
-    let mut title = title.trim();
-    for sep in [" | ", " - ", " — ", " – "] {
-        if let Some(i) = title.rfind(sep) {
-            let (head, tail) = (&title[..i], &title[i + sep.len()..]);
-            if crate::pipeline::normalise::tokenize(tail).len() <= 4
-                && crate::pipeline::normalise::tokenize(head).len() >= STORY_MIN_TOKENS
-            {
-                title = head;
-                break;
-            }
-        }
-    }
-    let words: Vec<String> = crate::pipeline::normalise::tokenize(title)
-        .iter()
-        .map(|t| crate::pipeline::normalise::fold(t.text))
-        .collect();
-    if words.len() < STORY_MIN_TOKENS {
-        return None;
-    }
-    Some(truncate16(&hash_parts(&[&words.join(" ")])))
-}
-
 fn is_tracking_param(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.starts_with("utm_") || TRACKING_PARAMS.contains(&lower.as_str())
@@ -384,20 +355,6 @@ mod tests {
         assert!(ids.iter().all(|(_, id)| id.canonical_url.is_none()));
         let keys: HashSet<_> = ids.iter().map(|(_, id)| id.key_hash).collect();
         assert_eq!(keys.len(), 99);
-    }
-
-    #[test]
-    fn story_keys_ignore_case_punctuation_and_outlet_suffix() {
-        let a = story_key("NCA arrests six in dark web drugs probe - BBC News");
-        assert!(a.is_some());
-        assert_eq!(a, story_key("NCA arrests six in dark-web drugs probe"));
-        assert_eq!(
-            a,
-            story_key("nca arrests SIX in dark web drugs probe | The Guardian")
-        );
-        assert_ne!(a, story_key("NCA arrests seven in dark web drugs probe"));
-        assert_eq!(story_key("Letters"), None);
-        assert_eq!(story_key("News in brief - BBC"), None);
     }
 
     #[test]

@@ -269,19 +269,21 @@ pub async fn run(
             });
         }
 
-        if outputs_dirty && in_flight.is_empty() {
-            // After a wave of polls: refresh the [output] feeds of matches once.
-            outputs_dirty = false;
-            update_outputs(&runtime, &store).await;
-        }
         if wave_done && in_flight.is_empty() {
-            // Idle time after a wave: index what it archived, prune once a day.
+            // Idle time after a wave: place its matches into stories, index what it
+            // archived, prune once a day.
             wave_done = false;
+            poll::place_stories(&store).await;
             tokio::spawn(archive_housekeeping(
                 runtime.clone(),
                 store.clone(),
                 housekeeping.clone(),
             ));
+        }
+        if outputs_dirty && in_flight.is_empty() {
+            // After a wave of polls: refresh the [output] feeds of matches once.
+            outputs_dirty = false;
+            update_outputs(&runtime, &store).await;
         }
         if let Some(at) = digest_due
             && at <= Utc::now()
@@ -458,9 +460,11 @@ async fn rules_loaded(
         .map(|r| (r.name.clone(), r.query.to_string()))
         .collect();
     let archive_on = rt.settings.archive.keep.is_some();
+    let stories = rt.settings.stories.clone();
     let registered = tokio::task::spawn_blocking(move || {
         let mut guard = st.lock().unwrap_or_else(|p| p.into_inner());
         guard.set_archive(archive_on);
+        guard.set_story_settings(stories);
         guard.register_rules(&versions, Utc::now())
     })
     .await;

@@ -198,7 +198,7 @@ pub async fn poll_all(
     let mut states = with_store(store, |s| s.feed_states())
         .await
         .unwrap_or_default();
-    futures_util::stream::iter(feeds)
+    let reports = futures_util::stream::iter(feeds)
         .map(|feed| {
             let runtime = runtime.clone();
             let store = store.clone();
@@ -206,8 +206,21 @@ pub async fn poll_all(
             async move { poll_feed(&runtime, &store, &feed, state, None).await }
         })
         .buffer_unordered(runtime.settings.concurrency)
-        .collect()
-        .await
+        .collect::<Vec<_>>()
+        .await;
+    place_stories(store).await;
+    reports
+}
+
+/// After a cycle: place the matches it stored into stories (see [`Store::place_stories`]).
+pub async fn place_stories(store: &SharedStore) {
+    match with_store(store, |s| s.place_stories(Utc::now())).await {
+        Ok(p) if p.items > 0 => {
+            tracing::info!(placed = p.items, joined = p.joined, "stories updated")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot place matches into stories"),
+    }
 }
 
 /// Poll one feed: fetch, process, commit (or record the failure). Never returns an error:
@@ -380,10 +393,20 @@ async fn poll_feed_inner(
         let _cpu_permit = cpu_permit;
         let parsed = parse::parse_feed(&body, content_type.as_deref(), Some(&base))?;
         drop(body);
-        let known = lock(&st)
-            .known_entries(feed_id)
-            .map_err(ProcessError::Store)?;
+        let (known, doc_freq) = {
+            let mut store = lock(&st);
+            let known = store.known_entries(feed_id).map_err(ProcessError::Store)?;
+            (known, store.doc_freq().map_err(ProcessError::Store)?)
+        };
         let records = process_entries(&rt.matcher, &parsed.entries, &known, parsed.site.as_deref());
+        // Stories weigh words by how many documents hold them: every new or changed entry
+        // counts, matched or not.
+        {
+            let mut df = doc_freq.lock().unwrap_or_else(|p| p.into_inner());
+            for r in &records {
+                df.observe_text(&r.text.title, &item_body(&r.text.summary, &r.text.content));
+            }
+        }
         // The parsed document is freed here, on the blocking thread, rather than held (and
         // later freed on the async thread) while the commit waits for the writer.
         let summary = (parsed.title, parsed.ttl_minutes, parsed.entries.len());
@@ -472,7 +495,6 @@ pub fn process_entries(
             MatchedEntry {
                 rules: m.rules,
                 snippet: m.snippet,
-                story_key: dedup::story_key(&title),
                 link_rank: dedup::link_rank(link, identity.canonical_url.as_deref(), site),
             }
         });

@@ -669,7 +669,6 @@ impl Store {
                         MatchedEntry {
                             rules: m.rules,
                             snippet: m.snippet,
-                            story_key: dedup::story_key(&r.text.title),
                             link_rank,
                         },
                     ));
@@ -775,18 +774,13 @@ fn store_backfilled(
         return Ok(item);
     }
     let canonical = r.text.link.as_deref().and_then(dedup::canonical_url);
-    let window_start = super::parse_ts(&r.first_seen)
-        .map(|t| ts(t - super::STORY_WINDOW))
-        .unwrap_or_else(|| r.first_seen.clone());
     let (item, new) = store_match(
         tx,
         &MatchPlace {
-            feed_id: r.feed_id,
             canonical_url: canonical.as_deref(),
             own_item: None,
             first_seen: &r.first_seen,
             now,
-            window_start: &window_start,
         },
         &r.text,
         m,

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod archive;
 pub mod review;
+pub mod stories;
 
 use crate::pipeline::dedup::Identity;
 use crate::pipeline::fetch::Validators;
@@ -29,10 +30,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_story_key.sql"),
     include_str!("../../migrations/0004_item_copies.sql"),
     include_str!("../../migrations/0005_archive.sql"),
+    include_str!("../../migrations/0006_stories.sql"),
 ];
 
-/// How far apart two outlets' identical titles may be first seen and still be one story.
-pub const STORY_WINDOW: chrono::Duration = chrono::Duration::hours(72);
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,9 @@ pub enum StoreError {
     /// A row holds data this version cannot read.
     #[error("database holds unreadable data: {0}")]
     Corrupt(String),
+    /// The thing asked for is not in the database (a command's argument names it).
+    #[error("{0}")]
+    NotFound(String),
     /// The archive's full-text index cannot be read or written.
     #[error(
         "the archive's full-text index (archive_fts) is damaged or unreadable ({0}): run `newswatch archive rebuild`"
@@ -117,8 +120,6 @@ pub struct EntryText {
 pub struct MatchedEntry {
     pub rules: Vec<RuleMatch>,
     pub snippet: String,
-    /// Key of the same story from other outlets ([`crate::pipeline::dedup::story_key`]).
-    pub story_key: Option<[u8; 16]>,
     /// How good the entry's link is as the item's link ([`crate::pipeline::dedup::link_rank`]).
     pub link_rank: u8,
 }
@@ -221,6 +222,10 @@ pub struct MatchRow {
     pub terms: Vec<String>,
     pub snippet: String,
     pub status: String,
+    /// The story this report belongs to (shared by all reports of one event), and how many
+    /// reports it has.
+    pub story: i64,
+    pub story_size: i64,
     #[serde(skip)]
     pub summary: String,
     #[serde(skip)]
@@ -291,6 +296,8 @@ pub struct Store {
     path: PathBuf,
     /// Keep every polled entry's text in the archive ([`Store::set_archive`]).
     archive: bool,
+    /// The story window and document frequencies ([`stories`]).
+    stories: stories::StoryState,
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
@@ -341,6 +348,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             archive: true,
+            stories: Default::default(),
         })
     }
 
@@ -435,7 +443,6 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<CommitCounts> {
         let now_s = ts(now);
-        let window_start = ts(now - STORY_WINDOW);
         let archive = self.archive;
         let tx = self.conn.transaction()?;
         let mut counts = CommitCounts::default();
@@ -479,12 +486,10 @@ impl Store {
                 let (id, new) = store_match(
                     &tx,
                     &MatchPlace {
-                        feed_id,
                         canonical_url: rec.identity.canonical_url.as_deref(),
                         own_item: item_id,
                         first_seen: &now_s,
                         now: &now_s,
-                        window_start: &window_start,
                     },
                     &rec.text,
                     m,
@@ -631,7 +636,8 @@ impl Store {
                (SELECT json_group_array(name) FROM (SELECT DISTINCT f.name AS name FROM sightings s
                   JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name)),
                (SELECT json_group_array(rule) FROM (SELECT rule FROM item_rules WHERE item_id = i.id ORDER BY rule)),
-               (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id)
+               (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id),
+               COALESCE(i.story_id, 0), (SELECT count(*) FROM items o WHERE o.story_id = i.story_id)
              FROM items i WHERE 1 = 1",
         );
         let (cond, mut args) = filter_sql(filter);
@@ -661,6 +667,8 @@ impl Store {
                     feeds: Vec::new(),
                     rules: Vec::new(),
                     terms: Vec::new(),
+                    story: r.get(12)?,
+                    story_size: r.get(13)?,
                 },
                 r.get::<_, String>(9)?,
                 r.get::<_, String>(10)?,
@@ -686,15 +694,12 @@ impl Store {
 /// Where a matched entry is being stored: which feed carries it, what identifies it across
 /// feeds, and when.
 pub(crate) struct MatchPlace<'a> {
-    pub feed_id: i64,
     pub canonical_url: Option<&'a str>,
     /// The item this feed's entry is already stored as (an edit), if any.
     pub own_item: Option<i64>,
     /// First-seen time for a new item: now when polling, the archived time when backfilling.
     pub first_seen: &'a str,
     pub now: &'a str,
-    /// Start of the window in which another outlet's same-titled story is the same item.
-    pub window_start: &'a str,
 }
 
 /// Store one matched entry as an item (new, the feed's own edited one, or another outlet's
@@ -712,21 +717,6 @@ pub(crate) fn store_match(
         item_id = tx
             .prepare_cached("SELECT id FROM items WHERE canonical_url = ?1")?
             .query_row([canon], |r| r.get(0))
-            .optional()?;
-    }
-    if item_id.is_none()
-        && let Some(key) = &m.story_key
-    {
-        // Another outlet's copy under a different URL: same title words, first seen
-        // recently, and not already carried by this feed (a feed repeating a title is a new
-        // story, e.g. a daily round-up).
-        item_id = tx
-            .prepare_cached(
-                "SELECT i.id FROM items i WHERE i.story_key = ?1 AND i.first_seen_at >= ?2
-                   AND NOT EXISTS (SELECT 1 FROM sightings s WHERE s.item_id = i.id AND s.feed_id = ?3)
-                 ORDER BY i.id LIMIT 1",
-            )?
-            .query_row(params![&key[..], at.window_start, at.feed_id], |r| r.get(0))
             .optional()?;
     }
     let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
@@ -755,13 +745,25 @@ pub(crate) fn store_match(
             } else {
                 join_copy(tx, id, text, m, published.as_deref(), at.now)?;
             }
+            // Its text or its outlets changed: the story placement looks at it again at the
+            // end of the cycle, and the story counts as updated (exports re-send it).
+            tx.prepare_cached("UPDATE items SET story_pending = 1 WHERE id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached(
+                "UPDATE stories SET updated_at = ?2 WHERE id = (SELECT story_id FROM items WHERE id = ?1)",
+            )?
+            .execute(params![id, at.now])?;
             (id, false)
         }
         None => {
+            // A story of its own until the end-of-cycle placement ([`Store::place_stories`]).
+            tx.prepare_cached("INSERT INTO stories (first_seen_at, updated_at) VALUES (?1, ?2)")?
+                .execute(params![at.first_seen, at.now])?;
+            let story = tx.last_insert_rowid();
             tx.prepare_cached(
                 "INSERT INTO items (canonical_url, link, guid, title, summary, content, authors,
-                   published_at, first_seen_at, updated_at, snippet, story_key, link_rank)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                   published_at, first_seen_at, updated_at, snippet, link_rank, story_id, story_pending)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)",
             )?
             .execute(params![
                 at.canonical_url,
@@ -775,8 +777,8 @@ pub(crate) fn store_match(
                 at.first_seen,
                 at.now,
                 m.snippet,
-                m.story_key.as_ref().map(|k| &k[..]),
-                m.link_rank
+                m.link_rank,
+                story
             ])?;
             (tx.last_insert_rowid(), true)
         }
@@ -934,7 +936,6 @@ mod tests {
                     terms: vec![title.split(' ').next().unwrap_or("").into()],
                 }],
                 snippet: title.into(),
-                story_key: dedup::story_key(title),
                 link_rank: 0,
             }),
         }
@@ -1102,41 +1103,48 @@ mod tests {
     }
 
     #[test]
-    fn same_story_under_different_urls_from_two_outlets_is_one_item() {
+    fn two_outlets_reports_under_different_urls_are_two_items_of_one_story() {
         let (_d, mut s) = open();
         let a = s.feed_state("a").unwrap().unwrap().id;
         let b = s.feed_state("b").unwrap().unwrap().id;
         let now = Utc::now();
         let title = "NCA arrests six people in dark web drugs probe";
-        s.commit_feed(
-            a,
-            &FetchFacts::default(),
-            &[record("a1", "http://one.example/x", title, Some("nca"))],
-            now,
-        )
-        .unwrap();
+        let mut first = record("a1", "http://one.example/x", title, Some("nca"));
+        first.text.summary =
+            "The National Crime Agency said six people were arrested in Leeds and Bristol.".into();
+        let mut second = record("b1", "http://two.example/y", title, Some("nca"));
+        second.text.summary =
+            "Six people were arrested in Leeds and Bristol, the National Crime Agency said.".into();
+        s.commit_feed(a, &FetchFacts::default(), &[first], now).unwrap();
         let c = s
-            .commit_feed(
-                b,
-                &FetchFacts::default(),
-                &[record("b1", "http://two.example/y", title, Some("nca"))],
-                now,
-            )
+            .commit_feed(b, &FetchFacts::default(), &[second], now)
             .unwrap();
-        assert_eq!(c.new_matches, 0, "merged into the first outlet's item");
-        // The same feed repeating the title later is a new story.
-        let c = s
-            .commit_feed(
-                a,
-                &FetchFacts::default(),
-                &[record("a2", "http://one.example/z", title, Some("nca"))],
-                now,
-            )
-            .unwrap();
-        assert_eq!(c.new_matches, 1);
+        assert_eq!(c.new_matches, 1, "each outlet's report is its own item");
         let rows = s.matches(&MatchFilter::default()).unwrap();
         assert_eq!(rows.len(), 2);
-        assert!(rows.iter().any(|r| r.feeds == vec!["a", "b"]));
+        assert_ne!(rows[0].story, rows[1].story, "stories of their own until placed");
+        let placed = s.place_stories(now).unwrap();
+        assert_eq!((placed.items, placed.joined), (2, 1));
+        let rows = s.matches(&MatchFilter::default()).unwrap();
+        assert_eq!(rows[0].story, rows[1].story, "one story: {rows:?}");
+        assert_eq!(rows[0].story_size, 2);
+        // Nothing pending: a second pass places nothing.
+        assert_eq!(s.place_stories(now).unwrap().items, 0);
+        // A manual split takes one report out, and re-placing never moves it back.
+        let item = rows[0].id;
+        let to = s.story_split(item, now).unwrap();
+        let rows = s.matches(&MatchFilter::default()).unwrap();
+        assert_ne!(rows[0].story, rows[1].story);
+        assert!(rows.iter().any(|r| r.story == to && r.id == item));
+        let other = rows.iter().find(|r| r.id != item).unwrap().story;
+        s.story_merge(other, to, now).unwrap();
+        let rows = s.matches(&MatchFilter::default()).unwrap();
+        assert_eq!(rows[0].story, rows[1].story);
+        assert_eq!(rows[0].story, other);
+        let detail = s.story(other).unwrap().unwrap();
+        assert_eq!(detail.reports.len(), 2);
+        assert!(detail.reports.iter().all(|r| r.pinned));
+        assert!(s.story(to).unwrap().is_none(), "the merged story is gone");
     }
 
     #[test]

@@ -229,6 +229,8 @@ pub struct StoryIndex {
     postings: HashMap<u64, Vec<StoryId>>,
     dirty: Vec<StoryId>,
     next_id: StoryId,
+    /// The id the next story started gets instead of `next_id` ([`StoryIndex::set_new_story_id`]).
+    new_story_id: Option<StoryId>,
 }
 
 impl std::fmt::Debug for StoryIndex {
@@ -382,7 +384,17 @@ impl StoryIndex {
             postings: HashMap::default(),
             dirty: Vec::new(),
             next_id: next_id.max(1),
+            new_story_id: None,
         }
+    }
+
+    /// The id that the next story this index starts (by placing, re-scoring or splitting)
+    /// gets, once: for a store that allocates story ids itself (several processes may share
+    /// one database, so ids must come from it). Ids in the index must stay unique: give an id
+    /// no story of the index has.
+    pub fn set_new_story_id(&mut self, id: StoryId) {
+        self.new_story_id = Some(id);
+        self.next_id = self.next_id.max(id.saturating_add(1));
     }
 
     pub fn settings(&self) -> &StorySettings {
@@ -505,6 +517,9 @@ impl StoryIndex {
     }
 
     fn allocate(&mut self) -> StoryId {
+        if let Some(id) = self.new_story_id.take() {
+            return id;
+        }
         let id = self.next_id;
         self.next_id = self.next_id.saturating_add(1);
         id

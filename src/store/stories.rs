@@ -1,0 +1,439 @@
+//! Stories in the store: where [`crate::pipeline::stories`] decisions are kept, and the one
+//! place they are made.
+//!
+//! A stored item starts as a story of its own, marked `story_pending`. At the end of each poll
+//! cycle [`Store::place_stories`] places every pending item with the clustering engine, in
+//! arrival order, in one `BEGIN IMMEDIATE` transaction: it joins the best story of the time
+//! window or keeps its own. The engine's window (the stories of the last `[stories] window`
+//! with their centroids) lives in memory beside the connection; `story_state.generation`
+//! changes with every placement or manual decision, so a process whose window is stale (another
+//! `newswatch poll`, a `story split` beside a running daemon) reloads it before placing. Story
+//! ids always come from the database, never from the engine's own counter, so two processes
+//! cannot both start story N.
+//!
+//! The document frequencies the engine weighs words with are counted over every polled entry
+//! (the poller calls [`Store::doc_freq`] and observes) and saved with each placement.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+
+use super::{Result, Store, StoreError, effective_time, parse_ts, ts};
+use crate::pipeline::stories::{
+    DocFreq, Evidence, Features, Report, StoryIndex, StorySettings,
+};
+
+/// The clustering state a [`Store`] keeps beside its connection.
+#[derive(Debug, Default)]
+pub(crate) struct StoryState {
+    settings: StorySettings,
+    /// The stories of the window, as of `generation`; `None` until first needed.
+    index: Option<StoryIndex>,
+    generation: i64,
+    doc_freq: Option<Arc<Mutex<DocFreq>>>,
+}
+
+/// What one [`Store::place_stories`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placed {
+    /// Items placed (new or changed since the last pass).
+    pub items: usize,
+    /// Of those, items that joined a story with other reports.
+    pub joined: usize,
+}
+
+/// One report of a story, for `story show` and `show`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoryReport {
+    pub id: i64,
+    pub title: String,
+    pub link: Option<String>,
+    pub published: Option<String>,
+    pub first_seen: String,
+    pub feeds: Vec<String>,
+    pub status: String,
+    pub pinned: bool,
+    /// Why it is in this story (`None` for reports stored before stories existed).
+    pub evidence: Option<Evidence>,
+}
+
+/// A story with its reports, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoryDetail {
+    pub id: i64,
+    pub first_seen: String,
+    pub updated: String,
+    pub reports: Vec<StoryReport>,
+}
+
+fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite(e)
+}
+
+/// The host of a link, for telling an outlet's own boilerplate from shared wording.
+fn host(link: Option<&str>) -> Option<String> {
+    url::Url::parse(link?).ok()?.host_str().map(str::to_string)
+}
+
+/// The engine's view of one stored item.
+struct ItemText {
+    id: i64,
+    story: i64,
+    title: String,
+    summary: String,
+    content: String,
+    link: Option<String>,
+    published: Option<String>,
+    first_seen: String,
+}
+
+impl ItemText {
+    fn features(&self, df: &DocFreq) -> Features {
+        let when = effective_time(self.published.as_deref(), &self.first_seen);
+        let time = parse_ts(when).unwrap_or_else(Utc::now);
+        let body = if self.content.is_empty() {
+            &self.summary
+        } else {
+            &self.content
+        };
+        let host = host(self.link.as_deref());
+        Features::new(
+            &Report {
+                item: self.id,
+                time,
+                title: &self.title,
+                body,
+                host: host.as_deref(),
+            },
+            df,
+        )
+    }
+}
+
+const ITEM_TEXT: &str =
+    "SELECT id, story_id, title, summary, content, link, published_at, first_seen_at FROM items";
+
+fn item_text(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemText> {
+    Ok(ItemText {
+        id: r.get(0)?,
+        story: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+        title: r.get(2)?,
+        summary: r.get(3)?,
+        content: r.get(4)?,
+        link: r.get(5)?,
+        published: r.get(6)?,
+        first_seen: r.get(7)?,
+    })
+}
+
+impl Store {
+    /// Use these clustering parameters (`[stories]`); the window is rebuilt on next use.
+    pub fn set_story_settings(&mut self, settings: StorySettings) {
+        if self.stories.settings != settings {
+            self.stories.settings = settings;
+            self.stories.index = None;
+        }
+    }
+
+    /// The document frequencies over every polled entry, shared with the poller (which
+    /// observes each new or changed entry) and saved by [`Store::place_stories`].
+    pub fn doc_freq(&mut self) -> Result<Arc<Mutex<DocFreq>>> {
+        if let Some(df) = &self.stories.doc_freq {
+            return Ok(df.clone());
+        }
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT doc_freq FROM story_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten();
+        let df = match blob {
+            Some(b) => DocFreq::from_bytes(&b).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stored document frequencies unreadable: counting afresh");
+                DocFreq::new()
+            }),
+            None => DocFreq::new(),
+        };
+        let df = Arc::new(Mutex::new(df));
+        self.stories.doc_freq = Some(df.clone());
+        Ok(df)
+    }
+
+    /// Place every pending item (stored or changed since the last pass) into its story, and
+    /// save the document frequencies. One transaction; cheap when nothing is pending.
+    pub fn place_stories(&mut self, now: DateTime<Utc>) -> Result<Placed> {
+        let df = self.doc_freq()?;
+        let df = df.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut self.stories;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let generation: i64 =
+            tx.query_row("SELECT generation FROM story_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        let pending: Vec<ItemText> = tx
+            .prepare_cached(&format!("{ITEM_TEXT} WHERE story_pending = 1 ORDER BY id"))?
+            .query_map([], item_text)?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut placed = Placed::default();
+        if pending.is_empty() {
+            save_doc_freq(&tx, &df, false)?;
+            tx.commit()?;
+            return Ok(placed);
+        }
+        if state.index.is_none() || state.generation != generation {
+            state.index = Some(load_window(&tx, &state.settings, &df, now)?);
+        }
+        let Some(index) = state.index.as_mut() else {
+            return Err(StoreError::Corrupt("story window not loaded".into()));
+        };
+        let now_s = ts(now);
+        for item in &pending {
+            let features = item.features(&df);
+            let blob = features.to_bytes();
+            // If this placement starts a story, it gets a database id: the item's own story
+            // when the window does not hold the item yet (a new report: its provisional
+            // story), else a fresh one.
+            let fresh = if index.story_of(item.id).is_some() {
+                next_story_id(&tx)?
+            } else {
+                item.story
+            };
+            index.set_new_story_id(fresh);
+            let p = index.place(item.id, features);
+            let evidence = serde_json::to_string(&p.evidence).ok();
+            tx.prepare_cached(
+                "INSERT INTO stories (id, first_seen_at, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at,
+                   first_seen_at = min(first_seen_at, excluded.first_seen_at)",
+            )?
+            .execute(params![p.story, item.first_seen, now_s])?;
+            tx.prepare_cached(
+                "UPDATE items SET story_id = ?2, story_pending = 0, story_evidence = ?3,
+                   story_features = ?4 WHERE id = ?1",
+            )?
+            .execute(params![item.id, p.story, evidence, blob])?;
+            if p.story != item.story {
+                // Left (or never really had) its old story: drop it if nobody else is in it.
+                tx.prepare_cached(
+                    "DELETE FROM stories WHERE id = ?1
+                       AND NOT EXISTS (SELECT 1 FROM items WHERE story_id = ?1)",
+                )?
+                .execute([item.story])?;
+            }
+            placed.items += 1;
+            placed.joined += usize::from(p.joined);
+        }
+        index.evict(now);
+        save_doc_freq(&tx, &df, true)?;
+        state.generation = generation + 1;
+        tx.commit()?;
+        Ok(placed)
+    }
+
+    /// Take report `item` out of its story into one of its own, pinned there (re-scoring never
+    /// moves it back). Returns the new story id.
+    pub fn story_split(&mut self, item: i64, now: DateTime<Utc>) -> Result<i64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let story: Option<i64> = tx
+            .query_row("SELECT story_id FROM items WHERE id = ?1", [item], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten();
+        let Some(story) = story else {
+            return Err(StoreError::NotFound(format!("no match with id {item}")));
+        };
+        let others: i64 = tx.query_row(
+            "SELECT count(*) FROM items WHERE story_id = ?1 AND id <> ?2",
+            params![story, item],
+            |r| r.get(0),
+        )?;
+        let to = if others == 0 {
+            story
+        } else {
+            let to = next_story_id(&tx)?;
+            tx.execute(
+                "INSERT INTO stories (id, first_seen_at, updated_at)
+                 SELECT ?1, first_seen_at, ?2 FROM items WHERE id = ?3",
+                params![to, ts(now), item],
+            )?;
+            tx.execute(
+                "UPDATE stories SET updated_at = ?2 WHERE id = ?1",
+                params![story, ts(now)],
+            )?;
+            to
+        };
+        let evidence = serde_json::to_string(&Evidence {
+            story: Some(to),
+            manual: true,
+            threshold: self.stories.settings.threshold,
+            ..Evidence::default()
+        })
+        .ok();
+        tx.execute(
+            "UPDATE items SET story_id = ?2, story_pinned = 1, story_evidence = ?3 WHERE id = ?1",
+            params![item, to, evidence],
+        )?;
+        bump(&tx)?;
+        tx.commit()?;
+        Ok(to)
+    }
+
+    /// Join story `b` into story `a`: every report of both is pinned in `a`.
+    pub fn story_merge(&mut self, a: i64, b: i64, now: DateTime<Utc>) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for id in [a, b] {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM stories WHERE id = ?1)",
+                [id],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("no story with id {id}")));
+            }
+        }
+        if a != b {
+            let evidence = serde_json::to_string(&Evidence {
+                story: Some(a),
+                manual: true,
+                threshold: self.stories.settings.threshold,
+                ..Evidence::default()
+            })
+            .ok();
+            tx.execute(
+                "UPDATE items SET story_id = ?1, story_evidence = ?3 WHERE story_id = ?2",
+                params![a, b, evidence],
+            )?;
+            tx.execute(
+                "UPDATE stories SET updated_at = ?2,
+                   first_seen_at = min(first_seen_at, (SELECT first_seen_at FROM stories WHERE id = ?3))
+                 WHERE id = ?1",
+                params![a, ts(now), b],
+            )?;
+            tx.execute("DELETE FROM stories WHERE id = ?1", [b])?;
+        }
+        tx.execute("UPDATE items SET story_pinned = 1 WHERE story_id = ?1", [a])?;
+        bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A story and its reports, oldest first; `None` when there is no such story.
+    pub fn story(&self, id: i64) -> Result<Option<StoryDetail>> {
+        let head: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT first_seen_at, updated_at FROM stories WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((first_seen, updated)) = head else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.status, i.story_pinned,
+               i.story_evidence,
+               (SELECT json_group_array(name) FROM (SELECT DISTINCT f.name AS name FROM sightings s
+                  JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name))
+             FROM items i WHERE i.story_id = ?1 ORDER BY i.first_seen_at, i.id",
+        )?;
+        let reports = stmt
+            .query_map([id], |r| {
+                let evidence: Option<String> = r.get(7)?;
+                let feeds: String = r.get(8)?;
+                Ok(StoryReport {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    link: r
+                        .get::<_, Option<String>>(2)?
+                        .filter(|l| crate::text::web_link(Some(l)).is_some()),
+                    published: r.get(3)?,
+                    first_seen: r.get(4)?,
+                    status: r.get(5)?,
+                    pinned: r.get::<_, i64>(6)? != 0,
+                    evidence: evidence.and_then(|e| serde_json::from_str(&e).ok()),
+                    feeds: serde_json::from_str(&feeds).unwrap_or_default(),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sqlite_err)?;
+        Ok(Some(StoryDetail {
+            id,
+            first_seen,
+            updated,
+            reports,
+        }))
+    }
+}
+
+/// The id a new story gets: above every story id in use (inside a write transaction, so no
+/// other process can take it meanwhile).
+fn next_story_id(tx: &Transaction<'_>) -> Result<i64> {
+    Ok(tx.query_row("SELECT COALESCE(max(id), 0) + 1 FROM stories", [], |r| {
+        r.get(0)
+    })?)
+}
+
+/// A manual decision changed stories: every process's window must be reloaded.
+fn bump(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute(
+        "UPDATE story_state SET generation = generation + 1 WHERE id = 1",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Save the document frequencies (and, with `placed`, count a new generation).
+fn save_doc_freq(tx: &Transaction<'_>, df: &DocFreq, placed: bool) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE story_state SET doc_freq = ?1, generation = generation + ?2 WHERE id = 1",
+    )?
+    .execute(params![df.to_bytes(), i64::from(placed)])?;
+    Ok(())
+}
+
+/// The stories of the window around `now`, rebuilt from the stored items (features from
+/// their saved blobs; items stored before stories existed get theirs computed).
+fn load_window(
+    tx: &Transaction<'_>,
+    settings: &StorySettings,
+    df: &DocFreq,
+    now: DateTime<Utc>,
+) -> Result<StoryIndex> {
+    let next: i64 = tx.query_row("SELECT COALESCE(max(id), 0) + 1 FROM stories", [], |r| {
+        r.get(0)
+    })?;
+    let mut index = StoryIndex::with_next_id(settings.clone(), next);
+    // A day of slack: a report published before it was first seen still counts by its
+    // published time, which the engine checks.
+    let since = ts(now - settings.window - chrono::Duration::days(1));
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, story_id, title, summary, content, link, published_at, first_seen_at,
+           story_pinned, story_features
+         FROM items WHERE story_pending = 0 AND story_id IS NOT NULL AND first_seen_at >= ?1
+         ORDER BY id",
+    )?;
+    let mut rows = stmt.query([since])?;
+    while let Some(r) = rows.next()? {
+        let item = item_text(r)?;
+        let pinned = r.get::<_, i64>(8)? != 0;
+        let blob: Option<Vec<u8>> = r.get(9)?;
+        let features = blob
+            .as_deref()
+            .and_then(Features::from_bytes)
+            .unwrap_or_else(|| item.features(df));
+        index.insert_existing(item.id, item.story, pinned, features);
+    }
+    index.evict(now);
+    Ok(index)
+}
