@@ -90,6 +90,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 cli::archive_rebuild(&settings, &mut out)
             }
         },
+        Command::Story(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            cli::story(&settings, args, &mut out)
+        }
         Command::Stats(args) => {
             let (_, settings) = cli::load_settings(cli)?;
             cli::stats(&settings, args, chrono::Utc::now(), &mut out)

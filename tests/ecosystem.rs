@@ -512,7 +512,7 @@ fn atom_export_reads_back_as_the_stored_items() {
         first.summary.as_ref().unwrap().content,
         "…the NCA said \"no\" & <b>left</b>…"
     );
-    assert!(first.id.starts_with("urn:newswatch:") && first.id.contains(":item:"));
+    assert!(first.id.starts_with("urn:newswatch:") && first.id.contains(":story:"));
     assert!(first.updated.is_some(), "updated = first seen");
 
     // Ids are stable across runs; --rule filters.

@@ -202,7 +202,7 @@ fn review_stats_counts_per_rule_feed_day_and_feed_health() {
     let (code, text, _) = project.run(&["stats"]);
     assert_eq!(code, 0);
     assert!(
-        text.starts_with("0 matches first seen"),
+        text.starts_with("0 matches (0 stories) first seen"),
         "default 7 days: {text}"
     );
 }

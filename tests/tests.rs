@@ -16,5 +16,6 @@ mod hostile;
 mod identity;
 mod review;
 mod security;
+mod stories;
 mod stories_eval;
 mod text_lost;

@@ -63,6 +63,8 @@ pub enum Command {
     Mark(MarkArgs),
     /// Matches per rule, feed and day since a time, and each feed's health
     Stats(StatsArgs),
+    /// Stories: the reports of one event from many outlets (show, split, merge)
+    Story(StoryArgs),
     /// Search every archived entry (matched or not) with the rule language
     Search(SearchArgs),
     /// Apply rules (new or edited) to the archived entries and store what they match
@@ -71,6 +73,37 @@ pub enum Command {
     Prune(PruneArgs),
     /// Maintain the archive
     Archive(ArchiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoryArgs {
+    #[command(subcommand)]
+    pub command: StoryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoryCommand {
+    /// List a story's reports: outlet, headline, link, times, and why each is there
+    Show {
+        /// Story id (the `story` field of `query --format json`)
+        #[arg(value_name = "STORY")]
+        id: i64,
+        #[arg(long, value_enum, default_value_t = ReviewFormat::Text)]
+        format: ReviewFormat,
+    },
+    /// Take a report out of its story into one of its own (kept apart from then on)
+    Split {
+        /// Match id of the report
+        #[arg(value_name = "ID")]
+        item: i64,
+    },
+    /// Join story B into story A (its reports stay together from then on)
+    Merge {
+        #[arg(value_name = "A")]
+        a: i64,
+        #[arg(value_name = "B")]
+        b: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -283,8 +316,11 @@ pub struct ShowArgs {
 #[command(group(clap::ArgGroup::new("status").required(true).args(["read", "star", "dismiss", "new"])))]
 pub struct MarkArgs {
     /// Match ids
-    #[arg(value_name = "ID", required = true, num_args = 1..)]
+    #[arg(value_name = "ID", num_args = 0..)]
     pub ids: Vec<i64>,
+    /// Every report of this story (repeatable; see `query --stories`)
+    #[arg(long, value_name = "STORY")]
+    pub story: Vec<i64>,
     /// Mark as read
     #[arg(long)]
     pub read: bool,
@@ -351,9 +387,13 @@ pub struct QueryArgs {
     /// Only matches with this review status (repeatable)
     #[arg(long, value_enum, value_name = "STATUS")]
     pub status: Vec<Status>,
-    /// At most this many matches
+    /// At most this many matches (with --stories: stories)
     #[arg(long, default_value_t = 50, value_name = "N", value_parser = parse_limit)]
     pub limit: usize,
+    /// One row per story (headline, outlets, first and last seen, rules, size) instead of one
+    /// per report
+    #[arg(long)]
+    pub stories: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

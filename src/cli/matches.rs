@@ -31,8 +31,9 @@ pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Resu
     let tz = settings.schedule.timezone;
     let store = open_for_read(settings)?;
     check_names(settings, &store, &args.select.names)?;
-    // With an expression, filter in Rust first, then apply the limit.
-    let limit = if filter_matcher.is_some() {
+    // With an expression, filter in Rust first, then apply the limit; with --stories the
+    // limit counts stories, so every report row is needed.
+    let limit = if filter_matcher.is_some() || args.stories {
         None
     } else {
         Some(args.limit)
@@ -42,6 +43,29 @@ pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Resu
         ..args.select.filter(limit)
     };
     let mut rows = store.matches(&filter).context("cannot read matches")?;
+    if args.stories {
+        if let Some(m) = &filter_matcher {
+            rows.retain(|r| {
+                m.match_item(
+                    &r.title,
+                    &crate::pipeline::matcher::item_body(&r.summary, &r.content),
+                )
+                .is_some()
+            });
+        }
+        let all = crate::store::stories::group(&rows, usize::MAX);
+        let total = all.len();
+        let shown: Vec<_> = all.into_iter().take(args.limit).collect();
+        super::stories::print_stories(&shown, args.format, tz, out)?;
+        if args.format == Format::Table && total > shown.len() {
+            writeln!(
+                out,
+                "({} of {total} stories shown; --limit {total} for all)",
+                shown.len()
+            )?;
+        }
+        return Ok(());
+    }
     let total = if let Some(m) = &filter_matcher {
         // The same decision as everywhere: the matcher over title and body (summary and
         // content, each once), as in a poll and in `search`.
@@ -194,9 +218,11 @@ pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Re
         };
         let filter = MatchFilter {
             statuses,
-            ..args.select.filter(Some(args.limit))
+            ..args.select.filter(None)
         };
-        store.matches(&filter).context("cannot read matches")?
+        // One entry per story: --limit counts stories.
+        let rows = store.matches(&filter).context("cannot read matches")?;
+        crate::outputs::export::per_story(&rows, args.limit)
     } else {
         // Nothing polled yet: an empty feed, and no database created by a read.
         Vec::new()

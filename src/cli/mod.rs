@@ -11,6 +11,7 @@ mod feeds;
 mod matches;
 mod review;
 mod service;
+mod stories;
 mod table;
 
 pub use archive::{archive_rebuild, backfill, prune, search};
@@ -20,6 +21,7 @@ pub use feeds::{feeds_discover, feeds_export, feeds_import, feeds_list};
 pub use matches::{export, print_matches, query};
 pub use review::{digest, mark, show, stats};
 pub use service::{check, poll, run};
+pub use stories::story;
 pub use table::fit;
 
 use std::io::Write;

@@ -76,6 +76,31 @@ pub fn show(settings: &Settings, args: &ShowArgs, out: &mut dyn Write) -> Result
     field(out, "first seen:", &review::local(&m.first_seen, tz))?;
     field(out, "updated:", &review::local(&m.updated, tz))?;
     field(out, "status:", &m.status)?;
+    let story = match (&m.story_evidence, m.story_pinned) {
+        (_, true) => format!(
+            "story {} ({} reports), placed there by hand (`newswatch story show {}`)",
+            m.story, m.story_size, m.story
+        ),
+        (Some(e), false) if m.story_size > 1 && e.story == Some(m.story) => format!(
+            "story {} ({} reports): {}",
+            m.story,
+            m.story_size,
+            sanitize(&e.to_string())
+        ),
+        (Some(e), false) if m.story_size > 1 => format!(
+            "story {} ({} reports), started by this report ({})",
+            m.story,
+            m.story_size,
+            sanitize(&e.to_string())
+        ),
+        (Some(e), false) => format!(
+            "story {} (its only report; best other story: {})",
+            m.story,
+            sanitize(&e.to_string())
+        ),
+        (None, false) => format!("story {} ({} reports)", m.story, m.story_size),
+    };
+    field(out, "story:", &story)?;
     if !m.authors.is_empty() {
         field(out, "authors:", &sanitize(&m.authors.join(", ")))?;
     }
@@ -123,9 +148,29 @@ pub fn show(settings: &Settings, args: &ShowArgs, out: &mut dyn Write) -> Result
 /// are marked.
 pub fn mark(settings: &Settings, args: &MarkArgs, out: &mut dyn Write) -> Result<()> {
     let status = args.status().as_str();
+    if args.ids.is_empty() && args.story.is_empty() {
+        bail!(UsageError(
+            "mark: give match ids, or --story ID for every report of a story".into()
+        ));
+    }
     let outcome = if settings.database.exists() {
         let store = open_store(settings)?;
-        review::mark(&store, &args.ids, status).context("cannot change status")?
+        let mut ids = args.ids.clone();
+        for &story in &args.story {
+            let items = store.story_items(story).context("cannot read the story")?;
+            if items.is_empty() {
+                bail!(UsageError(format!(
+                    "--story {story}: no story with that id"
+                )));
+            }
+            ids.extend(items);
+        }
+        review::mark(&store, &ids, status).context("cannot change status")?
+    } else if !args.story.is_empty() {
+        bail!(UsageError(format!(
+            "--story {}: no story with that id (nothing stored yet)",
+            args.story[0]
+        )));
     } else {
         review::MarkOutcome {
             not_found: args.ids.clone(),
@@ -171,8 +216,9 @@ pub fn stats(
     }
     writeln!(
         out,
-        "{} matches first seen {} – {}",
+        "{} matches ({} stories) first seen {} – {}",
         st.total,
+        st.stories,
         st.since.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
         st.until.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
     )?;

@@ -1,4 +1,6 @@
-//! Export: stored matches as a feed (Atom 1.0 or JSON Feed 1.1) that any feed reader follows.
+//! Export: stored matches as a feed (Atom 1.0 or JSON Feed 1.1) that any feed reader follows,
+//! one entry per story ([`per_story`]): the story's fullest report, with every outlet that
+//! reported it; the entry keeps its id and gets a new `updated` when reports join.
 //!
 //! It exists so newswatch's results can be read where people already read news: point
 //! Miniflux, FreshRSS, newsboat or a phone app at the file and every match shows up, with its
@@ -28,7 +30,7 @@ use crate::text::web_link;
 pub const RULE_SCHEME: &str = "urn:newswatch:rule";
 /// Category scheme of a source feed's name.
 pub const FEED_SCHEME: &str = "urn:newswatch:feed";
-/// How many of the newest matches the `[output]` files hold.
+/// How many of the newest stories the `[output]` files hold.
 pub const OUTPUT_LIMIT: usize = 200;
 /// The review statuses an export holds when none is asked for: every one but `dismissed` (a
 /// dismissed match is one the reader said they do not want to see again, anywhere).
@@ -62,7 +64,7 @@ pub enum ExportError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedMeta {
     pub title: String,
-    /// The feed's id (an IRI); entry ids are `{id}:item:{item id}`.
+    /// The feed's id (an IRI); entry ids are `{id}:story:{story id}`.
     pub id: String,
     /// Where the feed will be published, for `rel="self"` / `feed_url`, if known.
     pub self_link: Option<String>,
@@ -86,9 +88,9 @@ impl FeedMeta {
         }
     }
 
-    /// The stable id of stored item `id`.
-    pub fn item_id(&self, id: i64) -> String {
-        format!("{}:item:{id}", self.id)
+    /// The stable id of story `id` (one entry per story).
+    pub fn story_id(&self, id: i64) -> String {
+        format!("{}:story:{id}", self.id)
     }
 }
 
@@ -107,10 +109,66 @@ fn published(row: &MatchRow) -> Option<String> {
         .and_then(crate::text::rfc3339_or_none)
 }
 
-/// The newest first-seen time of `rows`, else `meta.updated`.
+/// When an entry's story last changed (a report joined, left or was edited).
+fn entry_updated(row: &MatchRow) -> String {
+    rfc3339(row.story_updated.as_str().max(row.first_seen.as_str()))
+}
+
+/// One row per story, newest first, at most `limit`: the story's fullest report standing for
+/// it, with the outlets, rules and terms of every report, the earliest published time, and
+/// the other reports named after the snippet ("Also reported by …").
+pub fn per_story(rows: &[MatchRow], limit: usize) -> Vec<MatchRow> {
+    crate::store::stories::group(rows, limit)
+        .into_iter()
+        .filter_map(|s| {
+            let head = s
+                .rows
+                .iter()
+                .find(|r| r.title == s.headline && r.link == s.link)
+                .or(s.rows.first())?;
+            let mut row = head.clone();
+            row.feeds = s.outlets.clone();
+            row.rules = s.rules.clone();
+            for r in &s.rows {
+                for t in &r.terms {
+                    if !row.terms.contains(t) {
+                        row.terms.push(t.clone());
+                    }
+                }
+            }
+            row.published = s.rows.iter().filter_map(|r| r.published.clone()).min();
+            row.story_updated = s.updated.clone();
+            let others: Vec<String> = s
+                .rows
+                .iter()
+                .filter(|r| r.id != head.id)
+                .map(|r| {
+                    let link = safe_link(r.link.as_deref())
+                        .map(|l| format!(" <{l}>"))
+                        .unwrap_or_default();
+                    format!(
+                        "{}: {}{link}",
+                        r.feeds.first().map(String::as_str).unwrap_or("?"),
+                        r.title
+                    )
+                })
+                .collect();
+            if !others.is_empty() {
+                row.snippet = format!(
+                    "{}\n\nAlso reported by {}",
+                    summary_of(&row),
+                    others.join("; ")
+                );
+            }
+            Some(row)
+        })
+        .collect()
+}
+
+/// The newest change of `rows`' stories, else `meta.updated`.
 fn feed_updated(rows: &[MatchRow], meta: &FeedMeta) -> String {
     rows.iter()
-        .filter_map(|r| parse_ts(&r.first_seen))
+        .filter_map(|r| parse_ts(r.story_updated.as_str().max(r.first_seen.as_str())))
         .max()
         .unwrap_or(meta.updated)
         .to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -125,9 +183,10 @@ fn summary_of(row: &MatchRow) -> &str {
     }
 }
 
-/// Write an Atom 1.0 feed with one entry per row: id [`FeedMeta::item_id`], `updated` = first
-/// seen, `published` when known, the link, the title, the snippet as summary, and a category
-/// per matched rule ([`RULE_SCHEME`]) and per source feed ([`FEED_SCHEME`]).
+/// Write an Atom 1.0 feed with one entry per row (per story, see [`per_story`]): id
+/// [`FeedMeta::story_id`], `updated` = the story's last change, `published` when known, the
+/// link, the title, the snippet as summary, and a category per matched rule ([`RULE_SCHEME`])
+/// and per source feed ([`FEED_SCHEME`]).
 pub fn write_atom(
     rows: &[MatchRow],
     out: &mut dyn Write,
@@ -172,11 +231,11 @@ fn write_entry<W: Write>(
     row: &MatchRow,
     meta: &FeedMeta,
 ) -> std::io::Result<()> {
-    text_element(w, "id", &meta.item_id(row.id))?;
+    text_element(w, "id", &meta.story_id(row.story))?;
     w.create_element("title")
         .with_attribute(("type", "text"))
         .write_text_content(BytesText::new(&xml_safe(&row.title)))?;
-    text_element(w, "updated", &rfc3339(&row.first_seen))?;
+    text_element(w, "updated", &entry_updated(row))?;
     if let Some(p) = published(row) {
         text_element(w, "published", &p)?;
     }
@@ -221,15 +280,17 @@ pub fn write_json_feed(
         .iter()
         .map(|r| {
             let mut item = serde_json::json!({
-                "id": meta.item_id(r.id),
+                "id": meta.story_id(r.story),
                 "title": r.title,
                 "content_text": summary_of(r),
                 "summary": summary_of(r),
                 "date_published": published(r).unwrap_or_else(|| rfc3339(&r.first_seen)),
+                "date_modified": entry_updated(r),
                 "tags": r.rules.iter().map(|x| format!("rule:{x}"))
                     .chain(r.feeds.iter().map(|x| format!("feed:{x}")))
                     .collect::<Vec<_>>(),
                 "_newswatch": {
+                    "story": r.story,
                     "item_id": r.id,
                     "first_seen": rfc3339(&r.first_seen),
                     "rules": r.rules,
@@ -289,10 +350,10 @@ pub fn update_outputs(
         return Ok(());
     }
     let rows = store.matches(&MatchFilter {
-        limit: Some(OUTPUT_LIMIT),
         statuses: SHOWN_STATUSES.iter().map(|s| s.to_string()).collect(),
         ..MatchFilter::default()
     })?;
+    let rows = per_story(&rows, OUTPUT_LIMIT);
     let meta = FeedMeta::for_database(database, "newswatch matches");
     if let Some(path) = &out.atom {
         let mut buf = Vec::new();
@@ -325,6 +386,7 @@ mod tests {
             status: "new".into(),
             story: id,
             story_size: 1,
+            story_updated: "2015-11-09T11:00:00.000Z".into(),
             summary: String::new(),
             content: String::new(),
         }
@@ -369,7 +431,7 @@ mod tests {
             e.title.as_ref().unwrap().content,
             "<script>alert(1)</script> & co"
         );
-        assert_eq!(e.id, meta.item_id(7));
+        assert_eq!(e.id, meta.story_id(7));
         assert_eq!(e.links[0].href, "https://news.example/7?a=1&b=2");
         let cats: Vec<_> = e
             .categories
@@ -393,7 +455,7 @@ mod tests {
         write_json_feed(&[row(3, "t")], &mut buf, &meta).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v["version"], "https://jsonfeed.org/version/1.1");
-        assert_eq!(v["items"][0]["id"], meta.item_id(3));
+        assert_eq!(v["items"][0]["id"], meta.story_id(3));
         assert_eq!(v["items"][0]["date_published"], "2015-11-09T10:00:00Z");
         assert_eq!(v["items"][0]["tags"][0], "rule:nca");
         let feed = feed_rs::parser::parse(&buf[..]).unwrap();

@@ -33,7 +33,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_stories.sql"),
 ];
 
-
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -226,6 +225,9 @@ pub struct MatchRow {
     /// reports it has.
     pub story: i64,
     pub story_size: i64,
+    /// When the story last changed (a report joined, left or was edited).
+    #[serde(skip)]
+    pub story_updated: String,
     #[serde(skip)]
     pub summary: String,
     #[serde(skip)]
@@ -637,7 +639,8 @@ impl Store {
                   JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name)),
                (SELECT json_group_array(rule) FROM (SELECT rule FROM item_rules WHERE item_id = i.id ORDER BY rule)),
                (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id),
-               COALESCE(i.story_id, 0), (SELECT count(*) FROM items o WHERE o.story_id = i.story_id)
+               COALESCE(i.story_id, 0), (SELECT count(*) FROM items o WHERE o.story_id = i.story_id),
+               COALESCE((SELECT st.updated_at FROM stories st WHERE st.id = i.story_id), i.updated_at)
              FROM items i WHERE 1 = 1",
         );
         let (cond, mut args) = filter_sql(filter);
@@ -669,6 +672,7 @@ impl Store {
                     terms: Vec::new(),
                     story: r.get(12)?,
                     story_size: r.get(13)?,
+                    story_updated: r.get(14)?,
                 },
                 r.get::<_, String>(9)?,
                 r.get::<_, String>(10)?,
@@ -1115,14 +1119,18 @@ mod tests {
         let mut second = record("b1", "http://two.example/y", title, Some("nca"));
         second.text.summary =
             "Six people were arrested in Leeds and Bristol, the National Crime Agency said.".into();
-        s.commit_feed(a, &FetchFacts::default(), &[first], now).unwrap();
+        s.commit_feed(a, &FetchFacts::default(), &[first], now)
+            .unwrap();
         let c = s
             .commit_feed(b, &FetchFacts::default(), &[second], now)
             .unwrap();
         assert_eq!(c.new_matches, 1, "each outlet's report is its own item");
         let rows = s.matches(&MatchFilter::default()).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_ne!(rows[0].story, rows[1].story, "stories of their own until placed");
+        assert_ne!(
+            rows[0].story, rows[1].story,
+            "stories of their own until placed"
+        );
         let placed = s.place_stories(now).unwrap();
         assert_eq!((placed.items, placed.joined), (2, 1));
         let rows = s.matches(&MatchFilter::default()).unwrap();

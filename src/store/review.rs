@@ -49,7 +49,7 @@ pub struct RuleHit {
 }
 
 /// One match in full.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MatchDetail {
     pub id: i64,
     pub title: String,
@@ -65,6 +65,12 @@ pub struct MatchDetail {
     pub snippet: String,
     pub summary: String,
     pub content: String,
+    /// The story this report is in, its number of reports, whether a person placed it there
+    /// (`story split` / `merge`), and why it is there.
+    pub story: i64,
+    pub story_size: i64,
+    pub story_pinned: bool,
+    pub story_evidence: Option<crate::pipeline::stories::Evidence>,
 }
 
 /// Everything stored about match `id`, or `None`.
@@ -73,7 +79,9 @@ pub fn show(store: &Store, id: i64) -> Result<Option<MatchDetail>> {
     let row = conn
         .query_row(
             "SELECT id, title, link, guid, published_at, first_seen_at, updated_at, status, authors,
-                    snippet, summary, content
+                    snippet, summary, content, COALESCE(story_id, 0),
+                    (SELECT count(*) FROM items o WHERE o.story_id = items.story_id),
+                    story_pinned, story_evidence
              FROM items WHERE id = ?1",
             [id],
             |r| {
@@ -95,6 +103,12 @@ pub fn show(store: &Store, id: i64) -> Result<Option<MatchDetail>> {
                     snippet: r.get(9)?,
                     summary: r.get(10)?,
                     content: r.get(11)?,
+                    story: r.get(12)?,
+                    story_size: r.get(13)?,
+                    story_pinned: r.get::<_, i64>(14)? != 0,
+                    story_evidence: r
+                        .get::<_, Option<String>>(15)?
+                        .and_then(|e| serde_json::from_str(&e).ok()),
                 })
             },
         )
@@ -214,6 +228,8 @@ pub struct Stats {
     pub timezone: String,
     /// Distinct matches first seen in the window.
     pub total: usize,
+    /// The stories those matches belong to.
+    pub stories: usize,
     pub per_rule: Vec<Count>,
     pub per_feed: Vec<Count>,
     /// Local calendar day (`YYYY-MM-DD`) → matches first seen that day; days without any are
@@ -309,6 +325,11 @@ pub fn stats(
         until: now,
         timezone: tz.name().to_string(),
         total: rows.len(),
+        stories: rows
+            .iter()
+            .map(|r| r.story)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         per_rule: counts(per_rule),
         per_feed: counts(per_feed),
         per_day: per_day

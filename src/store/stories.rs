@@ -20,10 +20,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::{Result, Store, StoreError, effective_time, parse_ts, ts};
-use crate::pipeline::stories::{
-    DocFreq, Evidence, Features, Report, StoryIndex, StorySettings,
-};
+use std::collections::BTreeSet;
+
+use super::{MatchRow, Result, Store, StoreError, effective_time, parse_ts, ts};
+use crate::pipeline::stories::{DocFreq, Evidence, Features, Report, StoryIndex, StorySettings};
 
 /// The clustering state a [`Store`] keeps beside its connection.
 #[derive(Debug, Default)]
@@ -31,6 +31,8 @@ pub(crate) struct StoryState {
     settings: StorySettings,
     /// The stories of the window, as of `generation`; `None` until first needed.
     index: Option<StoryIndex>,
+    /// The index holds the stored items whose time is at or after this.
+    loaded_since: Option<DateTime<Utc>>,
     generation: i64,
     doc_freq: Option<Arc<Mutex<DocFreq>>>,
 }
@@ -68,6 +70,90 @@ pub struct StoryDetail {
     pub reports: Vec<StoryReport>,
 }
 
+/// One story as `query --stories` prints it.
+#[derive(Debug, Serialize)]
+pub struct StoryRow {
+    /// The story id (`story` of the report rows).
+    pub story: i64,
+    /// The headline of its fullest report (the first one on a tie).
+    pub headline: String,
+    pub link: Option<String>,
+    /// Every outlet (feed) among its reports, in order of first report.
+    pub outlets: Vec<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub rules: Vec<String>,
+    /// Reports in the story (all of them, also those the filters left out).
+    pub size: i64,
+    /// The match ids of the reports the filters kept.
+    pub reports: Vec<i64>,
+    /// When a report last joined, left or changed (exports re-send the story then).
+    pub updated: String,
+    /// The fullest report's snippet.
+    pub snippet: String,
+    /// Every report the filters kept, oldest first.
+    #[serde(skip)]
+    pub rows: Vec<MatchRow>,
+}
+
+/// Group report rows (newest first) into stories, newest first, at most `limit`.
+pub fn group(rows: &[MatchRow], limit: usize) -> Vec<StoryRow> {
+    let mut order: Vec<i64> = Vec::new();
+    let mut by: std::collections::HashMap<i64, Vec<&MatchRow>> = Default::default();
+    for r in rows {
+        if !by.contains_key(&r.story) {
+            order.push(r.story);
+        }
+        by.entry(r.story).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .take(limit)
+        .filter_map(|story| {
+            let mut reports = by.remove(&story)?;
+            reports.sort_by(|a, b| a.first_seen.cmp(&b.first_seen).then(a.id.cmp(&b.id)));
+            let fullest = reports
+                .iter()
+                .max_by_key(|r| {
+                    (
+                        r.summary.chars().count() + r.content.chars().count(),
+                        std::cmp::Reverse(r.id),
+                    )
+                })
+                .copied()?;
+            let mut outlets: Vec<String> = Vec::new();
+            let mut rules: BTreeSet<String> = BTreeSet::new();
+            for r in &reports {
+                for f in &r.feeds {
+                    if !outlets.contains(f) {
+                        outlets.push(f.clone());
+                    }
+                }
+                rules.extend(r.rules.iter().cloned());
+            }
+            Some(StoryRow {
+                updated: reports
+                    .iter()
+                    .map(|r| r.story_updated.as_str())
+                    .max()
+                    .unwrap_or_default()
+                    .to_string(),
+                snippet: fullest.snippet.clone(),
+                story,
+                headline: fullest.title.clone(),
+                link: fullest.link.clone(),
+                outlets,
+                first_seen: reports.first()?.first_seen.clone(),
+                last_seen: reports.last()?.first_seen.clone(),
+                rules: rules.into_iter().collect(),
+                size: fullest.story_size,
+                reports: reports.iter().map(|r| r.id).collect(),
+                rows: reports.into_iter().cloned().collect(),
+            })
+        })
+        .collect()
+}
+
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Sqlite(e)
 }
@@ -90,9 +176,14 @@ struct ItemText {
 }
 
 impl ItemText {
-    fn features(&self, df: &DocFreq) -> Features {
+    /// Published time when believable, else first-seen time.
+    fn time(&self) -> DateTime<Utc> {
         let when = effective_time(self.published.as_deref(), &self.first_seen);
-        let time = parse_ts(when).unwrap_or_else(Utc::now);
+        parse_ts(when).unwrap_or_else(Utc::now)
+    }
+
+    fn features(&self, df: &DocFreq) -> Features {
+        let time = self.time();
         let body = if self.content.is_empty() {
             &self.summary
         } else {
@@ -185,8 +276,15 @@ impl Store {
             tx.commit()?;
             return Ok(placed);
         }
-        if state.index.is_none() || state.generation != generation {
-            state.index = Some(load_window(&tx, &state.settings, &df, now)?);
+        // The stories a pending report may join lie within the window around its own time,
+        // which for a new feed's backlog can be long before now.
+        let times: Vec<DateTime<Utc>> = pending.iter().map(ItemText::time).collect();
+        let oldest = times.iter().copied().min().unwrap_or(now).min(now);
+        let since = oldest - state.settings.window - chrono::Duration::days(1);
+        let covered = state.loaded_since.is_some_and(|t| t <= since);
+        if state.index.is_none() || state.generation != generation || !covered {
+            state.index = Some(load_window(&tx, &state.settings, &df, since)?);
+            state.loaded_since = Some(since);
         }
         let Some(index) = state.index.as_mut() else {
             return Err(StoreError::Corrupt("story window not loaded".into()));
@@ -228,7 +326,11 @@ impl Store {
             placed.items += 1;
             placed.joined += usize::from(p.joined);
         }
-        index.evict(now);
+        // Keep what later reports of this age may still join; drop the rest.
+        index.evict(oldest);
+        if let Some(t) = state.loaded_since.as_mut() {
+            *t = (*t).max(oldest - state.settings.window);
+        }
         save_doc_freq(&tx, &df, true)?;
         state.generation = generation + 1;
         tx.commit()?;
@@ -327,6 +429,17 @@ impl Store {
         Ok(())
     }
 
+    /// The match ids of a story's reports (empty: no such story).
+    pub fn story_items(&self, story: i64) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM items WHERE story_id = ?1 ORDER BY id")?;
+        let ids = stmt
+            .query_map([story], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        Ok(ids)
+    }
+
     /// A story and its reports, oldest first; `None` when there is no such story.
     pub fn story(&self, id: i64) -> Result<Option<StoryDetail>> {
         let head: Option<(String, String)> = self
@@ -379,9 +492,11 @@ impl Store {
 /// The id a new story gets: above every story id in use (inside a write transaction, so no
 /// other process can take it meanwhile).
 fn next_story_id(tx: &Transaction<'_>) -> Result<i64> {
-    Ok(tx.query_row("SELECT COALESCE(max(id), 0) + 1 FROM stories", [], |r| {
-        r.get(0)
-    })?)
+    Ok(
+        tx.query_row("SELECT COALESCE(max(id), 0) + 1 FROM stories", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// A manual decision changed stories: every process's window must be reloaded.
@@ -402,28 +517,30 @@ fn save_doc_freq(tx: &Transaction<'_>, df: &DocFreq, placed: bool) -> Result<()>
     Ok(())
 }
 
-/// The stories of the window around `now`, rebuilt from the stored items (features from
-/// their saved blobs; items stored before stories existed get theirs computed).
+/// The stories of stored items whose time (published or first seen) is at or after `since`,
+/// rebuilt from the stored items (features from their saved blobs; items stored before
+/// stories existed get theirs computed). A pending item that was placed before (an edit) is
+/// loaded where it was, so that placing it re-scores it (and a pinned one stays put); a new
+/// one is not.
 fn load_window(
     tx: &Transaction<'_>,
     settings: &StorySettings,
     df: &DocFreq,
-    now: DateTime<Utc>,
+    since: DateTime<Utc>,
 ) -> Result<StoryIndex> {
     let next: i64 = tx.query_row("SELECT COALESCE(max(id), 0) + 1 FROM stories", [], |r| {
         r.get(0)
     })?;
     let mut index = StoryIndex::with_next_id(settings.clone(), next);
-    // A day of slack: a report published before it was first seen still counts by its
-    // published time, which the engine checks.
-    let since = ts(now - settings.window - chrono::Duration::days(1));
     let mut stmt = tx.prepare_cached(
         "SELECT id, story_id, title, summary, content, link, published_at, first_seen_at,
            story_pinned, story_features
-         FROM items WHERE story_pending = 0 AND story_id IS NOT NULL AND first_seen_at >= ?1
+         FROM items WHERE story_id IS NOT NULL
+           AND (story_pending = 0 OR story_features IS NOT NULL)
+           AND (first_seen_at >= ?1 OR published_at >= ?1)
          ORDER BY id",
     )?;
-    let mut rows = stmt.query([since])?;
+    let mut rows = stmt.query([ts(since)])?;
     while let Some(r) = rows.next()? {
         let item = item_text(r)?;
         let pinned = r.get::<_, i64>(8)? != 0;
@@ -434,6 +551,5 @@ fn load_window(
             .unwrap_or_else(|| item.features(df));
         index.insert_existing(item.id, item.story, pinned, features);
     }
-    index.evict(now);
     Ok(index)
 }

@@ -272,6 +272,20 @@ pub struct Entry {
     /// Byte ranges `[start, end)` in `snippet` of the matched terms.
     pub highlights: Vec<[usize; 2]>,
     pub status: String,
+    /// The story this entry stands for (its fullest report is the entry).
+    pub story: i64,
+    /// The story's other reports in the digest: other outlets' coverage of the same event.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_reported: Vec<AlsoReported>,
+}
+
+/// Another outlet's report of an entry's story.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlsoReported {
+    pub id: i64,
+    pub feed: String,
+    pub title: String,
+    pub link: Option<String>,
 }
 
 /// A feed that keeps failing.
@@ -325,7 +339,8 @@ fn build_selected(
         row.feeds = feeds_in_order(store.conn(), row.id)?;
     }
     let mut by_rule: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
-    for row in &rows {
+    for (row, others) in stories_of(store.conn(), rows, select)? {
+        let row = &row;
         let published = row.published.as_deref().and_then(parse_ts);
         let first_seen = parse_ts(&row.first_seen)
             .ok_or_else(|| StoreError::Corrupt(format!("item {}: bad first_seen_at", row.id)))?;
@@ -351,6 +366,16 @@ fn build_selected(
                 snippet: row.snippet.clone(),
                 highlights: Vec::clone(&highlights),
                 status: row.status.clone(),
+                story: row.story,
+                also_reported: others
+                    .iter()
+                    .map(|o| AlsoReported {
+                        id: o.id,
+                        feed: o.feeds.first().cloned().unwrap_or_default(),
+                        title: o.title.clone(),
+                        link: o.link.clone(),
+                    })
+                    .collect(),
             });
         }
     }
@@ -421,6 +446,62 @@ fn build_selected(
         sections,
         feed_problems: feed_problems(store.conn(), now)?,
     })
+}
+
+/// The rows grouped into stories, in the order of each story's newest row: the story's
+/// fullest report (most text; the first seen on a tie) with the rules and terms of all its
+/// reports, and its other reports. A scheduled digest leaves out a story an earlier digest
+/// already listed (a report joining later is no new story).
+fn stories_of(
+    conn: &rusqlite::Connection,
+    rows: Vec<MatchRow>,
+    select: Select,
+) -> Result<Vec<(MatchRow, Vec<MatchRow>)>> {
+    let mut order: Vec<i64> = Vec::new();
+    let mut groups: BTreeMap<i64, Vec<MatchRow>> = BTreeMap::new();
+    for r in rows {
+        if !groups.contains_key(&r.story) {
+            order.push(r.story);
+        }
+        groups.entry(r.story).or_default().push(r);
+    }
+    let mut out = Vec::with_capacity(order.len());
+    for story in order {
+        let Some(mut reports) = groups.remove(&story) else {
+            continue;
+        };
+        if let Select::Ids { after, .. } = select {
+            let first: Option<i64> = conn
+                .prepare_cached("SELECT min(id) FROM items WHERE story_id = ?1")?
+                .query_row([story], |r| r.get(0))?;
+            if first.is_some_and(|id| id <= after) {
+                continue;
+            }
+        }
+        reports.sort_by(|a, b| a.first_seen.cmp(&b.first_seen).then(a.id.cmp(&b.id)));
+        let size = |r: &MatchRow| r.summary.chars().count() + r.content.chars().count();
+        let best = reports
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, r)| (size(r), std::cmp::Reverse(*i)))
+            .map_or(0, |(i, _)| i);
+        let mut head = reports.remove(best);
+        for o in &reports {
+            for rule in &o.rules {
+                if !head.rules.contains(rule) {
+                    head.rules.push(rule.clone());
+                }
+            }
+            for t in &o.terms {
+                if !head.terms.contains(t) {
+                    head.terms.push(t.clone());
+                }
+            }
+        }
+        head.rules.sort();
+        out.push((head, reports));
+    }
+    Ok(out)
 }
 
 /// Ids of the non-dismissed items a selection covers, ascending.

@@ -242,6 +242,22 @@ fn markdown(d: &Digest) -> String {
             s.push_str(&format!("\n### {heading}\n\n"));
             s.push_str(&md_text(&facts(e, d.tz).join(" · ")));
             s.push('\n');
+            if !e.also_reported.is_empty() {
+                let others: Vec<String> = e
+                    .also_reported
+                    .iter()
+                    .map(|o| match web_link(o.link.as_deref()) {
+                        Some(u) => format!(
+                            "{} ([{}]({}))",
+                            md_text(&o.feed),
+                            md_text(&o.title),
+                            md_url(&u)
+                        ),
+                        None => format!("{} ({})", md_text(&o.feed), md_text(&o.title)),
+                    })
+                    .collect();
+                s.push_str(&format!("\nalso reported by: {}\n", others.join(" · ")));
+            }
             if let (Some(link), None) = (&e.link, web_link(e.link.as_deref())) {
                 s.push_str(&format!("\nLink (not opened): {}\n", md_text(link)));
             }
@@ -311,6 +327,17 @@ fn text(d: &Digest) -> String {
                 s.push_str(&format!("  {}\n", sanitize(link)));
             }
             s.push_str(&format!("  {}\n", facts(e, d.tz).join(" · ")));
+            for o in &e.also_reported {
+                s.push_str(&format!(
+                    "  also reported by {}: {}{}\n",
+                    sanitize(&o.feed),
+                    sanitize(&o.title),
+                    o.link
+                        .as_deref()
+                        .map(|l| format!(" <{}>", sanitize(l)))
+                        .unwrap_or_default()
+                ));
+            }
             if !e.snippet.trim().is_empty() {
                 let snip: String = pieces(&e.snippet, &e.highlights)
                     .into_iter()
@@ -445,6 +472,25 @@ fn html(d: &Digest) -> String {
                 "<p style=\"{META}\">{}</p>\n",
                 esc(&facts(e, d.tz).join(" · "))
             ));
+            if !e.also_reported.is_empty() {
+                let others: Vec<String> = e
+                    .also_reported
+                    .iter()
+                    .map(|o| match web_link(o.link.as_deref()) {
+                        Some(u) => format!(
+                            "{} (<a style=\"{A}\" href=\"{}\">{}</a>)",
+                            esc(&o.feed),
+                            attr(u.as_str()),
+                            esc(&o.title)
+                        ),
+                        None => format!("{} ({})", esc(&o.feed), esc(&o.title)),
+                    })
+                    .collect();
+                s.push_str(&format!(
+                    "<p style=\"{META}\">also reported by: {}</p>\n",
+                    others.join(" · ")
+                ));
+            }
             if !e.snippet.trim().is_empty() {
                 let snip: String = pieces(&e.snippet, &e.highlights)
                     .into_iter()

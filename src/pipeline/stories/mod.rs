@@ -59,6 +59,11 @@ pub type ItemId = i64;
 /// store.
 pub type StoryId = i64;
 
+/// A report with fewer distinct words than this (title and text together) carries too little
+/// evidence to join anything: a one-word or empty entry gets a story of its own. Precision
+/// first: 250 copies of "NCA update" are not one event.
+pub const MIN_REPORT_TERMS: usize = 4;
+
 /// Posting lists longer than this are skipped when looking for candidates: a key in that
 /// many stories of the window is not distinctive.
 pub const MAX_POSTING: usize = 2_000;
@@ -622,7 +627,7 @@ impl StoryIndex {
 
     /// The best story for a report, with the evidence (joined or not).
     fn best(&self, f: &Features) -> Option<Evidence> {
-        if f.is_empty() {
+        if f.is_empty() || f.text.len() < MIN_REPORT_TERMS {
             return None;
         }
         let keys = keys_of(&f.text, &f.names, f.runs.iter().copied());
