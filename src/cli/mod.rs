@@ -12,6 +12,7 @@ mod matches;
 mod review;
 mod service;
 mod table;
+mod web;
 
 pub use archive::{archive_rebuild, backfill, prune, search};
 pub use args::*;
@@ -21,6 +22,7 @@ pub use matches::{export, print_matches, query};
 pub use review::{digest, mark, show, stats};
 pub use service::{check, poll, run};
 pub use table::fit;
+pub use web::serve;
 
 use std::io::Write;
 

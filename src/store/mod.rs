@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod archive;
 pub mod review;
+pub mod web;
 
 use crate::pipeline::dedup::Identity;
 use crate::pipeline::fetch::Validators;
