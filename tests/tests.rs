@@ -17,3 +17,4 @@ mod identity;
 mod review;
 mod security;
 mod text_lost;
+mod web;
