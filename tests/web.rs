@@ -876,3 +876,237 @@ fn web_run_serves_beside_polling_with_metrics_as_prometheus_text_and_health() {
             .contains("GCHQ story number 1")
     );
 }
+
+/// The Chromium binary, if installed (`CHROMIUM` overrides).
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// A headless Chromium driven over the DevTools protocol (one page, one WebSocket).
+struct Browser {
+    child: std::process::Child,
+    _profile: tempfile::TempDir,
+    ws: tungstenite::WebSocket<TcpStream>,
+    next_id: u64,
+    /// The page's session (flat mode), once attached.
+    session: Option<String>,
+}
+
+impl Browser {
+    fn launch(bin: &std::path::Path) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--window-size=1200,900",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/…"
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(url) = line.split("DevTools listening on ").nth(1) {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let browser_ws = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("chromium's DevTools line");
+        // One WebSocket to the browser; the page is a target attached in flat mode, its
+        // commands carry the session id.
+        let port = browser_ws
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let stream = TcpStream::connect(&port).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let (ws, _) = tungstenite::client(browser_ws.as_str(), stream).expect("CDP websocket");
+        let mut b = Browser {
+            child,
+            _profile: profile,
+            ws,
+            next_id: 0,
+            session: None,
+        };
+        let target = b.call(
+            "Target.createTarget",
+            serde_json::json!({"url": "about:blank"}),
+        );
+        let attached = b.call(
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": target["targetId"], "flatten": true}),
+        );
+        b.session = attached["sessionId"].as_str().map(str::to_string);
+        assert!(b.session.is_some(), "{attached}");
+        b
+    }
+
+    /// Send one command and wait for its result (events in between are skipped).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            msg["sessionId"] = Value::String(s.clone());
+        }
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .expect("CDP send");
+        loop {
+            let m = self.ws.read().expect("CDP read");
+            let Ok(text) = m.to_text() else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(text) else {
+                continue;
+            };
+            if v["id"] == id {
+                assert!(v["error"].is_null(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluate `js` in the page; its value (by value).
+    fn eval(&mut self, js: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(r["exceptionDetails"].is_null(), "{js}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    fn wait_for(&mut self, what: &str, js: &str) {
+        let start = std::time::Instant::now();
+        while self.eval(js) != Value::Bool(true) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A real mouse click (press and release) at the centre of the element `selector`.
+    fn click(&mut self, selector: &str) {
+        let rect = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({selector:?}); e.scrollIntoView({{block: 'center'}});
+               const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        ));
+        let (x, y) = (rect[0].as_f64().unwrap(), rect[1].as_f64().unwrap());
+        for kind in ["mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                serde_json::json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+            );
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn web_browser_filters_by_rule_marks_a_story_read_and_runs_no_feed_script() {
+    let Some(bin) = chromium() else {
+        println!("SKIPPED: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let (project, _server) = project(4, 3, "");
+    let web = serve(&project);
+    let mut b = Browser::launch(&bin);
+    b.call("Page.enable", serde_json::json!({}));
+    b.call("Runtime.enable", serde_json::json!({}));
+    b.call(
+        "Page.navigate",
+        serde_json::json!({"url": format!("http://{}/", web.addr)}),
+    );
+    b.wait_for(
+        "the review page",
+        "document.readyState === 'complete' && !!document.querySelector('form.filters')",
+    );
+    // The hostile titles are on the page, as text, and ran nothing.
+    b.wait_for(
+        "the script file",
+        "document.querySelectorAll('article.story').length > 0",
+    );
+    assert_eq!(b.eval("document.title"), "newswatch — review");
+    assert_eq!(
+        b.eval("document.querySelectorAll('main img, main script').length"),
+        0
+    );
+    assert_eq!(
+        b.eval("document.body.textContent.includes(\"<img src=x onerror=\")"),
+        true,
+        "the hostile title is shown as text"
+    );
+
+    // Filter by a rule with the form.
+    b.eval("document.querySelector('select[name=rule]').value = 'gchq'; true");
+    b.click("form.filters button[type=submit]");
+    b.wait_for(
+        "the filtered page",
+        "location.search.includes('rule=gchq') && document.readyState === 'complete'",
+    );
+    let titles =
+        b.eval("[...document.querySelectorAll('article.story h2')].map(h => h.textContent)");
+    let titles: Vec<&str> = titles
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(titles.len(), 3, "{titles:?}");
+    assert!(
+        titles.iter().all(|t| t.starts_with("GCHQ story")),
+        "{titles:?}"
+    );
+
+    // Mark the first story read with a click: the script posts, the page updates in place.
+    let id: i64 = b
+        .eval("document.querySelector('article.story').dataset.ids")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    b.eval("window.notReloaded = true; true");
+    b.click("article.story button[data-action=read]");
+    b.wait_for(
+        "the story shown as read",
+        "document.querySelector('article.story').classList.contains('status-read')",
+    );
+    assert_eq!(b.eval("window.notReloaded === true"), true, "no reload");
+    assert_eq!(status_of(&project, id), "read", "the database has it");
+    assert_eq!(b.eval("document.title"), "newswatch — review");
+}
