@@ -12,6 +12,8 @@ BIN="$(realpath "${1:?usage: idle-cpu.sh path/to/newswatch}")"
 WINDOW="${WINDOW:-10}"
 SCHEDULE="${SCHEDULE:-0 * * * *}"
 WAIT_POLL="${WAIT_POLL:-0}"
+# WEB=127.0.0.1:PORT also serves [web] there (the review page, API and metrics stay idle too).
+WEB="${WEB:-}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TMP="$(mktemp -d /tmp/nw-idle.XXXXXX)"
 PID=""
@@ -36,6 +38,7 @@ url = "file://$ROOT/tests/fixtures/uk-news.rss"
 name = "nca"
 query = 'NCA OR "National Crime Agency"'
 CFG
+if [ -n "$WEB" ]; then printf '\n[web]\nlisten = "%s"\n' "$WEB" >> "$TMP/newswatch.toml"; fi
 "$BIN" --config "$TMP/newswatch.toml" run 2> "$TMP/daemon.log" &
 PID=$!
 polled() { "$BIN" --config "$TMP/newswatch.toml" feeds --format json 2>/dev/null | grep -Eq '"last_fetch_at": *"'; }

@@ -66,6 +66,19 @@ struct RawConfig {
     feeds: Vec<RawFeed>,
     #[serde(default)]
     rules: Vec<RawRule>,
+    /// The review page, JSON API and metrics (`[web]`); off when absent.
+    web: Option<RawWeb>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    /// Address and port to serve on, e.g. "127.0.0.1:8080".
+    listen: Spanned<String>,
+    /// File holding the access token (relative to the config's folder).
+    token_file: Option<String>,
+    /// Name of the environment variable holding the access token.
+    token_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -217,6 +230,18 @@ pub struct Settings {
     /// `[storage] keep_matches`: matches first seen longer ago are pruned (never starred ones);
     /// `None` keeps them forever.
     pub keep_matches: Option<Duration>,
+    /// `[web]`: the review page, JSON API and metrics; `None` when the section is absent.
+    pub web: Option<WebSettings>,
+}
+
+/// `[web]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSettings {
+    /// Where to listen.
+    pub listen: std::net::SocketAddr,
+    /// Where the access token is read from when the server starts; required for a listen
+    /// address that is not loopback.
+    pub token: Option<crate::outputs::digest::SecretSource>,
 }
 
 impl Settings {
@@ -674,6 +699,33 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         });
     }
 
+    let web = match &raw.web {
+        None => None,
+        Some(w) => {
+            let listen = w.listen.get_ref().trim().parse().map_err(|_| {
+                err(
+                    Some(w.listen.span()),
+                    format!(
+                        "web.listen: expected an IP address and port like \"127.0.0.1:8080\" or \"[::1]:8080\", got {:?}",
+                        w.listen.get_ref()
+                    ),
+                )
+            })?;
+            let token = match (&w.token_env, &w.token_file) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        None,
+                        "web: give token_env or token_file, not both".into(),
+                    ));
+                }
+                (Some(v), None) => Some(crate::outputs::digest::SecretSource::Env(v.clone())),
+                (None, Some(f)) => Some(crate::outputs::digest::SecretSource::File(base.join(f))),
+                (None, None) => None,
+            };
+            Some(WebSettings { listen, token })
+        }
+    };
+
     Ok(Settings {
         source: path.map(Path::to_path_buf),
         database,
@@ -687,6 +739,7 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         archive,
         stories,
         keep_matches,
+        web,
     })
 }
 

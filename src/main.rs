@@ -125,13 +125,18 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let (_, settings) = cli::load_settings(cli)?;
             cli::export(&settings, args, &mut out)
         }
+        Command::Serve(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            let rt = newswatch::service::poll::build_runtime()?;
+            rt.block_on(cli::serve(settings, args))
+        }
         Command::Completions(args) => cli::completions(args, &mut out),
         Command::Man => cli::man(&mut out),
     }
 }
 
 fn init_logging(cli: &Cli) {
-    let daemon = matches!(cli.command, Command::Run);
+    let daemon = matches!(cli.command, Command::Run | Command::Serve(_));
     let default = match cli.verbose {
         0 if daemon => "newswatch=info",
         0 => "newswatch=warn",

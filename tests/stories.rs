@@ -189,9 +189,101 @@ fn rss(site: &str, items: &[(&str, &str, &str, &str)]) -> String {
             "<item><guid isPermaLink=\"false\">{id}</guid><link>https://{site}/{id}</link><title>{title}</title><pubDate>{date}</pubDate><description>{text}</description></item>"
         ));
     }
+    // Like any real outlet's feed, the rest of the day's news (matching no rule): what the
+    // document frequencies that weigh words learn from.
+    for (k, (topic, text)) in BACKGROUND.iter().enumerate() {
+        s.push_str(&format!(
+            "<item><guid isPermaLink=\"false\">bg-{k}</guid><link>https://{site}/bg-{k}</link><title>{topic}</title><pubDate>Mon, 09 Nov 2015 0{}:00:00 GMT</pubDate><description>{text}</description></item>",
+            k % 10
+        ));
+    }
     s.push_str("</channel></rss>");
     s
 }
+
+/// Other news of the day, one line each.
+const BACKGROUND: &[(&str, &str)] = &[
+    (
+        "Council approves new cycle lanes",
+        "Councillors voted to build protected cycle lanes on the ring road by spring.",
+    ),
+    (
+        "Football club wins derby in injury time",
+        "A header in the 93rd minute settled the derby in front of a sell-out crowd.",
+    ),
+    (
+        "Flood defences finished ahead of winter",
+        "The Environment Agency completed a new flood wall along the river.",
+    ),
+    (
+        "Library reopens after refurbishment",
+        "The central library reopened with a new children's area and a cafe.",
+    ),
+    (
+        "Rail works close the line this weekend",
+        "Replacement buses will run between the two stations on Saturday and Sunday.",
+    ),
+    (
+        "Storm brings heavy rain and power cuts",
+        "Thousands of homes lost power and roads flooded as the storm crossed the north.",
+    ),
+    (
+        "Market traders report a busy season",
+        "Stallholders said footfall was up on last year in the run-up to Christmas.",
+    ),
+    (
+        "Review: a mid-range phone with a huge battery",
+        "The handset lasts two days between charges and has a good camera for its price.",
+    ),
+    (
+        "How to choose a NAS for a small office",
+        "We compare four network storage boxes on speed, noise and backup software.",
+    ),
+    (
+        "Black Friday deals on laptops and monitors",
+        "The best discounts we found on hardware for home workers.",
+    ),
+    (
+        "Opinion: why IT projects overrun",
+        "Scope creep and optimism bias are the usual culprits; here is how to plan for them.",
+    ),
+    (
+        "Clocks go back tonight",
+        "British Summer Time ends at two in the morning.",
+    ),
+    (
+        "Rugby World Cup final won at Twickenham",
+        "New Zealand beat Australia to keep the trophy.",
+    ),
+    (
+        "Bond film tops the box office again",
+        "Spectre keeps the lead for a second week running.",
+    ),
+    (
+        "Winter fuel payments arrive",
+        "Pensioners receive the payments this month, the department said.",
+    ),
+    (
+        "Davis Cup: Britain win in Ghent",
+        "Andy Murray sealed the first win since 1936.",
+    ),
+    (
+        "Star Wars premiere draws crowds",
+        "Fans queued in Leicester Square for the new film.",
+    ),
+    (
+        "Last posting dates for Christmas",
+        "Second class post must be sent by Friday to arrive in time.",
+    ),
+    (
+        "Interest rates held at record low",
+        "The Bank of England kept rates at half a percent for another month.",
+    ),
+    (
+        "Supermarket price war deepens",
+        "Discounters took market share from the big four grocers again.",
+    ),
+];
 
 const JOC_TEXT: &str = "GCHQ and the National Crime Agency opened a Joint Operations Cell in \
     Warrington to tackle child sexual exploitation and serious crime on the dark web, bringing \

@@ -19,3 +19,4 @@ mod security;
 mod stories;
 mod stories_eval;
 mod text_lost;
+mod web;

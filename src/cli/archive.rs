@@ -39,7 +39,13 @@ impl<'a> From<&'a SearchHit> for HitRow<'a> {
             id: h.row.id,
             feed: &h.row.feed,
             title: &h.row.text.title,
-            link: h.row.text.link.as_deref(),
+            // Only http(s) links leave newswatch, whatever a feed gave.
+            link: h
+                .row
+                .text
+                .link
+                .as_deref()
+                .filter(|l| crate::text::web_link(Some(l)).is_some()),
             published: h.row.text.published.map(crate::store::ts),
             first_seen: &h.row.first_seen,
             r#match: h.row.item_id,

@@ -73,6 +73,16 @@ pub enum Command {
     Prune(PruneArgs),
     /// Maintain the archive
     Archive(ArchiveArgs),
+    /// Serve the review page, JSON API and metrics ([web]) without polling (beside a
+    /// `newswatch run` elsewhere, or on a copy of the database)
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen here instead of [web] listen (default 127.0.0.1:8080 when the config has no [web])
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

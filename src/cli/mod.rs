@@ -13,6 +13,7 @@ mod review;
 mod service;
 mod stories;
 mod table;
+mod web;
 
 pub use archive::{archive_rebuild, backfill, prune, search};
 pub use args::*;
@@ -23,6 +24,7 @@ pub use review::{digest, mark, show, stats};
 pub use service::{check, poll, run};
 pub use stories::story;
 pub use table::fit;
+pub use web::serve;
 
 use std::io::Write;
 

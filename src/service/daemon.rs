@@ -46,6 +46,9 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] poll::RuntimeError),
+    /// The web server (`[web]`) could not start.
+    #[error(transparent)]
+    Web(#[from] crate::service::web::WebError),
 }
 
 /// An exclusive lock on a database, held for the daemon's lifetime (released by the OS when the
@@ -202,7 +205,29 @@ pub async fn run(
     let mut store = Store::open(&settings.database)?;
     store.sync_feeds(settings.feeds.iter().map(FeedSettings::name_url))?;
     let store: SharedStore = Arc::new(Mutex::new(store));
-    let mut runtime = Arc::new(Runtime::new(settings)?);
+    let metrics = Arc::new(crate::service::metrics::Metrics::new());
+    let liveness = Arc::new(crate::service::metrics::Liveness::default());
+    liveness.beat(Utc::now());
+    // The web server (its own database connections; stopped with the daemon).
+    let web = match &settings.web {
+        Some(w) => {
+            let server = crate::service::web::Server::bind(
+                &settings,
+                w,
+                metrics.clone(),
+                Some(liveness.clone()),
+            )
+            .await?;
+            let stop = shutdown.child_token();
+            Some(tokio::spawn(async move {
+                if let Err(e) = server.serve(stop).await {
+                    tracing::error!(error = %e, "web server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+    let mut runtime = Arc::new(Runtime::new(settings)?.with_metrics(metrics));
     tracing::info!(
         feeds = runtime.settings.feeds.len(),
         rules = runtime.settings.rules.len(),
@@ -301,6 +326,9 @@ pub async fn run(
             .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
+        liveness.beat(
+            Utc::now() + chrono::Duration::from_std(sleep).unwrap_or(chrono::Duration::zero()),
+        );
 
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -346,6 +374,7 @@ pub async fn run(
     }
 
     tracing::info!(in_flight = in_flight.len(), "stopping");
+    liveness.stopped();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await
@@ -354,6 +383,10 @@ pub async fn run(
         // Abandon what is left; a feed's results are committed whole or not at all.
         tasks_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    }
+    if let Some(web) = web {
+        // Cancelled with `shutdown`; bounded by the server's own grace period.
+        let _ = web.await;
     }
     tracing::info!("stopped");
     Ok(())
@@ -654,7 +687,12 @@ async fn reload(
             settings.database.display()
         ));
     }
-    let runtime = Runtime::new(settings).map_err(|e| e.to_string())?;
+    let runtime = Runtime::new(settings)
+        .map_err(|e| e.to_string())?
+        .with_metrics(current.metrics.clone());
+    if runtime.settings.web != current.settings.web {
+        tracing::warn!("[web] changed: restart the daemon to apply it");
+    }
     let feeds = runtime.settings.feeds.clone();
     let store = store.clone();
     tokio::task::spawn_blocking(move || {

@@ -3,4 +3,6 @@
 //! reloads on SIGHUP).
 
 pub mod daemon;
+pub mod metrics;
 pub mod poll;
+pub mod web;

@@ -63,6 +63,8 @@ pub struct Runtime {
     /// Documents parsed and matched at once: one per core. More cannot go faster, and each
     /// document in flight holds ~15x its size in memory (a 2.7 MB feed peaks at ~40 MB).
     cpu: Arc<Semaphore>,
+    /// Where each feed's poll is counted; shared across reloads (see [`Runtime::with_metrics`]).
+    pub metrics: Arc<crate::service::metrics::Metrics>,
 }
 
 /// Why a runtime could not be built.
@@ -101,7 +103,14 @@ impl Runtime {
             cpu: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Count polls into `metrics` (the process's, kept across config reloads).
+    pub fn with_metrics(mut self, metrics: Arc<crate::service::metrics::Metrics>) -> Runtime {
+        self.metrics = metrics;
+        self
     }
 
     fn fetcher(&self, feed: &FeedSettings) -> Option<&Fetcher> {
@@ -242,6 +251,7 @@ pub async fn poll_feed(
         let started = Instant::now();
         let mut report = poll_feed_inner(runtime, store, feed, state, due).await;
         report.duration = started.elapsed();
+        runtime.metrics.record_poll(&report);
         match &report.outcome {
             Outcome::Ok(c) => tracing::info!(
                 status = "ok",

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub mod archive;
 pub mod review;
 pub mod stories;
+pub mod web;
 
 use crate::pipeline::dedup::Identity;
 use crate::pipeline::fetch::Validators;
@@ -31,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_item_copies.sql"),
     include_str!("../../migrations/0005_archive.sql"),
     include_str!("../../migrations/0006_stories.sql"),
+    include_str!("../../migrations/0007_effective_time_index.sql"),
 ];
 
 /// Why the database could not be used.
@@ -1131,6 +1133,18 @@ mod tests {
             rows[0].story, rows[1].story,
             "stories of their own until placed"
         );
+        // As in a real poll, many other entries were counted first (the document frequencies
+        // tell distinctive words from common ones only then).
+        {
+            let df = s.doc_freq().unwrap();
+            let mut df = df.lock().unwrap();
+            for i in 0..100 {
+                df.observe_text(
+                    &format!("Other news item {i}"),
+                    &format!("The council said people in town {i} were told about the weather."),
+                );
+            }
+        }
         let placed = s.place_stories(now).unwrap();
         assert_eq!((placed.items, placed.joined), (2, 1));
         let rows = s.matches(&MatchFilter::default()).unwrap();

@@ -484,6 +484,11 @@ pub struct Report<'a> {
 /// A sparse, L2-normalised vector: `(term, weight)` sorted by term.
 pub(super) type Vector = Vec<(u64, f32)>;
 
+/// Fewer documents observed than this, and idf cannot tell "story" or "report" from
+/// "Warrington": a report weighted so joins a story only on shared wording (two runs), never
+/// on shared words alone. A real first poll observes thousands of entries.
+pub const COLD_DOCS: u32 = 50;
+
 /// The features of one report, computed once with the document frequencies of the moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {
@@ -498,6 +503,9 @@ pub struct Features {
     pub(super) labels: Vec<(u64, String)>,
     /// Display text of each sampled run (not persisted).
     pub(super) run_text: Vec<(u64, String)>,
+    /// Weighted with document frequencies over too few documents to tell distinctive words
+    /// from common ones ([`COLD_DOCS`]): only shared wording counts then (not persisted).
+    pub(super) cold: bool,
 }
 
 fn host_hash(host: Option<&str>) -> u32 {
@@ -632,6 +640,7 @@ impl Features {
             names: weigh(names_tf, Some(NAME_SALT), MAX_NAME_TERMS),
             runs: run_hashes,
             labels,
+            cold: df.docs() < COLD_DOCS,
             run_text: runs,
         }
     }
@@ -726,6 +735,7 @@ impl Features {
             runs,
             labels: Vec::new(),
             run_text: Vec::new(),
+            cold: false,
         })
     }
 }

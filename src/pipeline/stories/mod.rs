@@ -625,6 +625,12 @@ impl StoryIndex {
             && (e.shared_count >= self.settings.min_shared_terms || e.shared_runs >= 2)
     }
 
+    /// [`StoryIndex::accepts`] for a report weighted by too few documents ([`features::COLD_DOCS`]):
+    /// shared wording only.
+    fn accepts_for(&self, f: &Features, e: &Evidence) -> bool {
+        self.accepts(e) && (!f.cold || e.shared_runs >= 2)
+    }
+
     /// The best story for a report, with the evidence (joined or not).
     fn best(&self, f: &Features) -> Option<Evidence> {
         if f.is_empty() || f.text.len() < MIN_REPORT_TERMS {
@@ -660,7 +666,7 @@ impl StoryIndex {
             let e = self.score(f, id, s);
             let better = match &best {
                 None => true,
-                Some(b) => (self.accepts(&e), e.score) > (self.accepts(b), b.score),
+                Some(b) => (self.accepts_for(f, &e), e.score) > (self.accepts_for(f, b), b.score),
             };
             if better {
                 best = Some(e);
@@ -687,13 +693,16 @@ impl StoryIndex {
 
     fn place_new(&mut self, item: ItemId, features: Features, pinned: bool) -> Placement {
         let best = self.best(&features);
+        let accepted = best
+            .as_ref()
+            .is_some_and(|e| self.accepts_for(&features, e));
         let member = Member {
             item,
             features: features.without_labels(),
             pinned,
         };
         match best {
-            Some(e) if self.accepts(&e) => {
+            Some(e) if accepted => {
                 let story = e.story.unwrap_or(0);
                 self.add_member(story, member);
                 Placement {
