@@ -71,6 +71,39 @@ pub enum Command {
     Prune(PruneArgs),
     /// Maintain the archive
     Archive(ArchiveArgs),
+    /// The [[alerts]] outbox: list what is pending, sent or failed; send a test alert
+    Alerts(AlertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub command: AlertsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Show the outbox, newest first: pending, held, sent and failed alerts with reasons
+    List(AlertsListArgs),
+    /// Send a sample alert to the destination of the alert NAME (nothing is stored)
+    Test(AlertsTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsListArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// At most this many rows
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsTestArgs {
+    /// The [[alerts]] name
+    #[arg(value_name = "NAME")]
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +135,9 @@ pub struct BackfillArgs {
     /// Print what would be added (and what no longer matches) without writing
     #[arg(long)]
     pub dry_run: bool,
+    /// Send [[alerts]] for the backfilled matches (by default they never alert)
+    #[arg(long)]
+    pub alert: bool,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,14 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
     let runtime = Arc::new(Runtime::new(settings).map_err(|e| UsageError(e.to_string()))?);
     let store = Arc::new(Mutex::new(store));
     let mut reports = poll::poll_all(&runtime, &store, args.feed.as_deref()).await;
+    // The alerts this poll created, and any still pending, go out before exit.
+    let sent = crate::service::alerts::deliver_pending(
+        &store,
+        &runtime.settings.alerts,
+        runtime.settings.schedule.timezone,
+        crate::service::alerts::now(),
+    )
+    .await;
     reports.sort_by(|a, b| a.feed.cmp(&b.feed));
     let summary = Summary::of(&reports);
     for r in &reports {
@@ -63,6 +71,13 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
         plural(summary.new_entries, "new item", "new items"),
         plural(summary.new_matches, "new match", "new matches")
     )?;
+    if sent.sent + sent.failed + sent.held + sent.dropped > 0 {
+        writeln!(
+            err,
+            "alerts: {} sent, {} failed (retried later), {} held, {} dropped",
+            sent.sent, sent.failed, sent.held, sent.dropped
+        )?;
+    }
     Ok(summary)
 }
 

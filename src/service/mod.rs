@@ -2,5 +2,6 @@
 //! (`newswatch run`: polls on the [`crate::schedule`], writes digests and output feeds,
 //! reloads on SIGHUP).
 
+pub mod alerts;
 pub mod daemon;
 pub mod poll;

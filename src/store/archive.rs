@@ -641,11 +641,13 @@ impl Store {
     /// the archive holds that are not stored yet are added (marked backfilled, with their
     /// archived first-seen times), or on a dry run only listed. Stored matches of these rules
     /// that the rule no longer matches (an edited rule) are listed, never removed.
+    /// Backfilled matches enqueue alerts only with `alert` (`backfill --alert`).
     pub fn backfill(
         &mut self,
         rules: &[(String, Query)],
         since: Option<DateTime<Utc>>,
         dry_run: bool,
+        alert: bool,
         now: DateTime<Utc>,
     ) -> Result<BackfillReport> {
         let mut report = BackfillReport::default();
@@ -680,6 +682,7 @@ impl Store {
                 let tx = self
                     .conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut alert_items = Vec::new();
                 for (r, m) in batch {
                     let known = match r.item_id {
                         Some(item) => tx
@@ -705,8 +708,12 @@ impl Store {
                     if !dry_run {
                         let item = store_backfilled(&tx, r, m, &now_s, &mut report.new_items)?;
                         hit.item_id = Some(item);
+                        alert_items.push(item);
                     }
                     report.added.push(hit);
+                }
+                if alert {
+                    super::alerts::enqueue_items(&tx, &self.alerts, &alert_items, true, &now_s)?;
                 }
                 if dry_run {
                     tx.rollback()?;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub mod alerts;
 pub mod archive;
 pub mod review;
 
@@ -29,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_story_key.sql"),
     include_str!("../../migrations/0004_item_copies.sql"),
     include_str!("../../migrations/0005_archive.sql"),
+    include_str!("../../migrations/0006_alerts.sql"),
 ];
 
 /// How far apart two outlets' identical titles may be first seen and still be one story.
@@ -291,6 +293,8 @@ pub struct Store {
     path: PathBuf,
     /// Keep every polled entry's text in the archive ([`Store::set_archive`]).
     archive: bool,
+    /// What commits enqueue in the alert outbox ([`Store::set_alerts`]).
+    alerts: alerts::AlertPlan,
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
@@ -341,6 +345,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             archive: true,
+            alerts: alerts::AlertPlan::default(),
         })
     }
 
@@ -439,6 +444,7 @@ impl Store {
         let archive = self.archive;
         let tx = self.conn.transaction()?;
         let mut counts = CommitCounts::default();
+        let mut alert_items = Vec::new();
         for rec in entries {
             let sighting = |key: &[u8; 16]| -> rusqlite::Result<Option<(Vec<u8>, Option<i64>)>> {
                 tx.prepare_cached("SELECT fingerprint, item_id FROM sightings WHERE feed_id = ?1 AND entry_key = ?2")?
@@ -495,6 +501,7 @@ impl Store {
                     counts.updated_matches += 1;
                 }
                 item_id = Some(id);
+                alert_items.push(id);
             }
             tx.prepare_cached(
                 "INSERT INTO sightings (feed_id, entry_key, fingerprint, item_id, first_seen_at, changed_at)
@@ -523,6 +530,8 @@ impl Store {
             facts.http_status,
             facts.next_due_at.map(ts)
         ])?;
+        // Alerts for the stories this commit created or grew, in the same transaction.
+        alerts::enqueue_for_commit(&tx, &self.alerts, &alert_items, &now_s)?;
         tx.commit()?;
         Ok(counts)
     }
