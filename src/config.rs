@@ -1376,6 +1376,56 @@ mod tests {
     }
 
     #[test]
+    fn alerts_are_checked_with_positions_and_reasons() {
+        use crate::outputs::alerts::Destination;
+        let rule = "[[rules]]\nname = \"nca\"\nquery = 'NCA'\n";
+        let ok = load(&format!(
+            "{rule}[[alerts]]\nname = \"desk\"\nrules = [\"nca\"]\nntfy = \"https://ntfy.sh/desk\"\nupdate_at = [10, 3]\nquiet_hours = \"22:00-07:00\"\nmin_interval = \"10m\"\nmax_per_hour = 6\n"
+        ))
+        .unwrap();
+        let a = &ok.alerts[0];
+        assert_eq!(a.update_at, [3, 10]);
+        assert_eq!(a.min_interval, Some(Duration::from_secs(600)));
+        assert_eq!(
+            a.give_up_after,
+            crate::outputs::alerts::DEFAULT_GIVE_UP_AFTER
+        );
+        assert!(matches!(
+            a.destination,
+            Destination::Ntfy { priority: 3, .. }
+        ));
+        let bad = |body: &str, want: &str| {
+            let e = load(&format!("{rule}[[alerts]]\nname = \"desk\"\n{body}")).unwrap_err();
+            assert!(e.to_string().contains(want), "{e} (wanted {want:?})");
+            assert!(e.position.is_some(), "{e}: no position");
+        };
+        bad("", "no destination");
+        bad(
+            "webhook = \"https://a.example/\"\nslack = \"https://b.example/\"",
+            "give one destination",
+        );
+        bad("webhook = \"ftp://a.example/\"", "invalid http(s) URL");
+        bad(
+            "webhook = \"https://a/\"\nrules = [\"nope\"]",
+            "no rule named \"nope\"",
+        );
+        bad("email = [\"a@example.org\"]", "[digest.email]");
+        bad("command = []", "command is empty");
+        bad(
+            "webhook = \"https://a/\"\nquiet_hours = \"late\"",
+            "quiet_hours must be",
+        );
+        bad("webhook = \"https://a/\"\nupdate_at = [1]", "2 or more");
+        bad("webhook = \"https://a/\"\nmax_per_hour = 0", "at least 1");
+        bad(
+            "slack = \"https://a/\"\nsecret_env = \"S\"",
+            "signs webhooks only",
+        );
+        bad("ntfy = \"https://ntfy.sh/\"", "needs a topic");
+        bad("webhook = \"https://a/\"\nfoo = 1", "unknown field");
+    }
+
+    #[test]
     fn written_paths_resolve_in_the_systemd_state_directory() {
         let base = Path::new("/etc/newswatch");
         let state = std::ffi::OsStr::new("/var/lib/newswatch:/var/lib/other");

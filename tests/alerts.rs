@@ -503,8 +503,7 @@ fn smtp_session(stream: TcpStream, messages: &Mutex<Vec<String>>) {
 fn hostile_title_arrives_escaped_for_each_destination() {
     let server = TestServer::start();
     // In the XML: markdown, Slack mentions, an HTML-ish tag, an ampersand, a control char.
-    let title =
-        "NCA *raid* _now_ @channel @here &lt;!everyone&gt; &amp; &lt;b&gt;x&lt;/b&gt; bell&#x7;end";
+    let title = "NCA *raid* _now_ @channel @here &lt;!everyone&gt; &amp; &lt;b&gt;x&lt;/b&gt; bell&#x7;end 1 &lt; 2 &gt; 0";
     server.route(
         "/a",
         Route::ok(
@@ -605,10 +604,8 @@ command = [\"tee\", \"{cmd}\"]
     ] {
         assert!(!text.contains(bad), "slack text has {bad:?}: {text}");
     }
-    assert!(
-        text.contains("&lt;") || !stored_title.contains('<'),
-        "{text}"
-    );
+    assert!(stored_title.contains("1 < 2 > 0"), "{stored_title}");
+    assert!(text.contains("1 &lt; 2 &gt; 0"), "{text}");
     assert!(text.contains("<https://n.example/h1|"), "{text}");
 
     // Matrix-style: markdown escaped in text, HTML escaped in html.
@@ -616,7 +613,8 @@ command = [\"tee\", \"{cmd}\"]
     let text = doc["text"].as_str().unwrap();
     assert!(text.contains("\\*raid\\*"), "{text}");
     let html = doc["html"].as_str().unwrap();
-    assert!(!html.contains("<b>x"), "{html}");
+    assert!(html.contains("1 &lt; 2 &gt; 0"), "{html}");
+    assert!(html.contains("<a href=\"https://n.example/h1\">"), "{html}");
 
     // E-mail: one Subject line, and the key's Message-ID.
     wait_until("the e-mail arrives", Duration::from_secs(10), || {
@@ -722,4 +720,120 @@ fn slow_alert_receiver_does_not_delay_the_next_poll() {
     assert_eq!(server.hits("/hook"), 1, "still the one request in flight");
     hold.store(false, Ordering::SeqCst);
     daemon.stop(Duration::from_secs(15));
+}
+
+#[test]
+fn max_per_hour_holds_the_rest_and_sends_them_as_one_message_with_and_n_more() {
+    let server = TestServer::start();
+    let first = [("p0", "https://n.example/p0", "NCA first story")];
+    server.route("/a", Route::ok("application/rss+xml", rss(&first)));
+    ok_hook(&server, "/ntfy");
+    let p = Project::new(&format!(
+        "{}{RULE}\n[[alerts]]\nname = \"phone\"\nntfy = \"{}\"\nmax_per_hour = 1\n",
+        feed_block("a", &server.url("/a")),
+        server.url("/ntfy/desk")
+    ));
+    let t0 = Utc::now();
+    poll_at(&p, Some(t0));
+    assert_eq!(server.hits("/ntfy"), 1);
+    let ids: Vec<String> = (1..=12).map(|i| format!("p{i}")).collect();
+    let links: Vec<String> = (1..=12)
+        .map(|i| format!("https://n.example/p{i}"))
+        .collect();
+    let titles: Vec<String> = (1..=12).map(|i| format!("NCA story number {i}")).collect();
+    let items: Vec<(&str, &str, &str)> = (0..12)
+        .map(|i| (ids[i].as_str(), links[i].as_str(), titles[i].as_str()))
+        .collect();
+    server.route("/a", Route::ok("application/rss+xml", rss(&items)));
+    poll_at(&p, Some(t0 + chrono::Duration::minutes(5)));
+    assert_eq!(
+        server.hits("/ntfy"),
+        1,
+        "the hour's one message is spent: held"
+    );
+    poll_at(&p, Some(t0 + chrono::Duration::minutes(59)));
+    assert_eq!(server.hits("/ntfy"), 1);
+    poll_at(&p, Some(t0 + chrono::Duration::minutes(61)));
+    let reqs = server.requests("/ntfy");
+    assert_eq!(
+        reqs.len(),
+        2,
+        "not silence: one message for the held twelve"
+    );
+    let doc = json_body(&reqs[1]);
+    assert_eq!(doc["title"], "newswatch phone: 12 stories");
+    let message = doc["message"].as_str().unwrap();
+    assert!(message.contains("NCA story number 1 "), "{message}");
+    assert!(message.contains("and 2 more"), "{message}");
+    assert!(message.contains("held: max_per_hour"), "{message}");
+}
+
+#[test]
+fn destination_failing_for_a_day_is_reported_and_old_alerts_are_dropped() {
+    let server = TestServer::start();
+    server.route(
+        "/a",
+        Route::ok(
+            "application/rss+xml",
+            rss(&[("g1", "https://n.example/g1", "NCA dropped story")]),
+        ),
+    );
+    server.route("/hook", Route::status(503, vec![], "down"));
+    let p = Project::new(&format!(
+        "{}{RULE}\n[[alerts]]\nname = \"desk\"\nwebhook = \"{}\"\n",
+        feed_block("a", &server.url("/a")),
+        server.url("/hook")
+    ));
+    let t0 = Utc::now();
+    poll_at(&p, Some(t0));
+    let later = t0 + chrono::Duration::hours(25);
+    poll_at(&p, Some(later));
+    assert_eq!(server.hits("/hook"), 2, "retried after its backoff");
+    for cmd in [&["feeds"][..], &["stats"][..], &["alerts", "list"][..]] {
+        let out = p.cmd(cmd).env(CLOCK, later.to_rfc3339()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("alert destination \"desk\" failing since") && text.contains("HTTP 503"),
+            "{cmd:?}: {text}"
+        );
+    }
+    // Not yet a day: not reported.
+    let out = p
+        .cmd(&["feeds"])
+        .env(CLOCK, t0.to_rfc3339())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("failing since"));
+    // Past give_up_after (2 days by default): dropped with a log line, never retried again.
+    let err = poll_at(&p, Some(t0 + chrono::Duration::hours(49)));
+    assert!(err.contains("alert dropped"), "{err}");
+    assert!(err.contains("1 dropped"), "{err}");
+    assert_eq!(outbox(&p)[0]["state"], "dropped");
+    poll_at(&p, Some(t0 + chrono::Duration::hours(60)));
+    assert_eq!(server.hits("/hook"), 2);
+}
+
+#[test]
+fn alerts_test_sends_a_sample_and_names_unknown_alerts() {
+    let server = TestServer::start();
+    ok_hook(&server, "/hook");
+    let p = Project::new(&format!(
+        "{}{RULE}\n[[alerts]]\nname = \"desk\"\nwebhook = \"{}\"\n",
+        feed_block("a", &server.url("/a")),
+        server.url("/hook")
+    ));
+    let (code, out, err) = p.run(&["alerts", "test", "desk"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("test alert sent"), "{out}");
+    let doc = json_body(&server.requests("/hook")[0]);
+    assert_eq!(doc["test"], true);
+    assert_eq!(doc["alert"], "desk");
+    let (code, _, err) = p.run(&["alerts", "test", "nope"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no alert named \"nope\"") && err.contains("desk"),
+        "{err}"
+    );
+    // A test is not stored: the outbox stays empty.
+    assert!(outbox(&p).is_empty());
 }

@@ -40,10 +40,7 @@ pub fn alerts_list(settings: &Settings, args: &AlertsListArgs, out: &mut dyn Wri
                     "pending" | "failed" => local(&r.next_attempt_at),
                     _ => "-".into(),
                 };
-                let mut tail = sanitize(r.title.as_deref().unwrap_or("(story no longer stored)"));
-                if let Some(e) = &r.last_error {
-                    tail.push_str(&format!("  error: {}", sanitize(e)));
-                }
+                let title = sanitize(r.title.as_deref().unwrap_or("(story no longer stored)"));
                 let line = format!(
                     "{:<16} {:<8} {:>6} {:<10} {:>8} {:>3} {:<20} {}",
                     fit(&sanitize(&r.alert), 16),
@@ -53,9 +50,14 @@ pub fn alerts_list(settings: &Settings, args: &AlertsListArgs, out: &mut dyn Wri
                     r.outlets,
                     r.attempts,
                     when,
-                    tail
+                    title
                 );
-                writeln!(out, "{}", fit(&line, terminal_width().max(100)))?;
+                let width = terminal_width().max(100);
+                writeln!(out, "{}", fit(&line, width))?;
+                // The reason of a failure on its own line, never cut off by a long title.
+                if let Some(e) = &r.last_error {
+                    writeln!(out, "{}", fit(&format!("  error: {}", sanitize(e)), width))?;
+                }
             }
             if rows.is_empty() {
                 writeln!(out, "(the outbox is empty)")?;

@@ -106,6 +106,56 @@ pub async fn run(source: ConfigSource, settings: Settings) -> Result<()> {
     Ok(())
 }
 
+/// One line about an alert for `check`: destination (host only: webhook URLs are secrets),
+/// rules and pacing.
+fn describe_alert(a: &crate::outputs::alerts::AlertSettings) -> String {
+    use crate::outputs::alerts::Destination;
+    let host = |u: &url::Url| u.host_str().unwrap_or("?").to_string();
+    let mut parts = vec![match &a.destination {
+        Destination::Webhook { url, secret } => format!(
+            "webhook to {}{}",
+            host(url),
+            if secret.is_some() { " (signed)" } else { "" }
+        ),
+        Destination::Ntfy { url, priority } => {
+            format!("ntfy on {} (priority {priority})", host(url))
+        }
+        Destination::Slack { url } => format!("slack webhook on {}", host(url)),
+        Destination::Matrix { url } => format!("matrix webhook on {}", host(url)),
+        Destination::Email { smtp } => {
+            format!("e-mail to {} via {}", smtp.to.join(", "), smtp.host)
+        }
+        Destination::Command { argv } => {
+            format!("command {}", argv.first().map_or("", |s| s.as_str()))
+        }
+    }];
+    parts.push(match &a.rules {
+        None => "every rule".into(),
+        Some(r) => format!("rules {}", r.join(", ")),
+    });
+    if !a.update_at.is_empty() {
+        let n: Vec<String> = a.update_at.iter().map(|n| n.to_string()).collect();
+        parts.push(format!("again at {} outlets", n.join(", ")));
+    }
+    if let Some(iv) = a.min_interval {
+        parts.push(format!(
+            "at most one per {}",
+            humantime::format_duration(iv)
+        ));
+    }
+    if let Some(q) = a.quiet_hours {
+        parts.push(format!(
+            "quiet {}-{}",
+            q.start.format("%H:%M"),
+            q.end.format("%H:%M")
+        ));
+    }
+    if let Some(m) = a.max_per_hour {
+        parts.push(format!("at most {m} per hour"));
+    }
+    parts.join("; ")
+}
+
 /// `newswatch check`.
 pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "config: {source}")?;
@@ -158,6 +208,12 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
             }
         }
         writeln!(out, "  {:<20} next: {}", "", next.join(", "))?;
+    }
+    if !settings.alerts.is_empty() {
+        writeln!(out, "\nalerts ({}):", settings.alerts.len())?;
+        for a in &settings.alerts {
+            writeln!(out, "  {:<24} {}", sanitize(&a.name), describe_alert(a))?;
+        }
     }
     writeln!(out, "\noutputs:")?;
     let mut dirs: Vec<std::path::PathBuf> = Vec::new();

@@ -327,7 +327,8 @@ impl Store {
     /// Pending messages due at `now`, oldest first.
     pub fn alert_due_messages(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM alert_messages WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id",
+            "SELECT id FROM alert_messages WHERE state = 'pending' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at, id",
         )?;
         let rows = stmt.query_map([ts(now)], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
@@ -533,5 +534,118 @@ impl Store {
             })
         })?;
         rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> AlertPlan {
+        AlertPlan {
+            triggers: vec![
+                AlertTrigger {
+                    name: "all".into(),
+                    rules: None,
+                    update_at: vec![3],
+                },
+                AlertTrigger {
+                    name: "x-only".into(),
+                    rules: Some(vec!["x".into()]),
+                    update_at: vec![],
+                },
+            ],
+        }
+    }
+
+    fn count(s: &Store) -> i64 {
+        s.conn()
+            .query_row("SELECT count(*) FROM alert_outbox", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn enqueue_story_is_once_per_story_alert_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let plan = plan();
+        let now = "2026-01-01T00:00:00.000Z";
+        let tx = s.conn.transaction().unwrap();
+        let nca = ["nca".to_string()];
+        assert_eq!(enqueue_story(&tx, &plan, 7, &nca, 1, now).unwrap(), 1);
+        assert_eq!(
+            enqueue_story(&tx, &plan, 7, &nca, 2, now).unwrap(),
+            0,
+            "a repeat is a no-op"
+        );
+        assert_eq!(
+            enqueue_story(&tx, &plan, 7, &nca, 3, now).unwrap(),
+            1,
+            "reached 3 outlets"
+        );
+        assert_eq!(enqueue_story(&tx, &plan, 7, &nca, 4, now).unwrap(), 0);
+        // The story gains rule x: first match of x-only's rules.
+        let both = ["nca".to_string(), "x".to_string()];
+        assert_eq!(enqueue_story(&tx, &plan, 7, &both, 4, now).unwrap(), 1);
+        assert_eq!(
+            enqueue_story(&tx, &plan, 8, &[], 1, now).unwrap(),
+            0,
+            "no rule: no alert"
+        );
+        tx.commit().unwrap();
+        let keys: Vec<String> = s
+            .conn()
+            .prepare("SELECT idem_key FROM alert_outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "story-7:all:new",
+                "story-7:all:outlets-3",
+                "story-7:x-only:new"
+            ]
+        );
+        // Written inside a transaction that rolls back: nothing stays.
+        let tx = s.conn.transaction().unwrap();
+        enqueue_story(&tx, &plan, 9, &nca, 1, now).unwrap();
+        drop(tx);
+        assert_eq!(count(&s), 3);
+    }
+
+    #[test]
+    fn a_message_is_leased_once_and_marked_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let now = Utc::now();
+        {
+            let tx = s.conn.transaction().unwrap();
+            for id in [1, 2] {
+                enqueue_story(&tx, &plan(), id, &["nca".into()], 1, &ts(now)).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(s.alert_work().unwrap(), 2);
+        let id = s.alert_claim("all", now).unwrap().unwrap();
+        assert_eq!(
+            s.alert_claim("all", now).unwrap(),
+            None,
+            "rows are in one message only"
+        );
+        let m = s.alert_message(id).unwrap().unwrap();
+        assert_eq!(m.idem_key, "batch-2:story-1:all:new");
+        assert_eq!(m.stories.len(), 2);
+        let until = now + chrono::Duration::minutes(2);
+        assert!(s.alert_lease(id, now, until).unwrap());
+        assert!(
+            !s.alert_lease(id, now, until).unwrap(),
+            "held by the first sender"
+        );
+        s.alert_mark_sent(id, "all", now).unwrap();
+        assert_eq!(s.alert_work().unwrap(), 0);
+        assert!(s.alert_due_messages(until).unwrap().is_empty());
     }
 }
