@@ -837,3 +837,55 @@ fn alerts_test_sends_a_sample_and_names_unknown_alerts() {
     // A test is not stored: the outbox stays empty.
     assert!(outbox(&p).is_empty());
 }
+
+#[test]
+fn alert_added_later_stays_silent_about_old_stories_that_are_edited() {
+    let server = TestServer::start();
+    let feed = |desc: &str, extra: bool| {
+        let mut s = String::from(
+            "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>t</title><link>https://outlet.example/</link>",
+        );
+        s.push_str(&format!(
+            "<item><guid>o1</guid><link>https://n.example/o1</link><title>NCA old story</title><description>{desc}</description></item>"
+        ));
+        if extra {
+            s.push_str("<item><guid>o2</guid><link>https://n.example/o2</link><title>NCA fresh story</title></item>");
+        }
+        s.push_str("</channel></rss>");
+        s
+    };
+    server.route(
+        "/a",
+        Route::ok("application/rss+xml", feed("first text", false)),
+    );
+    ok_hook(&server, "/hook");
+    let base = format!("{}{RULE}", feed_block("a", &server.url("/a")));
+    let p = Project::new(&base);
+    poll_at(&p, None);
+    p.write_config(&format!(
+        "{base}\n[[alerts]]\nname = \"desk\"\nwebhook = \"{}\"\n",
+        server.url("/hook")
+    ));
+    server.route(
+        "/a",
+        Route::ok("application/rss+xml", feed("edited text", false)),
+    );
+    let err = poll_at(&p, None);
+    assert!(err.contains("0 new matches"), "{err}");
+    assert_eq!(
+        server.hits("/hook"),
+        0,
+        "an edit of an old story is not news"
+    );
+    server.route(
+        "/a",
+        Route::ok("application/rss+xml", feed("edited text", true)),
+    );
+    poll_at(&p, None);
+    let reqs = server.requests("/hook");
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        json_body(&reqs[0])["stories"][0]["title"],
+        "NCA fresh story"
+    );
+}

@@ -181,6 +181,9 @@ pub async fn deliver_pending(
     now: DateTime<Utc>,
 ) -> PassReport {
     let mut report = PassReport::default();
+    if alerts.is_empty() {
+        return report;
+    }
     // The one check a pass without work makes.
     match with_store(store, |s| s.alert_work()).await {
         Ok(0) => return report,
@@ -255,7 +258,19 @@ pub async fn deliver_pending(
             Err(()) => report.failed += 1,
         }
     }
-    if let Ok(Some(t)) = with_store(store, |s| s.alert_next_due()).await {
+    // Only configured alerts' messages wake the sender (others wait for their alert's return).
+    let names: Vec<String> = alerts.iter().map(|a| a.name.clone()).collect();
+    let next = with_store(store, move |s| {
+        let mut next: Option<DateTime<Utc>> = None;
+        for n in &names {
+            if let Some(t) = s.alert_next_due(n)? {
+                next = Some(next.map_or(t, |w| w.min(t)));
+            }
+        }
+        Ok(next)
+    })
+    .await;
+    if let Ok(Some(t)) = next {
         report.next_wake = Some(report.next_wake.map_or(t, |w| w.min(t)));
     }
     report

@@ -112,6 +112,12 @@ pub(crate) fn enqueue_for_commit(
 }
 
 /// Enqueue for each of `items` (duplicates ignored); backfilled items only with `backfilled`.
+///
+/// Only items that changed in an alerting way in this transaction (time `now`) are offered to
+/// [`enqueue_story`]: a rule matched for the first time (a new item, or a copy that brought a
+/// rule), or an outlet count that just reached an `update_at` threshold (one commit adds at
+/// most one outlet). So an `[[alerts]]` entry added to the config later does not alert about
+/// every old story that happens to be edited.
 pub(crate) fn enqueue_items(
     tx: &Connection,
     plan: &AlertPlan,
@@ -141,11 +147,25 @@ pub(crate) fn enqueue_items(
         if is_backfilled && !backfilled {
             continue;
         }
+        let mut fresh_rule = false;
         let rules: Vec<String> = tx
-            .prepare_cached("SELECT rule FROM item_rules WHERE item_id = ?1 ORDER BY rule")?
-            .query_map([item], |r| r.get(0))?
+            .prepare_cached(
+                "SELECT rule, first_matched_at = ?2 FROM item_rules WHERE item_id = ?1 ORDER BY rule",
+            )?
+            .query_map(params![item, now], |r| {
+                let rule: String = r.get(0)?;
+                if r.get::<_, bool>(1)? {
+                    fresh_rule = true;
+                }
+                Ok(rule)
+            })?
             .collect::<rusqlite::Result<_>>()?;
-        added += enqueue_story(tx, plan, item, &rules, outlets.max(1), now)?;
+        let outlets = outlets.max(1);
+        let at_threshold = plan.triggers.iter().any(|t| t.update_at.contains(&outlets));
+        if !fresh_rule && !at_threshold {
+            continue;
+        }
+        added += enqueue_story(tx, plan, item, &rules, outlets, now)?;
     }
     Ok(added)
 }
@@ -334,14 +354,14 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
     }
 
-    /// The earliest time a pending message is next due, if any.
-    pub fn alert_next_due(&self) -> Result<Option<DateTime<Utc>>> {
+    /// The earliest time a pending message of `alert` is next due, if any.
+    pub fn alert_next_due(&self, alert: &str) -> Result<Option<DateTime<Utc>>> {
         let t: Option<String> = self
             .conn
             .prepare_cached(
-                "SELECT min(next_attempt_at) FROM alert_messages WHERE state = 'pending'",
+                "SELECT min(next_attempt_at) FROM alert_messages WHERE alert = ?1 AND state = 'pending'",
             )?
-            .query_row([], |r| r.get(0))?;
+            .query_row([alert], |r| r.get(0))?;
         Ok(t.as_deref().and_then(parse_ts))
     }
 
