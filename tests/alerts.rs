@@ -234,7 +234,25 @@ fn quiet_hours_hold_alerts_and_deliver_them_as_one_batch_at_the_end() {
     let err = poll_at(&p, Some(night));
     assert_eq!(server.hits("/hook"), 0, "quiet hours: held ({err})");
     let (_, list, _) = p.run(&["alerts", "list"]);
-    assert!(list.contains("pending"), "{list}");
+    assert!(
+        list.contains("pending") && list.contains("held: quiet hours"),
+        "{list}"
+    );
+    let rows = outbox(&p);
+    assert_eq!(rows[0]["held"], "quiet hours");
+    let until: DateTime<Utc> = rows[0]["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let seven = today
+        .succ_opt()
+        .unwrap()
+        .and_hms_opt(7, 0, 0)
+        .unwrap()
+        .and_local_timezone(tz)
+        .unwrap();
+    assert_eq!(until, seven, "held until 07:00 London");
     // 06:59 next morning: still quiet.
     let morning = |h, m| {
         today

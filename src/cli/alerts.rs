@@ -57,6 +57,8 @@ pub fn alerts_list(settings: &Settings, args: &AlertsListArgs, out: &mut dyn Wri
                 // The reason of a failure on its own line, never cut off by a long title.
                 if let Some(e) = &r.last_error {
                     writeln!(out, "{}", fit(&format!("  error: {}", sanitize(e)), width))?;
+                } else if let (Some(h), "pending") = (&r.held, r.state.as_str()) {
+                    writeln!(out, "  held: {}", sanitize(h))?;
                 }
             }
             if rows.is_empty() {

@@ -214,6 +214,9 @@ pub struct OutboxRow {
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
     pub sent_at: Option<String>,
+    /// Not yet in a message because pacing holds it: why (`quiet hours`, `min_interval`,
+    /// `max_per_hour`), until `next_attempt_at`.
+    pub held: Option<String>,
 }
 
 /// A destination that has failed without a success since `failing_since`.
@@ -509,9 +512,13 @@ impl Store {
     pub fn alert_outbox(&self, limit: usize) -> Result<Vec<OutboxRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT o.idem_key, o.alert, o.story_id, i.title, o.kind, o.outlets, o.state, o.created_at,
-               m.idem_key, COALESCE(m.attempts, 0), m.next_attempt_at, m.last_error, m.sent_at
+               m.idem_key, COALESCE(m.attempts, 0),
+               COALESCE(m.next_attempt_at, CASE WHEN o.message_id IS NULL AND o.state = 'pending' THEN d.held_until END),
+               m.last_error, m.sent_at,
+               CASE WHEN o.message_id IS NULL AND o.state = 'pending' THEN d.held_reason ELSE m.held END
              FROM alert_outbox o LEFT JOIN alert_messages m ON m.id = o.message_id
              LEFT JOIN items i ON i.id = o.story_id
+             LEFT JOIN alert_destinations d ON d.alert = o.alert
              ORDER BY o.id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
@@ -535,6 +542,7 @@ impl Store {
                 next_attempt_at: r.get(10)?,
                 last_error: error,
                 sent_at: r.get(12)?,
+                held: r.get(13)?,
             })
         })?;
         rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
