@@ -260,7 +260,7 @@ fn main() {
     );
     let t = Instant::now();
     let report = store
-        .backfill(std::slice::from_ref(&rule), None, false, Utc::now())
+        .backfill(std::slice::from_ref(&rule), None, false, false, Utc::now())
         .expect("backfill");
     println!(
         "backfill of one rule over {total} entries: {} matches stored, {:.2} s",

@@ -68,6 +68,8 @@ struct RawConfig {
     rules: Vec<RawRule>,
     /// The review page, JSON API and metrics (`[web]`); off when absent.
     web: Option<RawWeb>,
+    #[serde(default)]
+    alerts: Vec<RawAlert>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +81,34 @@ struct RawWeb {
     token_file: Option<String>,
     /// Name of the environment variable holding the access token.
     token_env: Option<String>,
+}
+
+/// `[[alerts]]`: a name, the rules it covers, exactly one destination, and how quiet it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    name: Spanned<String>,
+    /// Rule names (default: every rule).
+    rules: Option<Spanned<Vec<String>>>,
+    webhook: Option<Spanned<String>>,
+    /// Environment variable holding the webhook's HMAC-SHA256 signing secret.
+    secret_env: Option<Spanned<String>>,
+    ntfy: Option<Spanned<String>>,
+    /// ntfy priority 1..=5 (default 3).
+    priority: Option<Spanned<u8>>,
+    slack: Option<Spanned<String>>,
+    matrix: Option<Spanned<String>>,
+    /// Recipients; sent through `[digest.email]`'s SMTP settings.
+    email: Option<Spanned<Vec<String>>>,
+    /// argv of a program given the JSON on stdin (no shell).
+    command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    update_at: Vec<u32>,
+    min_interval: Option<Spanned<String>>,
+    quiet_hours: Option<Spanned<String>>,
+    max_per_hour: Option<Spanned<u32>>,
+    timeout: Option<Spanned<String>>,
+    give_up_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -232,6 +262,8 @@ pub struct Settings {
     pub keep_matches: Option<Duration>,
     /// `[web]`: the review page, JSON API and metrics; `None` when the section is absent.
     pub web: Option<WebSettings>,
+    /// `[[alerts]]`.
+    pub alerts: Vec<crate::outputs::alerts::AlertSettings>,
 }
 
 /// `[web]`.
@@ -725,6 +757,7 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
             Some(WebSettings { listen, token })
         }
     };
+    let alerts = alert_settings(&raw, &rules, digest.as_ref(), &duration, &err, &lines)?;
 
     Ok(Settings {
         source: path.map(Path::to_path_buf),
@@ -740,7 +773,209 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         stories,
         keep_matches,
         web,
+        alerts,
     })
+}
+
+/// `[[alerts]]` → [`crate::outputs::alerts::AlertSettings`], checked against the rules and the
+/// digest's SMTP settings.
+fn alert_settings(
+    raw: &RawConfig,
+    rules: &[RuleSettings],
+    digest: Option<&crate::outputs::digest::DigestSettings>,
+    duration: &DurationParser<'_>,
+    err: &dyn Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+    lines: &LineIndex<'_>,
+) -> Result<Vec<crate::outputs::alerts::AlertSettings>, ConfigError> {
+    use crate::outputs::alerts::{self, AlertSettings, Destination, QuietHours};
+    let mut out = Vec::with_capacity(raw.alerts.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for a in &raw.alerts {
+        let name = unique_name("alert", &a.name, &mut seen, lines)
+            .map_err(|m| err(Some(a.name.span()), m))?;
+        let web = |v: &Spanned<String>, key: &str| -> Result<Url, ConfigError> {
+            Url::parse(v.get_ref().trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    err(
+                        Some(v.span()),
+                        format!(
+                            "alert {name:?}: {key}: invalid http(s) URL {:?}",
+                            v.get_ref()
+                        ),
+                    )
+                })
+        };
+        let mut dests = Vec::new();
+        if let Some(w) = &a.webhook {
+            let secret = a
+                .secret_env
+                .as_ref()
+                .map(|s| crate::outputs::digest::SecretSource::Env(s.get_ref().clone()));
+            dests.push(Destination::Webhook {
+                url: web(w, "webhook")?,
+                secret,
+            });
+        } else if let Some(s) = &a.secret_env {
+            return Err(err(
+                Some(s.span()),
+                format!("alert {name:?}: secret_env signs webhooks only"),
+            ));
+        }
+        if let Some(n) = &a.ntfy {
+            let url = web(n, "ntfy")?;
+            if url
+                .path_segments()
+                .and_then(|mut p| p.next_back())
+                .is_none_or(str::is_empty)
+            {
+                return Err(err(
+                    Some(n.span()),
+                    format!("alert {name:?}: ntfy URL needs a topic (https://ntfy.sh/TOPIC)"),
+                ));
+            }
+            let priority = match &a.priority {
+                Some(p) if !(1..=5).contains(p.get_ref()) => {
+                    return Err(err(
+                        Some(p.span()),
+                        format!("alert {name:?}: priority must be 1 to 5"),
+                    ));
+                }
+                Some(p) => *p.get_ref(),
+                None => alerts::DEFAULT_NTFY_PRIORITY,
+            };
+            dests.push(Destination::Ntfy { url, priority });
+        } else if let Some(p) = &a.priority {
+            return Err(err(
+                Some(p.span()),
+                format!("alert {name:?}: priority is for ntfy only"),
+            ));
+        }
+        if let Some(u) = &a.slack {
+            dests.push(Destination::Slack {
+                url: web(u, "slack")?,
+            });
+        }
+        if let Some(u) = &a.matrix {
+            dests.push(Destination::Matrix {
+                url: web(u, "matrix")?,
+            });
+        }
+        if let Some(to) = &a.email {
+            let Some(smtp) = digest.and_then(|d| d.email.as_ref()) else {
+                return Err(err(
+                    Some(to.span()),
+                    format!(
+                        "alert {name:?}: email needs the SMTP settings of [digest.email] (host, from, …)"
+                    ),
+                ));
+            };
+            if to.get_ref().is_empty() {
+                return Err(err(
+                    Some(to.span()),
+                    format!("alert {name:?}: email has no recipients"),
+                ));
+            }
+            let mut smtp = smtp.clone();
+            smtp.to = to.get_ref().clone();
+            dests.push(Destination::Email { smtp });
+        }
+        if let Some(c) = &a.command {
+            if c.get_ref().first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(err(
+                    Some(c.span()),
+                    format!(
+                        "alert {name:?}: command is empty (give the program and its arguments)"
+                    ),
+                ));
+            }
+            dests.push(Destination::Command {
+                argv: c.get_ref().clone(),
+            });
+        }
+        let destination = match dests.len() {
+            1 => dests.remove(0),
+            0 => {
+                return Err(err(
+                    Some(a.name.span()),
+                    format!(
+                        "alert {name:?}: no destination (give one of webhook, ntfy, slack, matrix, email, command)"
+                    ),
+                ));
+            }
+            _ => {
+                return Err(err(
+                    Some(a.name.span()),
+                    format!(
+                        "alert {name:?}: give one destination of webhook, ntfy, slack, matrix, email, command (use another [[alerts]] for another)"
+                    ),
+                ));
+            }
+        };
+        let covered = match &a.rules {
+            None => None,
+            Some(r) => {
+                for rule in r.get_ref() {
+                    if !rules.iter().any(|x| &x.name == rule) {
+                        let known: Vec<&str> = rules.iter().map(|x| x.name.as_str()).collect();
+                        return Err(err(
+                            Some(r.span()),
+                            format!(
+                                "alert {name:?}: no rule named {rule:?} (known rules: {})",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Some(r.get_ref().clone())
+            }
+        };
+        let mut update_at = a.update_at.clone();
+        update_at.sort_unstable();
+        update_at.dedup();
+        if update_at.iter().any(|&n| n < 2) {
+            return Err(err(
+                Some(a.name.span()),
+                format!("alert {name:?}: update_at counts outlets and must be 2 or more"),
+            ));
+        }
+        let quiet_hours = match &a.quiet_hours {
+            None => None,
+            Some(q) => Some(QuietHours::parse(q.get_ref()).ok_or_else(|| {
+                err(
+                    Some(q.span()),
+                    format!(
+                        "alert {name:?}: quiet_hours must be \"HH:MM-HH:MM\" (e.g. \"22:00-07:00\"), got {:?}",
+                        q.get_ref()
+                    ),
+                )
+            })?),
+        };
+        let max_per_hour = match &a.max_per_hour {
+            Some(m) if *m.get_ref() == 0 => {
+                return Err(err(
+                    Some(m.span()),
+                    format!("alert {name:?}: max_per_hour must be at least 1"),
+                ));
+            }
+            m => m.as_ref().map(|m| *m.get_ref()),
+        };
+        let min_interval =
+            Some(duration(&a.min_interval, Duration::ZERO)?).filter(|d| !d.is_zero());
+        out.push(AlertSettings {
+            name: name.to_string(),
+            rules: covered,
+            destination,
+            update_at,
+            min_interval,
+            quiet_hours,
+            max_per_hour,
+            timeout: duration(&a.timeout, alerts::DEFAULT_TIMEOUT)?,
+            give_up_after: duration(&a.give_up_after, alerts::DEFAULT_GIVE_UP_AFTER)?,
+        });
+    }
+    Ok(out)
 }
 
 /// A feed or rule name, trimmed: not empty, no control or bidi characters, not seen before in
@@ -1231,6 +1466,56 @@ mod tests {
 
     fn load(text: &str) -> Result<Settings, ConfigError> {
         load_str(text, Some(Path::new("test.toml")), Path::new("/base"))
+    }
+
+    #[test]
+    fn alerts_are_checked_with_positions_and_reasons() {
+        use crate::outputs::alerts::Destination;
+        let rule = "[[rules]]\nname = \"nca\"\nquery = 'NCA'\n";
+        let ok = load(&format!(
+            "{rule}[[alerts]]\nname = \"desk\"\nrules = [\"nca\"]\nntfy = \"https://ntfy.sh/desk\"\nupdate_at = [10, 3]\nquiet_hours = \"22:00-07:00\"\nmin_interval = \"10m\"\nmax_per_hour = 6\n"
+        ))
+        .unwrap();
+        let a = &ok.alerts[0];
+        assert_eq!(a.update_at, [3, 10]);
+        assert_eq!(a.min_interval, Some(Duration::from_secs(600)));
+        assert_eq!(
+            a.give_up_after,
+            crate::outputs::alerts::DEFAULT_GIVE_UP_AFTER
+        );
+        assert!(matches!(
+            a.destination,
+            Destination::Ntfy { priority: 3, .. }
+        ));
+        let bad = |body: &str, want: &str| {
+            let e = load(&format!("{rule}[[alerts]]\nname = \"desk\"\n{body}")).unwrap_err();
+            assert!(e.to_string().contains(want), "{e} (wanted {want:?})");
+            assert!(e.position.is_some(), "{e}: no position");
+        };
+        bad("", "no destination");
+        bad(
+            "webhook = \"https://a.example/\"\nslack = \"https://b.example/\"",
+            "give one destination",
+        );
+        bad("webhook = \"ftp://a.example/\"", "invalid http(s) URL");
+        bad(
+            "webhook = \"https://a/\"\nrules = [\"nope\"]",
+            "no rule named \"nope\"",
+        );
+        bad("email = [\"a@example.org\"]", "[digest.email]");
+        bad("command = []", "command is empty");
+        bad(
+            "webhook = \"https://a/\"\nquiet_hours = \"late\"",
+            "quiet_hours must be",
+        );
+        bad("webhook = \"https://a/\"\nupdate_at = [1]", "2 or more");
+        bad("webhook = \"https://a/\"\nmax_per_hour = 0", "at least 1");
+        bad(
+            "slack = \"https://a/\"\nsecret_env = \"S\"",
+            "signs webhooks only",
+        );
+        bad("ntfy = \"https://ntfy.sh/\"", "needs a topic");
+        bad("webhook = \"https://a/\"\nfoo = 1", "unknown field");
     }
 
     #[test]

@@ -130,6 +130,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let rt = newswatch::service::poll::build_runtime()?;
             rt.block_on(cli::serve(settings, args))
         }
+        Command::Alerts(args) => {
+            let (_, settings) = cli::load_settings(cli)?;
+            match &args.command {
+                cli::AlertsCommand::List(a) => cli::alerts_list(&settings, a, &mut out),
+                cli::AlertsCommand::Test(a) => {
+                    let rt = newswatch::service::poll::build_runtime()?;
+                    rt.block_on(cli::alerts_test(&settings, a, &mut out))
+                }
+            }
+        }
         Command::Completions(args) => cli::completions(args, &mut out),
         Command::Man => cli::man(&mut out),
     }

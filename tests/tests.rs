@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link step on a 2-core machine).
 
+mod alerts;
 mod archive;
 mod corpus;
 mod corpus_expect;

@@ -238,7 +238,7 @@ pub fn backfill(
         .index_archive(usize::MAX)
         .context("cannot index the archive")?;
     let report = store
-        .backfill(&rules, args.since, args.dry_run, now)
+        .backfill(&rules, args.since, args.dry_run, args.alert, now)
         .context("cannot backfill")?;
     let verb = if args.dry_run { "would add" } else { "added" };
     for hit in &report.added {

@@ -76,6 +76,8 @@ pub enum Command {
     /// Serve the review page, JSON API and metrics ([web]) without polling (beside a
     /// `newswatch run` elsewhere, or on a copy of the database)
     Serve(ServeArgs),
+    /// The [[alerts]] outbox: list what is pending, sent or failed; send a test alert
+    Alerts(AlertsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +119,37 @@ pub enum StoryCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub command: AlertsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Show the outbox, newest first: pending, held, sent and failed alerts with reasons
+    List(AlertsListArgs),
+    /// Send a sample alert to the destination of the alert NAME (nothing is stored)
+    Test(AlertsTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsListArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// At most this many rows
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsTestArgs {
+    /// The [[alerts]] name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
 pub struct SearchArgs {
     /// The rule language, e.g. 'GCHQ NEAR/5 NCA' or '"Joint Operations Cell" -film'
     #[arg(value_name = "EXPR")]
@@ -145,6 +178,9 @@ pub struct BackfillArgs {
     /// Print what would be added (and what no longer matches) without writing
     #[arg(long)]
     pub dry_run: bool,
+    /// Send [[alerts]] for the backfilled matches (by default they never alert)
+    #[arg(long)]
+    pub alert: bool,
 }
 
 #[derive(Debug, Args)]

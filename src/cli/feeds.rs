@@ -79,6 +79,12 @@ pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) 
                 }
                 writeln!(out, "{}", fit(&line, terminal_width().max(100)))?;
             }
+            if settings.database.exists() {
+                let store = open_store(settings)?;
+                for line in super::alerts::failing_lines(&store, settings)? {
+                    writeln!(out, "{line}")?;
+                }
+            }
         }
     }
     Ok(())

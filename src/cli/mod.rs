@@ -4,6 +4,7 @@
 //! Each command is a function from parsed arguments to output on a writer, so `main.rs` only
 //! wires them and tests can call them directly.
 
+mod alerts;
 mod archive;
 mod args;
 mod docs;
@@ -15,6 +16,7 @@ mod stories;
 mod table;
 mod web;
 
+pub use alerts::{alerts_list, alerts_test};
 pub use archive::{archive_rebuild, backfill, prune, search};
 pub use args::*;
 pub use docs::{completions, man};
@@ -193,6 +195,7 @@ pub fn open_store(settings: &Settings) -> Result<Store> {
         Store::open(&settings.database).with_context(|| "cannot use the database".to_string())?;
     store.set_archive(settings.archive.keep.is_some());
     store.set_story_settings(settings.stories.clone());
+    store.set_alerts(crate::outputs::alerts::plan(&settings.alerts));
     Ok(store)
 }
 

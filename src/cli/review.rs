@@ -274,5 +274,8 @@ pub fn stats(
         }
         writeln!(out, "{}", line.trim_end())?;
     }
+    for line in super::alerts::failing_lines(&store, settings)? {
+        writeln!(out, "\n{line}")?;
+    }
     Ok(())
 }

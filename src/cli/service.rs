@@ -44,6 +44,14 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
     let runtime = Arc::new(Runtime::new(settings).map_err(|e| UsageError(e.to_string()))?);
     let store = Arc::new(Mutex::new(store));
     let mut reports = poll::poll_all(&runtime, &store, args.feed.as_deref()).await;
+    // The alerts this poll created, and any still pending, go out before exit.
+    let sent = crate::service::alerts::deliver_pending(
+        &store,
+        &runtime.settings.alerts,
+        runtime.settings.schedule.timezone,
+        crate::service::alerts::now(),
+    )
+    .await;
     reports.sort_by(|a, b| a.feed.cmp(&b.feed));
     let summary = Summary::of(&reports);
     for r in &reports {
@@ -63,6 +71,13 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
         plural(summary.new_entries, "new item", "new items"),
         plural(summary.new_matches, "new match", "new matches")
     )?;
+    if sent.sent + sent.failed + sent.held + sent.dropped > 0 {
+        writeln!(
+            err,
+            "alerts: {} sent, {} failed (retried later), {} held, {} dropped",
+            sent.sent, sent.failed, sent.held, sent.dropped
+        )?;
+    }
     Ok(summary)
 }
 
@@ -89,6 +104,56 @@ pub async fn run(source: ConfigSource, settings: Settings) -> Result<()> {
     });
     crate::service::daemon::run(source, settings, shutdown, control_rx).await?;
     Ok(())
+}
+
+/// One line about an alert for `check`: destination (host only: webhook URLs are secrets),
+/// rules and pacing.
+fn describe_alert(a: &crate::outputs::alerts::AlertSettings) -> String {
+    use crate::outputs::alerts::Destination;
+    let host = |u: &url::Url| u.host_str().unwrap_or("?").to_string();
+    let mut parts = vec![match &a.destination {
+        Destination::Webhook { url, secret } => format!(
+            "webhook to {}{}",
+            host(url),
+            if secret.is_some() { " (signed)" } else { "" }
+        ),
+        Destination::Ntfy { url, priority } => {
+            format!("ntfy on {} (priority {priority})", host(url))
+        }
+        Destination::Slack { url } => format!("slack webhook on {}", host(url)),
+        Destination::Matrix { url } => format!("matrix webhook on {}", host(url)),
+        Destination::Email { smtp } => {
+            format!("e-mail to {} via {}", smtp.to.join(", "), smtp.host)
+        }
+        Destination::Command { argv } => {
+            format!("command {}", argv.first().map_or("", |s| s.as_str()))
+        }
+    }];
+    parts.push(match &a.rules {
+        None => "every rule".into(),
+        Some(r) => format!("rules {}", r.join(", ")),
+    });
+    if !a.update_at.is_empty() {
+        let n: Vec<String> = a.update_at.iter().map(|n| n.to_string()).collect();
+        parts.push(format!("again at {} outlets", n.join(", ")));
+    }
+    if let Some(iv) = a.min_interval {
+        parts.push(format!(
+            "at most one per {}",
+            humantime::format_duration(iv)
+        ));
+    }
+    if let Some(q) = a.quiet_hours {
+        parts.push(format!(
+            "quiet {}-{}",
+            q.start.format("%H:%M"),
+            q.end.format("%H:%M")
+        ));
+    }
+    if let Some(m) = a.max_per_hour {
+        parts.push(format!("at most {m} per hour"));
+    }
+    parts.join("; ")
 }
 
 /// `newswatch check`.
@@ -143,6 +208,12 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
             }
         }
         writeln!(out, "  {:<20} next: {}", "", next.join(", "))?;
+    }
+    if !settings.alerts.is_empty() {
+        writeln!(out, "\nalerts ({}):", settings.alerts.len())?;
+        for a in &settings.alerts {
+            writeln!(out, "  {:<24} {}", sanitize(&a.name), describe_alert(a))?;
+        }
     }
     writeln!(out, "\noutputs:")?;
     let mut dirs: Vec<std::path::PathBuf> = Vec::new();

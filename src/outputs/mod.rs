@@ -2,6 +2,7 @@
 //! delivery), [`export`] (stored matches as Atom / JSON Feed) and [`opml`] (subscription lists
 //! in and out).
 
+pub mod alerts;
 pub mod digest;
 pub mod export;
 pub mod opml;

@@ -236,6 +236,19 @@ pub async fn run(
     );
     let housekeeping = Arc::new(tokio::sync::Mutex::new(()));
     rules_loaded(&runtime, &store, &housekeeping).await;
+    // Alerts go out from a task of their own (own connection), woken after each wave.
+    let sender_config = |s: &Settings| crate::service::alerts::SenderConfig {
+        alerts: s.alerts.clone(),
+        tz: s.schedule.timezone,
+    };
+    let (alerts_tx, alerts_rx) = tokio::sync::watch::channel(sender_config(&runtime.settings));
+    let alerts_wake = Arc::new(tokio::sync::Notify::new());
+    let _sender = crate::service::alerts::spawn_sender(
+        runtime.settings.database.clone(),
+        alerts_rx,
+        alerts_wake.clone(),
+        shutdown.clone(),
+    );
 
     let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
     schedule_new_feeds(&runtime, &store, &mut due, Utc::now());
@@ -295,10 +308,11 @@ pub async fn run(
         }
 
         if wave_done && in_flight.is_empty() {
-            // Idle time after a wave: place its matches into stories, index what it
-            // archived, prune once a day.
+            // Idle time after a wave: place its matches into stories (which enqueues their
+            // alerts), send the alerts, index what it archived, prune once a day.
             wave_done = false;
             poll::place_stories(&store).await;
+            alerts_wake.notify_one();
             tokio::spawn(archive_housekeeping(
                 runtime.clone(),
                 store.clone(),
@@ -365,6 +379,7 @@ pub async fn run(
                             "config reloaded"
                         );
                         rules_loaded(&runtime, &store, &housekeeping).await;
+                        let _ = alerts_tx.send(sender_config(&runtime.settings));
                     }
                     Err(reason) => tracing::error!(%reason, "config reload failed; keeping the running config"),
                 }
@@ -494,10 +509,12 @@ async fn rules_loaded(
         .collect();
     let archive_on = rt.settings.archive.keep.is_some();
     let stories = rt.settings.stories.clone();
+    let alert_plan = crate::outputs::alerts::plan(&rt.settings.alerts);
     let registered = tokio::task::spawn_blocking(move || {
         let mut guard = st.lock().unwrap_or_else(|p| p.into_inner());
         guard.set_archive(archive_on);
         guard.set_story_settings(stories);
+        guard.set_alerts(alert_plan);
         guard.register_rules(&versions, Utc::now())
     })
     .await;
@@ -541,7 +558,7 @@ async fn rules_loaded(
         let done = tokio::task::spawn_blocking(move || {
             let mut guard = st.lock().unwrap_or_else(|p| p.into_inner());
             guard.index_archive(usize::MAX)?;
-            guard.backfill(&rules, None, false, Utc::now())
+            guard.backfill(&rules, None, false, false, Utc::now())
         })
         .await;
         match done {

@@ -2,6 +2,7 @@
 //! (`newswatch run`: polls on the [`crate::schedule`], writes digests and output feeds,
 //! reloads on SIGHUP).
 
+pub mod alerts;
 pub mod daemon;
 pub mod metrics;
 pub mod poll;

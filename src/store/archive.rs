@@ -641,11 +641,13 @@ impl Store {
     /// the archive holds that are not stored yet are added (marked backfilled, with their
     /// archived first-seen times), or on a dry run only listed. Stored matches of these rules
     /// that the rule no longer matches (an edited rule) are listed, never removed.
+    /// Backfilled matches enqueue alerts only with `alert` (`backfill --alert`).
     pub fn backfill(
         &mut self,
         rules: &[(String, Query)],
         since: Option<DateTime<Utc>>,
         dry_run: bool,
+        alert: bool,
         now: DateTime<Utc>,
     ) -> Result<BackfillReport> {
         let mut report = BackfillReport::default();
@@ -654,6 +656,7 @@ impl Store {
             ..SearchFilter::default()
         };
         let now_s = ts(now);
+        let mut alert_items: Vec<i64> = Vec::new();
         for (name, q) in rules {
             let matcher = Matcher::new(vec![(name.clone(), q.clone())]);
             // Collect first (reading), then write in batches.
@@ -704,6 +707,9 @@ impl Store {
                     if !dry_run {
                         let item = store_backfilled(&tx, r, m, &now_s, &mut report.new_items)?;
                         hit.item_id = Some(item);
+                        if alert {
+                            alert_items.push(item);
+                        }
                     }
                     report.added.push(hit);
                 }
@@ -745,6 +751,14 @@ impl Store {
                     "UPDATE rule_versions SET backfilled_at = ?3 WHERE rule = ?1 AND query = ?2",
                     params![name, q.to_string(), now_s],
                 )?;
+            }
+        }
+        // Backfilled matches join their stories now; with `alert` (`backfill --alert`) their
+        // stories alert as new ones would (a poll's placement never alerts for them).
+        if !dry_run && !report.added.is_empty() {
+            self.place_stories(now)?;
+            if alert {
+                self.enqueue_story_alerts(&alert_items, true, now)?;
             }
         }
         Ok(report)

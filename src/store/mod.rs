@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub mod alerts;
 pub mod archive;
 pub mod review;
 pub mod stories;
@@ -33,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_archive.sql"),
     include_str!("../../migrations/0006_stories.sql"),
     include_str!("../../migrations/0007_effective_time_index.sql"),
+    include_str!("../../migrations/0008_alerts.sql"),
 ];
 
 /// Why the database could not be used.
@@ -302,6 +304,8 @@ pub struct Store {
     archive: bool,
     /// The story window and document frequencies ([`stories`]).
     stories: stories::StoryState,
+    /// What commits enqueue in the alert outbox ([`Store::set_alerts`]).
+    alerts: alerts::AlertPlan,
 }
 
 /// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
@@ -353,6 +357,7 @@ impl Store {
             path: path.to_path_buf(),
             archive: true,
             stories: Default::default(),
+            alerts: alerts::AlertPlan::default(),
         })
     }
 

@@ -167,6 +167,10 @@ fn host(link: Option<&str>) -> Option<String> {
 struct ItemText {
     id: i64,
     story: i64,
+    /// Never placed before: a new report (not an edit or another feed's copy).
+    new: bool,
+    /// Found by `backfill`: never alerts from a placement.
+    backfilled: bool,
     title: String,
     summary: String,
     content: String,
@@ -203,8 +207,8 @@ impl ItemText {
     }
 }
 
-const ITEM_TEXT: &str =
-    "SELECT id, story_id, title, summary, content, link, published_at, first_seen_at FROM items";
+const ITEM_TEXT: &str = "SELECT id, story_id, title, summary, content, link, published_at,
+       first_seen_at, story_features IS NULL, backfilled FROM items";
 
 fn item_text(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemText> {
     Ok(ItemText {
@@ -216,6 +220,8 @@ fn item_text(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemText> {
         link: r.get(5)?,
         published: r.get(6)?,
         first_seen: r.get(7)?,
+        new: r.get(8)?,
+        backfilled: r.get::<_, i64>(9)? != 0,
     })
 }
 
@@ -293,13 +299,16 @@ impl Store {
         for item in &pending {
             let features = item.features(&df);
             let blob = features.to_bytes();
-            // If this placement starts a story, it gets a database id: the item's own story
-            // when the window does not hold the item yet (a new report: its provisional
-            // story), else a fresh one.
-            let fresh = if index.story_of(item.id).is_some() {
-                next_story_id(&tx)?
-            } else {
+            // If this placement starts a story, it gets a database id, never the engine's own.
+            let alone = index
+                .story_of(item.id)
+                .is_none_or(|s| s == item.story && index.members(s).len() <= 1);
+            let fresh = if alone {
+                // Not placed yet, or alone in its story: if it starts a story, it is its own
+                // story still (a story's id does not change because its only report was edited).
                 item.story
+            } else {
+                next_story_id(&tx)?
             };
             index.set_new_story_id(fresh);
             let p = index.place(item.id, features);
@@ -326,6 +335,15 @@ impl Store {
             placed.items += 1;
             placed.joined += usize::from(p.joined);
         }
+        // Alerts go by story, in this transaction: a new report's story may be new (or first
+        // match an alert's rules); any touched story may reach an `update_at` outlet count.
+        let (fresh, touched): (Vec<&ItemText>, Vec<&ItemText>) = pending
+            .iter()
+            .filter(|i| !i.backfilled)
+            .partition(|i| i.new);
+        let ids = |v: Vec<&ItemText>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        super::alerts::enqueue_for_items(&tx, &self.alerts, &ids(fresh), true, &now_s)?;
+        super::alerts::enqueue_for_items(&tx, &self.alerts, &ids(touched), false, &now_s)?;
         // Keep what later reports of this age may still join; drop the rest.
         index.evict(oldest);
         if let Some(t) = state.loaded_since.as_mut() {
@@ -427,6 +445,38 @@ impl Store {
         bump(&tx)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// For each of `stories`: its fullest report standing for it (with the outlets and rules
+    /// of all its reports), as alerts and exports show a story.
+    pub fn story_heads(&self, stories: &[i64]) -> Result<std::collections::HashMap<i64, MatchRow>> {
+        let mut ids = Vec::new();
+        for &s in stories {
+            ids.extend(self.story_items(s)?);
+        }
+        let mut out = std::collections::HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = self.matches(&super::MatchFilter {
+            ids,
+            ..super::MatchFilter::default()
+        })?;
+        for g in group(&rows, usize::MAX) {
+            let Some(head) = g
+                .rows
+                .iter()
+                .find(|r| r.title == g.headline && r.link == g.link)
+                .or(g.rows.first())
+            else {
+                continue;
+            };
+            let mut head = head.clone();
+            head.feeds = g.outlets.clone();
+            head.rules = g.rules.clone();
+            out.insert(g.story, head);
+        }
+        Ok(out)
     }
 
     /// The match ids of a story's reports (empty: no such story).
@@ -534,7 +584,7 @@ fn load_window(
     let mut index = StoryIndex::with_next_id(settings.clone(), next);
     let mut stmt = tx.prepare_cached(
         "SELECT id, story_id, title, summary, content, link, published_at, first_seen_at,
-           story_pinned, story_features
+           story_features IS NULL, backfilled, story_pinned, story_features
          FROM items WHERE story_id IS NOT NULL
            AND (story_pending = 0 OR story_features IS NOT NULL)
            AND (first_seen_at >= ?1 OR published_at >= ?1)
@@ -543,8 +593,8 @@ fn load_window(
     let mut rows = stmt.query([ts(since)])?;
     while let Some(r) = rows.next()? {
         let item = item_text(r)?;
-        let pinned = r.get::<_, i64>(8)? != 0;
-        let blob: Option<Vec<u8>> = r.get(9)?;
+        let pinned = r.get::<_, i64>(10)? != 0;
+        let blob: Option<Vec<u8>> = r.get(11)?;
         let features = blob
             .as_deref()
             .and_then(Features::from_bytes)

@@ -25,6 +25,8 @@ pub struct Request {
     pub received: std::time::Instant,
     /// Wall-clock time of arrival, to compare with times the daemon stores.
     pub received_wall: std::time::SystemTime,
+    /// The body, when the request had a Content-Length.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -203,12 +205,24 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
+    let mut body = Vec::new();
+    if let Some(n) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n <= 1 << 20)
+    {
+        body.resize(n, 0);
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            body.clear();
+        }
+    }
     let req = Request {
         method,
         path: path.clone(),
         headers,
         received: std::time::Instant::now(),
         received_wall: std::time::SystemTime::now(),
+        body,
     };
     let route = {
         let mut st = state.lock().unwrap();

@@ -175,6 +175,26 @@ fn is_loopback(host: &str) -> bool {
 
 /// Send the HTML digest with its plain-text alternative. One attempt.
 pub async fn send_email(digest: &Digest, s: &EmailSettings) -> Result<()> {
+    send_mail(
+        s,
+        &subject(digest),
+        render(digest, Format::Text),
+        Some(render(digest, Format::Html)),
+        None,
+    )
+    .await
+}
+
+/// Send one message through `s` (the digest, or an alert): plain text, with an HTML
+/// alternative when given, and a fixed Message-ID when given (receivers can drop repeats).
+/// One attempt.
+pub async fn send_mail(
+    s: &EmailSettings,
+    subject: &str,
+    text: String,
+    html: Option<String>,
+    message_id: Option<String>,
+) -> Result<()> {
     let err = |what: &str, e: &dyn std::fmt::Display| DigestError::Email(format!("{what}: {e}"));
     if s.security == EmailSecurity::Plain && !is_loopback(&s.host) {
         return Err(DigestError::Email(format!(
@@ -183,7 +203,10 @@ pub async fn send_email(digest: &Digest, s: &EmailSettings) -> Result<()> {
         )));
     }
     let from: Mailbox = s.from.parse().map_err(|e| err("bad from address", &e))?;
-    let mut builder = Message::builder().from(from).subject(subject(digest));
+    let mut builder = Message::builder().from(from).subject(subject);
+    if message_id.is_some() {
+        builder = builder.message_id(message_id);
+    }
     if s.to.is_empty() {
         return Err(DigestError::Email("no recipients".into()));
     }
@@ -196,20 +219,20 @@ pub async fn send_email(digest: &Digest, s: &EmailSettings) -> Result<()> {
         Body::new_with_encoding(text, ContentTransferEncoding::QuotedPrintable)
             .map_err(|_| DigestError::Email("cannot encode body".into()))
     };
-    let parts = MultiPart::alternative()
-        .singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(body(render(digest, Format::Text))?),
-        )
-        .singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_HTML)
-                .body(body(render(digest, Format::Html))?),
-        );
-    let message = builder
-        .multipart(parts)
-        .map_err(|e| err("cannot build message", &e))?;
+    let plain = SinglePart::builder()
+        .header(ContentType::TEXT_PLAIN)
+        .body(body(text)?);
+    let message = match html {
+        Some(html) => builder.multipart(
+            MultiPart::alternative().singlepart(plain).singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(body(html)?),
+            ),
+        ),
+        None => builder.singlepart(plain),
+    }
+    .map_err(|e| err("cannot build message", &e))?;
     let mut transport = match s.security {
         EmailSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
             .map_err(|e| err("smtp", &e))?,

@@ -29,7 +29,7 @@ use crate::store::{self, MatchFilter, MatchRow, Store, StoreError, parse_ts, ts}
 
 pub use deliver::{
     DeliveryReport, EmailSecurity, EmailSettings, RetryPolicy, SecretSource, WebhookSettings,
-    deliver,
+    deliver, send_mail,
 };
 pub use highlight::highlight_terms;
 pub use render::render;
