@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """paired.py — compare two newswatch builds on the same cold poll, in alternating pairs.
 
-    scripts/paired.py [--n 1000] [--pairs 8] [--corpus ../shared/corpus] [--bench ../shared/bench] BIN_A BIN_B
+    scripts/paired.py [--n 1000] [--pairs 8] [--corpus ../shared/corpus] [--bench ../shared/bench]
+                      [--env-a KEY=VALUE]... [--append-a TOML] BIN_A BIN_B
+
+With the same binary twice, --env-a / --append-a compare two settings of one build, e.g. the
+cost of the archive (--append-a '[archive]\nkeep = "0"') or of stories
+(--env-a NEWSWATCH_BENCH_NO_STORIES=1).
 
 Single wall-clock runs on a shared VM drift by ±15%, more than most optimisations are worth.
 This script polls the same N loopback feeds with build A and build B alternately (A B, B A,
@@ -36,6 +41,10 @@ def main() -> int:
     ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus"))
     ap.add_argument("--bench", default=os.path.join(ROOT, "..", "shared", "bench"),
                     help="folder of peers.sh and feedserver.py")
+    ap.add_argument("--env-a", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment variable for build A's polls only (repeatable)")
+    ap.add_argument("--append-a", default="", metavar="TOML",
+                    help="text appended to the config for build A's polls only")
     ap.add_argument("bin_a")
     ap.add_argument("bin_b")
     args = ap.parse_args()
@@ -56,6 +65,15 @@ def main() -> int:
     work = kept.group(1)
     nw = os.path.join(work, "newswatch")
     config = os.path.join(nw, "newswatch.toml")
+    configs = [config, config]
+    if args.append_a:
+        configs[0] = os.path.join(nw, "newswatch-a.toml")
+        with open(config) as src, open(configs[0], "w") as dst:
+            dst.write(src.read() + "\n" + args.append_a + "\n")
+    envs = [dict(os.environ), dict(os.environ)]
+    for kv in args.env_a:
+        k, _, v = kv.partition("=")
+        envs[0][k] = v
     port = open(os.path.join(work, "port")).read().strip()
 
     server = subprocess.Popen(
@@ -79,7 +97,8 @@ def main() -> int:
                         pass
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.monotonic()
-                done = subprocess.run([bins[which], "--config", config, "poll"], cwd=nw,
+                done = subprocess.run([bins[which], "--config", configs[which], "poll"], cwd=nw,
+                                      env=envs[which],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 wall = time.monotonic() - start
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -221,8 +221,20 @@ pub async fn poll_all(
     reports
 }
 
+/// `NEWSWATCH_BENCH_NO_STORIES=1` turns story work off (no document frequencies, no
+/// placement: every match stays a story of its own). For paired benchmarks only
+/// (`scripts/paired.py --env-a`), so that what clustering costs can be measured.
+fn stories_on() -> bool {
+    static ON: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var_os("NEWSWATCH_BENCH_NO_STORIES").is_none());
+    *ON
+}
+
 /// After a cycle: place the matches it stored into stories (see [`Store::place_stories`]).
 pub async fn place_stories(store: &SharedStore) {
+    if !stories_on() {
+        return;
+    }
     match with_store(store, |s| s.place_stories(Utc::now())).await {
         Ok(p) if p.items > 0 => {
             tracing::info!(placed = p.items, joined = p.joined, "stories updated")
@@ -411,10 +423,16 @@ async fn poll_feed_inner(
         let records = process_entries(&rt.matcher, &parsed.entries, &known, parsed.site.as_deref());
         // Stories weigh words by how many documents hold them: every new or changed entry
         // counts, matched or not.
-        {
+        if stories_on() {
             let mut df = doc_freq.lock().unwrap_or_else(|p| p.into_inner());
             for r in &records {
-                df.observe_text(&r.text.title, &item_body(&r.text.summary, &r.text.content));
+                // The body as the story engine reads it: the content, else the summary.
+                let body = if r.text.content.is_empty() {
+                    &r.text.summary
+                } else {
+                    &r.text.content
+                };
+                df.observe_text(&r.text.title, body);
             }
         }
         // The parsed document is freed here, on the blocking thread, rather than held (and
