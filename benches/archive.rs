@@ -208,7 +208,7 @@ fn main() {
     for expr in [
         "tangerine",
         "\"Operation Tangerine\"",
-        "title:tangerine NEAR/3 operation",
+        "title:(operation NEAR/1 tangerine)",
     ] {
         let q = Query::parse(expr).expect("query");
         let filter = SearchFilter {
