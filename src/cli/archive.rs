@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::table::{display_width, fit, pad, terminal_width};
+use super::table::write_table;
 use super::*;
 use crate::config::Settings;
 use crate::pipeline::matcher::Query;
@@ -153,11 +153,10 @@ pub fn search(settings: &Settings, args: &SearchArgs, out: &mut dyn Write) -> Re
 }
 
 fn search_table(hits: &[SearchHit], tz: chrono_tz::Tz, out: &mut dyn Write) -> Result<()> {
-    let width = terminal_width();
-    let cells: Vec<[String; 4]> = hits
+    let cells: Vec<Vec<String>> = hits
         .iter()
         .map(|h| {
-            [
+            vec![
                 h.row.id.to_string(),
                 crate::store::review::local(&h.row.first_seen, tz),
                 sanitize(&h.row.feed),
@@ -165,37 +164,13 @@ fn search_table(hits: &[SearchHit], tz: chrono_tz::Tz, out: &mut dyn Write) -> R
             ]
         })
         .collect();
-    let headers = ["ID", "FIRST SEEN", "FEED", "TITLE"];
-    let mut widths: Vec<usize> = headers.iter().map(|h| display_width(h)).collect();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate().take(3) {
-            widths[i] = widths[i].max(display_width(c));
-        }
-    }
-    widths[2] = widths[2].min(24);
-    widths[3] = width
-        .saturating_sub(widths[..3].iter().sum::<usize>() + 6)
-        .max(20);
-    let line = |cols: [&str; 4], out: &mut dyn Write| -> std::io::Result<()> {
-        let mut s = String::new();
-        for (i, c) in cols.iter().enumerate() {
-            let cell = fit(c, widths[i]);
-            if i < 3 {
-                s.push_str(&pad(&cell, widths[i]));
-                s.push_str("  ");
-            } else {
-                s.push_str(&cell);
-            }
-        }
-        writeln!(out, "{}", s.trim_end())
-    };
-    line(headers, out)?;
-    for row in &cells {
-        line([&row[0], &row[1], &row[2], &row[3]], out)?;
-    }
-    if hits.is_empty() {
-        writeln!(out, "(no entries)")?;
-    }
+    write_table(
+        out,
+        &["ID", "FIRST SEEN", "FEED", "TITLE"],
+        &cells,
+        &[None, None, Some(24)],
+        "(no entries)",
+    )?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use super::table::{display_width, fit, pad, terminal_width};
+use super::table::write_table;
 use super::*;
 use crate::config::Settings;
 use crate::pipeline::matcher::{Matcher, Query};
@@ -153,12 +153,11 @@ pub fn print_matches(
 }
 
 fn print_table(rows: &[MatchRow], tz: chrono_tz::Tz, out: &mut dyn Write) -> Result<()> {
-    let width = terminal_width();
-    let cells: Vec<[String; 5]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let when = r.published.as_deref().unwrap_or(&r.first_seen);
-            [
+            vec![
                 r.id.to_string(),
                 crate::store::review::local(when, tz),
                 sanitize(&r.rules.join(",")),
@@ -167,38 +166,14 @@ fn print_table(rows: &[MatchRow], tz: chrono_tz::Tz, out: &mut dyn Write) -> Res
             ]
         })
         .collect();
-    let headers = ["ID", "DATE", "RULES", "FEEDS", "TITLE"];
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate().take(4) {
-            widths[i] = widths[i].max(display_width(c));
-        }
-    }
     // Rules and feeds columns may be long; keep them to a share of the line.
-    widths[2] = widths[2].min(24);
-    widths[3] = widths[3].min(24);
-    let fixed: usize = widths[..4].iter().sum::<usize>() + 4 * 2;
-    widths[4] = width.saturating_sub(fixed).max(20);
-    let line = |cols: [&str; 5], out: &mut dyn Write| -> std::io::Result<()> {
-        let mut s = String::new();
-        for (i, c) in cols.iter().enumerate() {
-            let cell = fit(c, widths[i]);
-            if i < 4 {
-                s.push_str(&pad(&cell, widths[i]));
-                s.push_str("  ");
-            } else {
-                s.push_str(&cell);
-            }
-        }
-        writeln!(out, "{}", s.trim_end())
-    };
-    line(headers, out)?;
-    for row in &cells {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]], out)?;
-    }
-    if rows.is_empty() {
-        writeln!(out, "(no matches)")?;
-    }
+    write_table(
+        out,
+        &["ID", "DATE", "RULES", "FEEDS", "TITLE"],
+        &cells,
+        &[None, None, Some(24), Some(24)],
+        "(no matches)",
+    )?;
     Ok(())
 }
 

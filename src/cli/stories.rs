@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 
-use super::table::{display_width, fit, pad, terminal_width};
+use super::table::write_table;
 use super::*;
 use crate::config::Settings;
 use crate::store::review;
@@ -58,11 +58,10 @@ pub fn print_stories(
             w.flush()?;
         }
         Format::Table => {
-            let width = terminal_width();
-            let cells: Vec<[String; 5]> = stories
+            let cells: Vec<Vec<String>> = stories
                 .iter()
                 .map(|s| {
-                    [
+                    vec![
                         s.story.to_string(),
                         review::local(&s.last_seen, tz),
                         s.size.to_string(),
@@ -71,37 +70,13 @@ pub fn print_stories(
                     ]
                 })
                 .collect();
-            let headers = ["STORY", "LAST SEEN", "SIZE", "OUTLETS", "HEADLINE"];
-            let mut widths: Vec<usize> = headers.iter().map(|h| display_width(h)).collect();
-            for row in &cells {
-                for (i, c) in row.iter().enumerate().take(4) {
-                    widths[i] = widths[i].max(display_width(c));
-                }
-            }
-            widths[3] = widths[3].min(36);
-            widths[4] = width
-                .saturating_sub(widths[..4].iter().sum::<usize>() + 8)
-                .max(20);
-            let line = |cols: [&str; 5], out: &mut dyn Write| -> std::io::Result<()> {
-                let mut s = String::new();
-                for (i, c) in cols.iter().enumerate() {
-                    let cell = fit(c, widths[i]);
-                    if i < 4 {
-                        s.push_str(&pad(&cell, widths[i]));
-                        s.push_str("  ");
-                    } else {
-                        s.push_str(&cell);
-                    }
-                }
-                writeln!(out, "{}", s.trim_end())
-            };
-            line(headers, out)?;
-            for row in &cells {
-                line([&row[0], &row[1], &row[2], &row[3], &row[4]], out)?;
-            }
-            if stories.is_empty() {
-                writeln!(out, "(no stories)")?;
-            }
+            write_table(
+                out,
+                &["STORY", "LAST SEEN", "SIZE", "OUTLETS", "HEADLINE"],
+                &cells,
+                &[None, None, None, Some(36)],
+                "(no stories)",
+            )?;
         }
     }
     Ok(())

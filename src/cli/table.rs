@@ -40,3 +40,53 @@ pub(super) fn pad(s: &str, width: usize) -> String {
     let w = display_width(s);
     format!("{s}{}", " ".repeat(width.saturating_sub(w)))
 }
+
+/// Write a table: `headers`, then `rows` (cells already terminal-safe), columns padded to
+/// their widest cell (at most `caps[i]` when given), the last column taking the rest of the
+/// terminal line (at least 20 columns); `empty` is printed when there are no rows.
+pub(super) fn write_table(
+    out: &mut dyn std::io::Write,
+    headers: &[&str],
+    rows: &[Vec<String>],
+    caps: &[Option<usize>],
+    empty: &str,
+) -> std::io::Result<()> {
+    let last = headers.len().saturating_sub(1);
+    let mut widths: Vec<usize> = headers.iter().map(|h| display_width(h)).collect();
+    for row in rows {
+        for (i, c) in row.iter().enumerate().take(last) {
+            widths[i] = widths[i].max(display_width(c));
+        }
+    }
+    for (w, cap) in widths.iter_mut().zip(caps) {
+        if let Some(cap) = cap {
+            *w = (*w).min(*cap);
+        }
+    }
+    let fixed: usize = widths[..last].iter().sum::<usize>() + last * 2;
+    if let Some(w) = widths.get_mut(last) {
+        *w = terminal_width().saturating_sub(fixed).max(20);
+    }
+    let line = |cols: &[&str], out: &mut dyn std::io::Write| -> std::io::Result<()> {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            let cell = fit(c, widths[i]);
+            if i < last {
+                s.push_str(&pad(&cell, widths[i]));
+                s.push_str("  ");
+            } else {
+                s.push_str(&cell);
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(headers, out)?;
+    for row in rows {
+        let cols: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cols, out)?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "{empty}")?;
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@
 //! (story, alert, kind) under a UNIQUE idempotency key, so enqueueing twice is a no-op;
 //! `alert_messages` holds what is sent: one story or a batch, its rows fixed when it is
 //! created, so every attempt carries the same stories and the same key. Sending happens after
-//! commit, outside any transaction ([`crate::service::alerts`]); a message is leased (its
+//! commit, outside any transaction (`service::alerts`); a message is leased (its
 //! `next_attempt_at` moved ahead) before it is sent, so two processes never send it at once,
 //! and a crash mid-send leaves it to be retried once the lease ends.
 //!
