@@ -358,6 +358,15 @@ fn an_archive_turned_off_keeps_nothing_new() {
     assert_eq!(p.run(&["poll"]).0, 0);
     assert_eq!(count(&p, "SELECT count(*) FROM archive"), 0);
     assert_eq!(p.query_json(&[]).len(), 2, "matches are still stored");
+    // `check` says so, with the other storage settings.
+    let (code, out, _) = p.run(&["check"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("archive     off"), "{out}");
+    assert!(
+        out.contains("stories     window 3days, threshold 0.22"),
+        "{out}"
+    );
+    assert!(out.contains("matches     kept forever"), "{out}");
 }
 
 #[test]

@@ -264,6 +264,48 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
     if let Some(parent) = settings.database.parent() {
         dirs.push(parent.to_path_buf());
     }
+    writeln!(out, "\nstorage:")?;
+    writeln!(out, "  database    {}", settings.database.display())?;
+    let forever = |d: Option<std::time::Duration>, off: &str| {
+        d.map_or_else(
+            || off.to_string(),
+            |d| humantime::format_duration(d).to_string(),
+        )
+    };
+    writeln!(
+        out,
+        "  archive     {}{}",
+        forever(settings.archive.keep, "off (keep = \"0\")"),
+        if settings.archive.backfill_new_rules {
+            ", new rules backfilled automatically"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "  matches     kept {}",
+        forever(settings.keep_matches, "forever")
+    )?;
+    writeln!(
+        out,
+        "  stories     window {}, threshold {:.2}",
+        humantime::format_duration(settings.stories.window.to_std().unwrap_or_default()),
+        settings.stories.threshold
+    )?;
+    match &settings.web {
+        Some(w) => writeln!(
+            out,
+            "  web         http://{}/{}",
+            w.listen,
+            if w.token.is_some() {
+                " (token required)"
+            } else {
+                ""
+            }
+        )?,
+        None => writeln!(out, "  web         off (no [web] section)")?,
+    }
     let mut warnings = settings.warnings();
     dirs.sort();
     dirs.dedup();
