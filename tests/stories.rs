@@ -627,3 +627,36 @@ fn five_hundred_near_empty_entries_and_undated_ones_never_become_one_story() {
         "near-empty entries must not snowball into one story: {biggest}"
     );
 }
+
+#[test]
+fn the_review_page_shows_a_story_once_with_each_outlets_report_and_acts_on_all_of_them() {
+    let (_server, p) = three_outlets();
+    let rows = p.query_json(&[]);
+    let story = rows[0]["story"].as_i64().expect("story");
+    let web = crate::web::Web::start(&p, &["serve", "--listen", "127.0.0.1:0"]);
+    let page = crate::web::get(&web.addr, "/").body;
+    assert_eq!(
+        page.matches("<article class=\"story").count(),
+        1,
+        "one story card: {page}"
+    );
+    for outlet in ["computerweekly", "securityaffairs", "theregister"] {
+        assert!(page.contains(outlet), "{outlet} in {page}");
+    }
+    // The story's buttons act on all three reports; each report has its own too.
+    let mut ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
+    ids.sort_unstable();
+    let all = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    assert!(page.contains(&format!("data-ids=\"{all}\"")), "{page}");
+    for id in &ids {
+        assert!(
+            page.contains(&format!("name=\"ids\" value=\"{id}\"")),
+            "a button for report {id} alone: {page}"
+        );
+    }
+    let api = crate::web::get(&web.addr, "/api/v1/stories");
+    let v: Value = serde_json::from_str(&api.body).expect("json");
+    assert_eq!(v["stories"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["stories"][0]["story"], story);
+    assert_eq!(v["stories"][0]["story_size"], 3);
+}
