@@ -238,6 +238,87 @@ pub struct MatchRow {
     pub content: String,
 }
 
+/// The columns of a [`MatchRow`] (read by [`match_row`]), from `items i`; column 15 is the
+/// row's [`EFFECTIVE_TIME_SQL`] (the sort key), for keyset pages.
+pub(crate) fn match_select() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.snippet, i.status,
+               i.summary, i.content,
+               (SELECT json_group_array(name) FROM (SELECT DISTINCT f.name AS name FROM sightings s
+                  JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name)),
+               (SELECT json_group_array(rule) FROM (SELECT rule FROM item_rules WHERE item_id = i.id ORDER BY rule)),
+               (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id),
+               COALESCE(i.story_id, 0), (SELECT count(*) FROM items o WHERE o.story_id = i.story_id),
+               COALESCE((SELECT st.updated_at FROM stories st WHERE st.id = i.story_id), i.updated_at),
+               {EFFECTIVE_TIME_SQL}
+             FROM items i"
+        )
+    });
+    &SQL
+}
+
+/// A [`match_select`] row whose JSON lists are still text ([`RawMatch::finish`] parses them).
+pub(crate) struct RawMatch {
+    pub row: MatchRow,
+    /// Column 15: the effective time.
+    pub time: String,
+    feeds: String,
+    rules: String,
+    terms: Option<String>,
+}
+
+/// Read one [`match_select`] row.
+pub(crate) fn match_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawMatch> {
+    Ok(RawMatch {
+        row: MatchRow {
+            id: r.get(0)?,
+            title: r.get(1)?,
+            // Only http(s) links leave newswatch, whatever a feed gave.
+            link: r
+                .get::<_, Option<String>>(2)?
+                .filter(|l| crate::text::web_link(Some(l)).is_some()),
+            published: r.get(3)?,
+            first_seen: r.get(4)?,
+            snippet: r.get(5)?,
+            status: r.get(6)?,
+            summary: r.get(7)?,
+            content: r.get(8)?,
+            feeds: Vec::new(),
+            rules: Vec::new(),
+            terms: Vec::new(),
+            story: r.get(12)?,
+            story_size: r.get(13)?,
+            story_updated: r.get(14)?,
+        },
+        feeds: r.get(9)?,
+        rules: r.get(10)?,
+        terms: r.get(11)?,
+        time: r.get(15)?,
+    })
+}
+
+impl RawMatch {
+    /// The row with its feeds, rules and terms parsed.
+    pub(crate) fn finish(self) -> Result<MatchRow> {
+        let RawMatch {
+            mut row,
+            feeds,
+            rules,
+            terms,
+            ..
+        } = self;
+        let id = row.id;
+        let json = |s: &str| -> Result<Vec<String>> {
+            serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("item {id}: {e}")))
+        };
+        row.feeds = json(&feeds)?;
+        row.rules = json(&rules)?;
+        row.terms = json(terms.as_deref().unwrap_or("[]"))?;
+        Ok(row)
+    }
+}
+
 /// A feed's health and counters, as `newswatch feeds` shows them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FeedStatus {
@@ -640,16 +721,7 @@ impl Store {
 
     /// Stored matches, newest first by [`EFFECTIVE_TIME_SQL`] (then by id).
     pub fn matches(&self, filter: &MatchFilter) -> Result<Vec<MatchRow>> {
-        let mut sql = String::from(
-            "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.snippet, i.status, i.summary, i.content,
-               (SELECT json_group_array(name) FROM (SELECT DISTINCT f.name AS name FROM sightings s
-                  JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name)),
-               (SELECT json_group_array(rule) FROM (SELECT rule FROM item_rules WHERE item_id = i.id ORDER BY rule)),
-               (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id),
-               COALESCE(i.story_id, 0), (SELECT count(*) FROM items o WHERE o.story_id = i.story_id),
-               COALESCE((SELECT st.updated_at FROM stories st WHERE st.id = i.story_id), i.updated_at)
-             FROM items i WHERE 1 = 1",
-        );
+        let mut sql = format!("{} WHERE 1 = 1", match_select());
         let (cond, mut args) = filter_sql(filter);
         sql.push_str(&cond);
         sql.push_str(&format!(" ORDER BY {EFFECTIVE_TIME_SQL} DESC, i.id DESC"));
@@ -659,44 +731,10 @@ impl Store {
             sql.push_str(&format!(" LIMIT ?{}", args.len()));
         }
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((
-                MatchRow {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    // Only http(s) links leave newswatch, whatever a feed gave.
-                    link: r
-                        .get::<_, Option<String>>(2)?
-                        .filter(|l| crate::text::web_link(Some(l)).is_some()),
-                    published: r.get(3)?,
-                    first_seen: r.get(4)?,
-                    snippet: r.get(5)?,
-                    status: r.get(6)?,
-                    summary: r.get(7)?,
-                    content: r.get(8)?,
-                    feeds: Vec::new(),
-                    rules: Vec::new(),
-                    terms: Vec::new(),
-                    story: r.get(12)?,
-                    story_size: r.get(13)?,
-                    story_updated: r.get(14)?,
-                },
-                r.get::<_, String>(9)?,
-                r.get::<_, String>(10)?,
-                r.get::<_, Option<String>>(11)?,
-            ))
-        })?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), match_row)?;
         let mut out = Vec::new();
         for row in rows {
-            let (mut m, feeds, rules, terms) = row?;
-            let json = |s: &str| -> Result<Vec<String>> {
-                serde_json::from_str(s)
-                    .map_err(|e| StoreError::Corrupt(format!("item {}: {e}", m.id)))
-            };
-            m.feeds = json(&feeds)?;
-            m.rules = json(&rules)?;
-            m.terms = json(terms.as_deref().unwrap_or("[]"))?;
-            out.push(m);
+            out.push(row?.finish()?);
         }
         Ok(out)
     }

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use rusqlite::params_from_iter;
 
-use super::{EFFECTIVE_TIME_SQL, MatchFilter, MatchRow, Result, Store, StoreError, filter_sql};
+use super::{
+    EFFECTIVE_TIME_SQL, MatchFilter, MatchRow, Result, Store, filter_sql, match_row, match_select,
+};
 
 /// Where a page starts: strictly after this (sort time, id) key, in newest-first order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +61,7 @@ impl Store {
         limit: usize,
     ) -> Result<MatchPage> {
         let (cond, mut args) = filter_sql(filter);
-        let mut sql = format!(
-            "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.snippet, i.status,
-               {EFFECTIVE_TIME_SQL},
-               (SELECT json_group_array(name) FROM (SELECT DISTINCT f.name AS name FROM sightings s
-                  JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name)),
-               (SELECT json_group_array(rule) FROM (SELECT rule FROM item_rules WHERE item_id = i.id ORDER BY rule)),
-               (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id),
-               COALESCE(i.story_id, 0), (SELECT count(*) FROM items o WHERE o.story_id = i.story_id),
-               COALESCE((SELECT st.updated_at FROM stories st WHERE st.id = i.story_id), i.updated_at)
-             FROM items i WHERE 1 = 1{cond}"
-        );
+        let mut sql = format!("{} WHERE 1 = 1{cond}", match_select());
         if let Some(key) = after {
             args.push(key.time.clone().into());
             let t = args.len();
@@ -90,48 +82,17 @@ impl Store {
             args.len()
         ));
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), |r| {
-            Ok((
-                MatchRow {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    link: r
-                        .get::<_, Option<String>>(2)?
-                        .filter(|l| crate::text::web_link(Some(l)).is_some()),
-                    published: r.get(3)?,
-                    first_seen: r.get(4)?,
-                    snippet: r.get(5)?,
-                    status: r.get(6)?,
-                    summary: String::new(),
-                    content: String::new(),
-                    feeds: Vec::new(),
-                    rules: Vec::new(),
-                    terms: Vec::new(),
-                    story: r.get(11)?,
-                    story_size: r.get(12)?,
-                    story_updated: r.get(13)?,
-                },
-                r.get::<_, String>(7)?,
-                r.get::<_, String>(8)?,
-                r.get::<_, String>(9)?,
-                r.get::<_, Option<String>>(10)?,
-            ))
-        })?;
+        let rows = stmt.query_map(params_from_iter(args), match_row)?;
         let mut page = MatchPage::default();
         let mut last_key = None;
         for row in rows {
-            let (mut m, time, feeds, rules, terms) = row?;
+            let raw = row?;
             if page.rows.len() == limit {
                 page.next = last_key.take();
                 break;
             }
-            let json = |s: &str| -> Result<Vec<String>> {
-                serde_json::from_str(s)
-                    .map_err(|e| StoreError::Corrupt(format!("item {}: {e}", m.id)))
-            };
-            m.feeds = json(&feeds)?;
-            m.rules = json(&rules)?;
-            m.terms = json(terms.as_deref().unwrap_or("[]"))?;
+            let time = raw.time.clone();
+            let m = raw.finish()?;
             last_key = Some(PageKey { time, id: m.id });
             page.rows.push(m);
         }
