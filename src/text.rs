@@ -32,6 +32,17 @@ fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// A stored link as it may leave newswatch: kept when it is an absolute http(s) URL
+/// ([`web_link`]), else dropped. Every output that prints stored links reads them through this.
+pub fn outgoing_link(link: Option<String>) -> Option<String> {
+    link.filter(|l| is_outgoing(l))
+}
+
+/// Whether `link` may leave newswatch ([`outgoing_link`]).
+pub fn is_outgoing(link: &str) -> bool {
+    web_link(Some(link)).is_some()
+}
+
 /// The link as an http(s) URL safe to put in markup, or `None`.
 pub fn web_link(link: Option<&str>) -> Option<url::Url> {
     let u = url::Url::parse(link?.trim()).ok()?;

@@ -45,7 +45,7 @@ impl<'a> From<&'a SearchHit> for HitRow<'a> {
                 .text
                 .link
                 .as_deref()
-                .filter(|l| crate::text::web_link(Some(l)).is_some()),
+                .filter(|l| crate::text::is_outgoing(l)),
             published: h.row.text.published.map(crate::store::ts),
             first_seen: &h.row.first_seen,
             r#match: h.row.item_id,
@@ -106,16 +106,9 @@ pub fn search(settings: &Settings, args: &SearchArgs, out: &mut dyn Write) -> Re
         Vec::new()
     };
     match args.format {
-        Format::Json => {
+        Format::Json | Format::Ndjson => {
             let rows: Vec<HitRow<'_>> = hits.iter().map(HitRow::from).collect();
-            serde_json::to_writer_pretty(&mut *out, &rows)?;
-            writeln!(out)?;
-        }
-        Format::Ndjson => {
-            for h in &hits {
-                serde_json::to_writer(&mut *out, &HitRow::from(h))?;
-                writeln!(out)?;
-            }
+            write_json(&rows, args.format == Format::Ndjson, out)?;
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);

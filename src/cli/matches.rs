@@ -106,16 +106,7 @@ pub fn print_matches(
     out: &mut dyn Write,
 ) -> Result<()> {
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, rows)?;
-            writeln!(out)?;
-        }
-        Format::Ndjson => {
-            for r in rows {
-                serde_json::to_writer(&mut *out, r)?;
-                writeln!(out)?;
-            }
-        }
+        Format::Json | Format::Ndjson => write_json(rows, format == Format::Ndjson, out)?,
         Format::Csv => {
             // Every text cell through csv_cell: a spreadsheet must not run feed text.
             let mut w = csv::Writer::from_writer(out);

@@ -209,6 +209,24 @@ fn open_for_read(settings: &Settings) -> Result<Store> {
     }
 }
 
+/// `items` as one pretty JSON array (`ndjson == false`) or one compact object per line.
+pub(super) fn write_json<T: serde::Serialize>(
+    items: &[T],
+    ndjson: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if ndjson {
+        for item in items {
+            serde_json::to_writer(&mut *out, item)?;
+            writeln!(out)?;
+        }
+    } else {
+        serde_json::to_writer_pretty(&mut *out, items)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path` atomically, or to `out` when there is no path.
 pub(super) fn emit(
     bytes: &[u8],

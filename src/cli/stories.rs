@@ -21,16 +21,7 @@ pub fn print_stories(
     out: &mut dyn Write,
 ) -> Result<()> {
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, stories)?;
-            writeln!(out)?;
-        }
-        Format::Ndjson => {
-            for s in stories {
-                serde_json::to_writer(&mut *out, s)?;
-                writeln!(out)?;
-            }
-        }
+        Format::Json | Format::Ndjson => write_json(stories, format == Format::Ndjson, out)?,
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([

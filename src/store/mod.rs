@@ -275,9 +275,7 @@ pub(crate) fn match_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawMatch> {
             id: r.get(0)?,
             title: r.get(1)?,
             // Only http(s) links leave newswatch, whatever a feed gave.
-            link: r
-                .get::<_, Option<String>>(2)?
-                .filter(|l| crate::text::web_link(Some(l)).is_some()),
+            link: crate::text::outgoing_link(r.get(2)?),
             published: r.get(3)?,
             first_seen: r.get(4)?,
             snippet: r.get(5)?,

@@ -89,9 +89,7 @@ pub fn show(store: &Store, id: i64) -> Result<Option<MatchDetail>> {
                     id: r.get(0)?,
                     title: r.get(1)?,
                     // Only http(s) links leave newswatch, whatever a feed gave.
-                    link: r
-                        .get::<_, Option<String>>(2)?
-                        .filter(|l| crate::text::web_link(Some(l)).is_some()),
+                    link: crate::text::outgoing_link(r.get(2)?),
                     guid: r.get(3)?,
                     published: r.get(4)?,
                     first_seen: r.get(5)?,

@@ -517,9 +517,7 @@ impl Store {
                 Ok(StoryReport {
                     id: r.get(0)?,
                     title: r.get(1)?,
-                    link: r
-                        .get::<_, Option<String>>(2)?
-                        .filter(|l| crate::text::web_link(Some(l)).is_some()),
+                    link: crate::text::outgoing_link(r.get(2)?),
                     published: r.get(3)?,
                     first_seen: r.get(4)?,
                     status: r.get(5)?,

@@ -126,7 +126,7 @@ impl Store {
         })?;
         for row in rows {
             let (id, feed, link) = row?;
-            let link = link.filter(|l| crate::text::web_link(Some(l)).is_some());
+            let link = crate::text::outgoing_link(link);
             out.entry(id).or_default().push(OutletLink { feed, link });
         }
         Ok(out)

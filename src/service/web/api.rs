@@ -97,7 +97,7 @@ pub(crate) async fn one_match(State(app): State<AppState>, Path(id): Path<String
         app.db(move |s, _| {
             let mut m =
                 review::show(s, id)?.ok_or_else(|| Failure::NotFound(format!("no match {id}")))?;
-            m.link = m.link.filter(|l| crate::text::web_link(Some(l)).is_some());
+            m.link = crate::text::outgoing_link(m.link);
             Ok(m)
         })
         .await,
@@ -174,11 +174,7 @@ impl From<SearchHit> for Hit {
         Hit {
             id: h.row.id,
             feed: h.row.feed,
-            link: h
-                .row
-                .text
-                .link
-                .filter(|l| crate::text::web_link(Some(l)).is_some()),
+            link: h.row.text.link.filter(|l| crate::text::is_outgoing(l)),
             title: h.row.text.title,
             published: h.row.text.published.map(crate::store::ts),
             first_seen: h.row.first_seen,
