@@ -830,6 +830,26 @@ fn destination_failing_for_a_day_is_reported_and_old_alerts_are_dropped() {
             "{cmd:?}: {text}"
         );
     }
+    // The web's feed-health page and /metrics report it too.
+    let later_s = later.to_rfc3339();
+    let web = crate::web::Web::start_with_env(
+        &p,
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[(CLOCK, later_s.as_str())],
+    );
+    let page = crate::web::get(&web.addr, "/feeds").body;
+    assert!(
+        page.contains("desk failing since") && page.contains("HTTP 503"),
+        "{page}"
+    );
+    let metrics = crate::web::get(&web.addr, "/metrics").body;
+    assert!(
+        metrics.contains(
+            "newswatch_alert_destination_failing_since_timestamp_seconds{alert=\"desk\"}"
+        ),
+        "{metrics}"
+    );
+    drop(web);
     // Not yet a day: not reported.
     let out = p
         .cmd(&["feeds"])

@@ -99,6 +99,11 @@ pub struct Web {
 impl Web {
     /// Start `newswatch <args>` in `project` and wait for its "listening on" log line.
     pub fn start(project: &Project, args: &[&str]) -> Web {
+        Web::start_with_env(project, args, &[])
+    }
+
+    /// [`Web::start`] with extra environment variables for the server.
+    pub fn start_with_env(project: &Project, args: &[&str], env: &[(&str, &str)]) -> Web {
         let log = project.path(&format!(
             "web-{}.log",
             args.join("_").replace(['/', ':'], "-")
@@ -108,6 +113,7 @@ impl Web {
             .current_dir(project.dir.path())
             .env_remove("NEWSWATCH_CONFIG")
             .env("RUST_LOG", "newswatch=info")
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(project.path("newswatch.toml"))
             .args(args)

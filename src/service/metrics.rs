@@ -198,6 +198,8 @@ pub struct DbMetrics {
     pub stories: u64,
     pub archive_entries: u64,
     pub archive_bytes: u64,
+    /// (alert, failing since as Unix seconds): alert destinations failing now.
+    pub alerts_failing: Vec<(String, i64)>,
 }
 
 impl DbMetrics {
@@ -243,6 +245,18 @@ impl DbMetrics {
             "archive_entries",
             "Polled entries kept in the archive",
             gauge(self.archive_entries),
+        );
+        let failing = Family::<Labels, Gauge>::default();
+        for (alert, since) in &self.alerts_failing {
+            failing
+                .get_or_create(&vec![("alert".to_string(), alert.clone())])
+                .set(*since);
+        }
+        r.register_with_unit(
+            "alert_destination_failing_since_timestamp",
+            "Alert destinations failing now ([[alerts]] name), since when, Unix time",
+            Unit::Seconds,
+            failing,
         );
         r.register_with_unit(
             "archive_size",

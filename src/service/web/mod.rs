@@ -447,6 +447,15 @@ async fn metrics(State(app): State<AppState>) -> Response {
         .db(|s, app| {
             let counts = s.web_counts()?;
             let archive = s.archive_stats()?;
+            let alerts_failing = s
+                .alert_failing(chrono::Utc::now())?
+                .into_iter()
+                .map(|f| {
+                    let since =
+                        crate::store::parse_ts(&f.failing_since).map_or(0, |t| t.timestamp());
+                    (f.alert, since)
+                })
+                .collect();
             let feeds = s
                 .feed_statuses()?
                 .into_iter()
@@ -467,6 +476,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
                 per_rule: counts.per_rule,
                 archive_entries: archive.entries,
                 archive_bytes: archive.bytes,
+                alerts_failing,
             })
         })
         .await;

@@ -372,6 +372,8 @@ pub(crate) struct FeedRow {
 struct FeedsPage {
     feeds: Vec<FeedRow>,
     tz: String,
+    /// Alert destinations failing for a day or more, one line each.
+    alerts_failing: Vec<String>,
 }
 
 /// `GET /feeds`: every feed's health.
@@ -381,11 +383,26 @@ pub(crate) async fn feeds(State(app): State<AppState>) -> Response {
         t.as_deref()
             .map_or_else(|| "never".into(), |t| local(t, tz))
     };
-    match app.db(|s, _| Ok(s.feed_statuses()?)).await {
-        Ok(list) => html(
+    let since = crate::service::alerts::now() - crate::service::alerts::FAILING_REPORT_AFTER;
+    let listing = app
+        .db(move |s, _| Ok((s.feed_statuses()?, s.alert_failing(since)?)))
+        .await;
+    match listing {
+        Ok((list, failing)) => html(
             StatusCode::OK,
             &FeedsPage {
                 tz: tz.to_string(),
+                alerts_failing: failing
+                    .into_iter()
+                    .map(|f| {
+                        format!(
+                            "{} failing since {}: {}",
+                            f.alert,
+                            local(&f.failing_since, tz),
+                            f.last_error.unwrap_or_else(|| "unknown error".into())
+                        )
+                    })
+                    .collect(),
                 feeds: list
                     .into_iter()
                     .map(|f| FeedRow {
