@@ -1,7 +1,7 @@
 //! Alert outbox: what `[[alerts]]` must tell, written in the same transaction as the matches
 //! that caused it, and the queries the sender uses to deliver it exactly once per key.
 //!
-//! Two tables (`migrations/0006_alerts.sql`): `alert_outbox` holds one row per
+//! Two tables (`migrations/sqlite/0008_alerts.sql`): `alert_outbox` holds one row per
 //! (story, alert, kind) under a UNIQUE idempotency key, so enqueueing twice is a no-op;
 //! `alert_messages` holds what is sent: one story or a batch, its rows fixed when it is
 //! created, so every attempt carries the same stories and the same key. Sending happens after

@@ -1,7 +1,7 @@
 //! Store: everything newswatch remembers, in one SQLite file.
 //!
 //! Set-up lives in one place ([`Store::open`]: pragmas, then the ordered migrations in
-//! `migrations/`). Each feed's results are written in one transaction ([`Store::commit_feed`]),
+//! `migrations/sqlite/`). Each feed's results are written in one transaction ([`Store::commit_feed`]),
 //! so a crash or kill never leaves half a feed. `rusqlite::Connection` is not `Sync`: one
 //! `Store` is owned by one writer; readers open their own.
 
@@ -27,14 +27,14 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema, as ordered migrations. Append only.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/0001_initial.sql"),
-    include_str!("../../migrations/0002_digest.sql"),
-    include_str!("../../migrations/0003_story_key.sql"),
-    include_str!("../../migrations/0004_item_copies.sql"),
-    include_str!("../../migrations/0005_archive.sql"),
-    include_str!("../../migrations/0006_stories.sql"),
-    include_str!("../../migrations/0007_effective_time_index.sql"),
-    include_str!("../../migrations/0008_alerts.sql"),
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../migrations/sqlite/0002_digest.sql"),
+    include_str!("../../migrations/sqlite/0003_story_key.sql"),
+    include_str!("../../migrations/sqlite/0004_item_copies.sql"),
+    include_str!("../../migrations/sqlite/0005_archive.sql"),
+    include_str!("../../migrations/sqlite/0006_stories.sql"),
+    include_str!("../../migrations/sqlite/0007_effective_time_index.sql"),
+    include_str!("../../migrations/sqlite/0008_alerts.sql"),
 ];
 
 /// Why the database could not be used.

@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn migration_index_expression_is_the_effective_time_expression() {
         let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        let migration = include_str!("../../migrations/0007_effective_time_index.sql");
+        let migration = include_str!("../../migrations/sqlite/0007_effective_time_index.sql");
         let expected = squash(&super::super::EFFECTIVE_TIME_SQL.replace("i.", ""));
         assert!(squash(migration).contains(&expected), "{migration}");
     }
