@@ -1,7 +1,7 @@
 //! Store: everything newswatch remembers, in one SQLite file.
 //!
 //! Set-up lives in one place ([`Store::open`]: pragmas, then the ordered migrations in
-//! `migrations/sqlite/`). Each feed's results are written in one transaction ([`Store::commit_feed`]),
+//! `migrations/sqlite/`; the PostgreSQL schema is in [`postgres`]). Each feed's results are written in one transaction ([`Store::commit_feed`]),
 //! so a crash or kill never leaves half a feed. `rusqlite::Connection` is not `Sync`: one
 //! `Store` is owned by one writer; readers open their own.
 
@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod alerts;
 pub mod archive;
+pub mod postgres;
 pub mod review;
 pub mod stories;
 pub mod web;
@@ -60,6 +61,22 @@ pub enum StoreError {
         "the archive's full-text index (archive_fts) is damaged or unreadable ({0}): run `newswatch archive rebuild`"
     )]
     Index(String),
+    /// A PostgreSQL server could not be reached or refused the connection (`target` is
+    /// `user@host:port/db`, never the password).
+    #[error("cannot connect to PostgreSQL {target}: {reason}")]
+    PgConnect { target: String, reason: String },
+    /// Applying the PostgreSQL schema migrations failed.
+    #[error("cannot migrate PostgreSQL database {target}: {reason}")]
+    PgMigrate { target: String, reason: String },
+    /// Any PostgreSQL error while reading or writing.
+    #[error("PostgreSQL {target}: {reason}")]
+    Postgres { target: String, reason: String },
+    /// Copying between databases (`newswatch migrate`) failed.
+    #[error("cannot copy: {0}")]
+    Copy(String),
+    /// The copy's target already holds data.
+    #[error("{0}")]
+    NotEmpty(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -402,6 +419,10 @@ impl Store {
             path: path.to_path_buf(),
             reason,
         };
+        // SQLite opens a temporary database for "": never a silent stand-in for a missing path.
+        if path.as_os_str().is_empty() {
+            return Err(open_err("no SQLite database file named".into()));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
