@@ -14,9 +14,12 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+mod storage;
+
 pub use crate::outputs::export::OutputSettings;
 use crate::pipeline::fetch::{self, FetchOptions};
 use crate::pipeline::matcher::Query;
+pub use storage::{Database, Secret};
 
 /// The built-in default configuration (config/newswatch.toml), used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/newswatch.toml");
@@ -115,6 +118,12 @@ struct RawAlert {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<Spanned<String>>,
+    /// `postgres://…`: PostgreSQL instead of the SQLite file (see [`storage`]).
+    url: Option<Spanned<String>>,
+    /// The environment variable holding the PostgreSQL password.
+    password_env: Option<Spanned<String>>,
+    /// The file holding the PostgreSQL password (relative to the config's folder).
+    password_file: Option<Spanned<String>>,
     /// How long matches are kept ("forever", the default, or a duration); starred ones always.
     keep_matches: Option<Spanned<String>>,
 }
@@ -242,8 +251,13 @@ struct RawRule {
 pub struct Settings {
     /// Where the config came from (a path, or `None` for the built-in default).
     pub source: Option<PathBuf>,
-    /// The SQLite database file.
+    /// The SQLite database file. Empty when [`Settings::backend`] is PostgreSQL: only
+    /// `check` and `migrate` accept such a config so far ([`Settings::require_sqlite`]).
     pub database: PathBuf,
+    /// `[storage]`: the SQLite file or the PostgreSQL database.
+    pub backend: Database,
+    /// Where `storage.url` is written (for [`Settings::require_sqlite`]'s error).
+    storage_url_at: Option<(usize, usize)>,
     pub concurrency: usize,
     pub per_host: usize,
     pub schedule: ScheduleSettings,
@@ -277,6 +291,28 @@ pub struct WebSettings {
 }
 
 impl Settings {
+    /// Polling, the web and every command but `check` and `migrate` store in SQLite only so
+    /// far: a config whose `[storage] url` names PostgreSQL is refused with this error (file
+    /// and line, like every config error) rather than quietly using some SQLite file.
+    pub fn require_sqlite(&self) -> Result<(), ConfigError> {
+        let Database::Postgres { url, .. } = &self.backend else {
+            return Ok(());
+        };
+        Err(ConfigError {
+            origin: self
+                .source
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "<built-in default config>".into()),
+            position: self.storage_url_at,
+            message: format!(
+                "storage.url: polling, the web and this command still store in SQLite only (the PostgreSQL backend is not finished); \
+                 set storage.path instead. `newswatch check` tests the connection to {}, and `newswatch migrate --from <file> --to <url>` copies a database into it",
+                crate::store::postgres::describe_url(url.expose())
+            ),
+        })
+    }
+
     /// The cut-off times at `now`: unmatched archived entries first seen before the first go
     /// (with the archive off, all of them), and matches first seen before the second (`None`:
     /// kept forever).
@@ -454,13 +490,26 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         err(e.span(), msg)
     })?;
 
-    let database = match &raw.storage.path {
-        Some(p) if p.get_ref().trim().is_empty() => {
-            return Err(err(Some(p.span()), "storage.path is empty".into()));
-        }
-        Some(p) => base.join(p.get_ref()),
-        None => base.join("newswatch.db"),
+    let backend = storage::database(
+        storage::RawChoice {
+            path: &raw.storage.path,
+            url: &raw.storage.url,
+            password_env: &raw.storage.password_env,
+            password_file: &raw.storage.password_file,
+        },
+        base,
+        &|var| std::env::var(var).ok(),
+    )
+    .map_err(|(span, message)| err(span, message))?;
+    let database = match &backend {
+        Database::Sqlite(p) => p.clone(),
+        Database::Postgres { .. } => PathBuf::new(),
     };
+    let storage_url_at = raw
+        .storage
+        .url
+        .as_ref()
+        .map(|u| lines.position(u.span().start));
 
     let positive = |v: &Option<Spanned<usize>>, default: usize, what: &str| match v {
         Some(s) if *s.get_ref() == 0 => {
@@ -762,6 +811,8 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
     Ok(Settings {
         source: path.map(Path::to_path_buf),
         database,
+        backend,
+        storage_url_at,
         concurrency,
         per_host,
         schedule: ScheduleSettings { poll, timezone },

@@ -48,7 +48,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut out = stdout.lock();
     match &cli.command {
         Command::Check => {
-            let (source, settings) = cli::load_settings(cli)?;
+            let (source, settings) = cli::load_settings_any_backend(cli)?;
             cli::check(&source, &settings, &mut out)
         }
         Command::Query(args) => {

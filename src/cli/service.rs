@@ -156,10 +156,39 @@ fn describe_alert(a: &crate::outputs::alerts::AlertSettings) -> String {
     parts.join("; ")
 }
 
+/// `check` with a PostgreSQL `[storage] url`: connect and report the server and the schema
+/// (read only: the schema is created by `migrate`, not by `check`).
+fn check_postgres(url: &str, password: Option<&str>, out: &mut dyn Write) -> Result<()> {
+    use crate::store::postgres::{PgDb, SCHEMA_VERSION};
+    let mut db = PgDb::connect(url, password).context("storage.url")?;
+    let server = db.server_version()?;
+    let version = db.schema_version()?;
+    let schema = match version {
+        0 => "no newswatch schema yet (`newswatch migrate` creates it)".to_string(),
+        v if v == SCHEMA_VERSION => format!("schema version {v} (current)"),
+        v if v < SCHEMA_VERSION => {
+            format!("schema version {v} of {SCHEMA_VERSION} (`newswatch migrate` upgrades it)")
+        }
+        v => format!(
+            "schema version {v}, newer than this newswatch ({SCHEMA_VERSION}): upgrade newswatch"
+        ),
+    };
+    let tls = if db.tls() { "TLS" } else { "no TLS" };
+    writeln!(
+        out,
+        "  connection  ok: PostgreSQL {server} ({tls}), {schema}"
+    )?;
+    writeln!(
+        out,
+        "  note        only `check` and `migrate` use PostgreSQL so far; the other commands need storage.path"
+    )?;
+    Ok(())
+}
+
 /// `newswatch check`.
 pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "config: {source}")?;
-    writeln!(out, "database: {}", settings.database.display())?;
+    writeln!(out, "database: {}", settings.backend.describe())?;
     writeln!(out, "time zone: {}", settings.schedule.timezone)?;
     writeln!(
         out,
@@ -265,7 +294,10 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
         dirs.push(parent.to_path_buf());
     }
     writeln!(out, "\nstorage:")?;
-    writeln!(out, "  database    {}", settings.database.display())?;
+    writeln!(out, "  database    {}", settings.backend.describe())?;
+    if let crate::config::Database::Postgres { url, password } = &settings.backend {
+        check_postgres(url.expose(), password.as_ref().map(|p| p.expose()), out)?;
+    }
     let forever = |d: Option<std::time::Duration>, off: &str| {
         d.map_or_else(
             || off.to_string(),

@@ -698,6 +698,7 @@ async fn reload(
     store: &SharedStore,
 ) -> Result<Arc<Runtime>, String> {
     let settings = config::load(source).map_err(|e| e.to_string())?;
+    settings.require_sqlite().map_err(|e| e.to_string())?;
     if settings.database != current.settings.database {
         return Err(format!(
             "storage.path changed to {} (restart the daemon to switch databases)",
