@@ -140,6 +140,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Migrate(args) => cli::migrate(args, &mut out),
         Command::Completions(args) => cli::completions(args, &mut out),
         Command::Man => cli::man(&mut out),
     }

@@ -78,6 +78,24 @@ pub enum Command {
     Serve(ServeArgs),
     /// The [[alerts]] outbox: list what is pending, sent or failed; send a test alert
     Alerts(AlertsArgs),
+    /// Copy a whole database between SQLite and PostgreSQL (either way), then check the copy
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The database to copy: an SQLite file or a postgres:// URL (the password in the URL
+    /// or in PGPASSWORD)
+    #[arg(long, value_name = "PATH|URL")]
+    pub from: String,
+    /// Where to copy it: an SQLite file (created if missing) or a postgres:// URL (the
+    /// schema is created if missing)
+    #[arg(long, value_name = "PATH|URL")]
+    pub to: String,
+    /// Replace a target that already holds data (its rows are deleted first, in the same
+    /// transaction as the copy)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

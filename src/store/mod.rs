@@ -1,7 +1,8 @@
 //! Store: everything newswatch remembers, in one SQLite file.
 //!
 //! Set-up lives in one place ([`Store::open`]: pragmas, then the ordered migrations in
-//! `migrations/sqlite/`; the PostgreSQL schema is in [`postgres`]). Each feed's results are written in one transaction ([`Store::commit_feed`]),
+//! `migrations/sqlite/`; the PostgreSQL schema and the copy between backends are in
+//! [`postgres`] and [`copy`]). Each feed's results are written in one transaction ([`Store::commit_feed`]),
 //! so a crash or kill never leaves half a feed. `rusqlite::Connection` is not `Sync`: one
 //! `Store` is owned by one writer; readers open their own.
 
@@ -14,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod alerts;
 pub mod archive;
+pub mod copy;
 pub mod postgres;
 pub mod review;
 pub mod stories;
