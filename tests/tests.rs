@@ -15,6 +15,7 @@ mod faults;
 mod fetch;
 mod hostile;
 mod identity;
+mod postgres;
 mod review;
 mod security;
 mod stories;
