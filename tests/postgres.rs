@@ -342,6 +342,33 @@ fn pg_non_empty_target_is_refused_without_force_and_left_untouched() {
 }
 
 #[test]
+fn pg_a_copy_that_fails_midway_leaves_the_target_without_rows() {
+    let Some(db) = TestDb::create("midway") else {
+        return;
+    };
+    let (_server, project) = polled();
+    let a = project.path("data/news.db");
+    // Bytes where the schema says text, in a table copied after feeds and items.
+    rusqlite::Connection::open(&a)
+        .unwrap()
+        .execute_batch(
+            "UPDATE archive SET title = x'00ff' WHERE id = (SELECT max(id) FROM archive)",
+        )
+        .unwrap();
+    let (code, out, err) = migrate(&["--from", a.to_str().unwrap(), "--to", &db.url]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("nothing was copied")
+            && err.contains("archive.title holds bytes where the schema declares text"),
+        "{err}"
+    );
+    for table in ["feeds", "items", "item_rules", "archive", "archive_fts"] {
+        assert_eq!(db.count(table), 0, "{table} has rows after a failed copy");
+    }
+}
+
+#[test]
 fn migrate_between_two_sqlite_files_and_refuses_a_non_empty_one() {
     // Needs no server: the same copy and checks, SQLite on both ends.
     let (_server, project) = polled();
@@ -399,10 +426,15 @@ fn migrate_bad_urls_and_paths_are_one_line_errors_without_the_password() {
         "--from",
         a.to_str().unwrap(),
         "--to",
-        "postgres://h/d?sslmode=sometimes",
+        "postgres://nw:hunter2@h/d?sslmode=sometimes",
     ]);
     assert_eq!(code, 1);
-    assert!(err.contains("invalid PostgreSQL URL"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("postgres://nw:***@h/d?sslmode=sometimes: invalid PostgreSQL URL"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
 
     let (code, _, err) = migrate(&["--from", a.to_str().unwrap(), "--to", "mysql://h/d"]);
     assert_eq!(code, 2, "{err}");
@@ -461,6 +493,20 @@ fn check_and_other_commands_with_a_postgres_url() {
     let (code, out, _) = project.run(&["check"]);
     assert_eq!(code, 0);
     assert!(out.contains("schema version 8 (current)"), "{out}");
+
+    // sslmode is honoured: disable connects in plain text; require insists on TLS with a
+    // certificate rustls verifies, which the loopback server (no TLS, or a self-signed
+    // certificate) cannot offer.
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let plain = Project::new(&url_config(&format!("{}{sep}sslmode=disable", db.url), ""));
+    let (code, out, err) = plain.run(&["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(no TLS)"), "{out}");
+    let strict = Project::new(&url_config(&format!("{}{sep}sslmode=require", db.url), ""));
+    let (code, _, err) = strict.run(&["check"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
 }
 
 #[test]

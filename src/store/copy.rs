@@ -744,8 +744,13 @@ fn sqlite_row(r: &rusqlite::Row<'_>, t: &Table) -> Result<Vec<Val>, StoreError> 
     for (i, (col, kind)) in t.columns.iter().enumerate() {
         let v = r.get_ref(i)?;
         let bad = |what: &str| {
+            let declared = match kind {
+                Kind::Int => "an integer",
+                Kind::Text => "text",
+                Kind::Bytes => "bytes",
+            };
             StoreError::Corrupt(format!(
-                "{}.{col} holds {what} where {kind:?} is declared",
+                "{}.{col} holds {what} where the schema declares {declared}",
                 t.name
             ))
         };

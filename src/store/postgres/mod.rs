@@ -90,11 +90,26 @@ pub fn describe(config: &Config) -> String {
     format!("{user}{host}:{port}/{db}")
 }
 
-/// [`describe`] for a URL that may not parse.
+/// [`describe`] for a URL that may not parse: then the URL itself with any password replaced
+/// by `***`.
 pub fn describe_url(url: &str) -> String {
     parse_url(url)
         .map(|c| describe(&c))
-        .unwrap_or_else(|_| "<invalid PostgreSQL URL>".into())
+        .unwrap_or_else(|_| redact(url))
+}
+
+/// `url` with its password (if any) replaced by `***`; `<unreadable URL>` when it does not
+/// even parse as a URL (it might hold a password anywhere).
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unreadable URL>".into(),
+    }
 }
 
 /// One line for a client error: the server's message and SQLSTATE, or the error and its causes.
@@ -150,7 +165,7 @@ impl PgDb {
     /// Must not be called on a tokio runtime thread (see the module docs).
     pub fn connect(url: &str, password: Option<&str>) -> Result<PgDb, StoreError> {
         let mut config = parse_url(url).map_err(|reason| StoreError::PgConnect {
-            target: "<invalid PostgreSQL URL>".into(),
+            target: redact(url),
             reason,
         })?;
         let target = describe(&config);
@@ -320,6 +335,10 @@ mod tests {
         assert!(!e.contains("s3cret") && !e.contains('\n'), "{e}");
         assert!(parse_url("mysql://x/y").is_err());
         assert!(is_url("postgresql://h/d") && !is_url("newswatch.db"));
+        assert_eq!(
+            describe_url("postgres://nw:s3cret@db.example/news?sslmode=bogus"),
+            "postgres://nw:***@db.example/news?sslmode=bogus"
+        );
     }
 
     #[test]
