@@ -436,6 +436,20 @@ fn migrate_bad_urls_and_paths_are_one_line_errors_without_the_password() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 
+    let same = project.path("data/../data/news.db");
+    let (code, _, err) = migrate(&[
+        "--from",
+        a.to_str().unwrap(),
+        "--to",
+        same.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--from and --to name the same database"),
+        "{err}"
+    );
+
     let (code, _, err) = migrate(&["--from", a.to_str().unwrap(), "--to", "mysql://h/d"]);
     assert_eq!(code, 2, "{err}");
     assert!(

@@ -49,7 +49,12 @@ fn open(spec: &str, source: bool) -> Result<Db> {
 
 /// `newswatch migrate`.
 pub fn migrate(args: &MigrateArgs, out: &mut dyn Write) -> Result<()> {
-    if args.from == args.to {
+    let same_file = !postgres::is_url(&args.from)
+        && matches!(
+            (std::fs::canonicalize(&args.from), std::fs::canonicalize(&args.to)),
+            (Ok(a), Ok(b)) if a == b
+        );
+    if args.from == args.to || same_file {
         return Err(UsageError("--from and --to name the same database".into()).into());
     }
     let mut from = open(&args.from, true)?;
@@ -57,6 +62,11 @@ pub fn migrate(args: &MigrateArgs, out: &mut dyn Write) -> Result<()> {
     let mut to = open(&args.to, false)?;
     let mut created = Created(target_is_new.then(|| PathBuf::from(&args.to)));
     let (from_name, to_name) = (from.describe(), to.describe());
+    if from_name == to_name {
+        drop(to);
+        created.remove();
+        return Err(UsageError(format!("--from and --to both name {from_name}")).into());
+    }
     let report = match copy::copy(&mut from, &mut to, args.force) {
         Ok(r) => r,
         Err(e) => {

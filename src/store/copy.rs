@@ -283,14 +283,17 @@ impl Db {
     fn begin_read(&mut self) -> Result<(), StoreError> {
         match self {
             Db::Sqlite { .. } => self.execute("BEGIN"),
-            Db::Postgres(_) => self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            // A lock wait (say, the same database named twice) fails instead of hanging.
+            Db::Postgres(_) => self.execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL lock_timeout = '10s'",
+            ),
         }
     }
 
     fn begin_write(&mut self) -> Result<(), StoreError> {
         match self {
             Db::Sqlite { .. } => self.execute("BEGIN IMMEDIATE"),
-            Db::Postgres(_) => self.execute("BEGIN"),
+            Db::Postgres(_) => self.execute("BEGIN; SET LOCAL lock_timeout = '10s'"),
         }
     }
 
