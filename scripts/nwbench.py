@@ -232,19 +232,24 @@ class Server:
 
 
 def poll(binary: str, config: str, env=None, cwd=None, args=("poll",)) -> dict:
-    """One `newswatch --config CONFIG poll`: wall, user, sys, cpu (s) and max RSS (MB)."""
-    start = time.monotonic()
-    p = subprocess.Popen([binary, "--config", config, *args], cwd=cwd,
-                         env=dict(os.environ, **(env or {})),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    # stderr is read after the exit: warnings of a poll are a few KB at most.
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.monotonic() - start
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-    p.returncode = os.waitstatus_to_exitcode(status)
+    """One `newswatch --config CONFIG poll`: wall, user, sys, cpu (s) and max RSS (MB).
+
+    stderr goes to a file (a pipe read only after the exit would fill up with a large poll's
+    warnings and block the poll); its last 500 characters are returned."""
+    with tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        p = subprocess.Popen([binary, "--config", config, *args], cwd=cwd,
+                             env=dict(os.environ, **(env or {})),
+                             stdout=subprocess.DEVNULL, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.monotonic() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        size = err.seek(0, os.SEEK_END)
+        err.seek(max(0, size - 500))
+        tail = err.read().decode(errors="replace")
     return {"wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime,
             "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024,
-            "rc": p.returncode, "stderr_tail": err[-500:]}
+            "rc": p.returncode, "stderr_tail": tail}
 
 
 def med(xs):
