@@ -33,6 +33,16 @@ CORPUS = os.environ.get("CORPUS", os.path.join(SHARED, "corpus"))
 EXTS = (".xml", ".rss", ".atom", ".rdf", ".json")
 
 
+def _exit_on_signal(signum, _frame):
+    # SystemExit unwinds through the drivers' `finally`: the server they started is stopped
+    # and the work dir removed. SIGINT too, which bash ignores in background jobs otherwise.
+    sys.exit(128 + signum)
+
+
+for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_sig, _exit_on_signal)
+
+
 def loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
