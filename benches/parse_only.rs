@@ -62,10 +62,7 @@ fn main() {
         }
     };
     paths.sort();
-    let docs: Vec<Vec<u8>> = paths
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .collect();
+    let docs: Vec<Vec<u8>> = paths.iter().filter_map(|p| std::fs::read(p).ok()).collect();
     let bytes: usize = docs.iter().map(Vec::len).sum();
     println!(
         "documents: {} ({:.1} MB) from {}",
