@@ -534,7 +534,8 @@ impl Fetcher {
         {
             headers.insert(header::IF_MODIFIED_SINCE, value);
         }
-        if !headers.contains_key(header::IF_NONE_MATCH)
+        if close_unconditional()
+            && !headers.contains_key(header::IF_NONE_MATCH)
             && !headers.contains_key(header::IF_MODIFIED_SINCE)
         {
             // An unconditional request gets a whole document back: ask for a fresh connection
@@ -614,6 +615,15 @@ impl Fetcher {
             FetchError::Other(format!("reading body: {}", one_line(err)))
         }
     }
+}
+
+/// `NEWSWATCH_BENCH_KEEPALIVE=1` keeps unconditional requests on kept-alive connections too
+/// (no `Connection: close`). For paired benchmarks only (`scripts/keepalive.sh`), so that the
+/// choice below can be measured under both bench servers with one build.
+fn close_unconditional() -> bool {
+    static CLOSE: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var_os("NEWSWATCH_BENCH_KEEPALIVE").is_none());
+    *CLOSE
 }
 
 /// The HTTP client for `options`; with `resolver`, names are resolved by it.
