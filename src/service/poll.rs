@@ -20,7 +20,8 @@ use crate::pipeline::matcher::{Matcher, item_body};
 use crate::pipeline::normalise::to_plain_text;
 use crate::pipeline::parse;
 use crate::store::{
-    CommitCounts, EntryRecord, EntryText, FeedState, FetchFacts, MatchedEntry, Store, StoreError,
+    CommitCounts, EntryRecord, EntryText, FeedState, FeedWrite, FetchFacts, MatchedEntry, Store,
+    StoreError,
 };
 
 /// Longest summary or content kept in the database per entry (characters beyond are cut).
@@ -65,7 +66,17 @@ pub struct Runtime {
     cpu: Arc<Semaphore>,
     /// Where each feed's poll is counted; shared across reloads (see [`Runtime::with_metrics`]).
     pub metrics: Arc<crate::service::metrics::Metrics>,
+    /// Feeds' writes waiting for the writer ([`write_grouped`]).
+    writes: WriteQueue,
 }
+
+/// Feeds' finished writes waiting for the store, each with where its result goes.
+type WriteQueue = Mutex<
+    Vec<(
+        FeedWrite,
+        tokio::sync::oneshot::Sender<Result<CommitCounts, StoreError>>,
+    )>,
+>;
 
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +115,7 @@ impl Runtime {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             metrics: Arc::default(),
+            writes: Mutex::new(Vec::new()),
         })
     }
 
@@ -392,8 +404,12 @@ async fn poll_feed_inner(
         };
         report.outcome = Outcome::Unchanged;
         facts.next_due_at = due.and_then(|d| d(feed, &report, 0));
-        let id = state.id;
-        if let Err(e) = with_store(store, move |s| s.record_unchanged(id, &facts, now)).await {
+        let write = FeedWrite::Unchanged {
+            feed_id: state.id,
+            facts,
+            now,
+        };
+        if let Err(e) = write_grouped(runtime, store, write).await {
             report.outcome = failed(e.to_string());
         }
         return report;
@@ -471,11 +487,13 @@ async fn poll_feed_inner(
         title,
         next_due_at: due.and_then(|d| d(feed, &report, 0)),
     };
-    match with_store(store, move |s| {
-        s.commit_feed(feed_id, &facts, &records, now)
-    })
-    .await
-    {
+    let write = FeedWrite::Fetched {
+        feed_id,
+        facts,
+        entries: records,
+        now,
+    };
+    match write_grouped(runtime, store, write).await {
         Ok(counts) => report.outcome = Outcome::Ok(counts),
         Err(e) => {
             // The transaction rolled back: nothing of this feed was written. Try to note why.
@@ -604,6 +622,52 @@ fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
     // A panic while holding the lock cannot leave a half-written transaction (rusqlite rolls
     // back on drop), so a poisoned lock is still usable.
     store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Write one feed's results, grouped with whatever other feeds' writes are waiting: the
+/// feed's write joins the queue, and a blocking task takes the writer and writes every queued
+/// write in one transaction ([`Store::write_feeds`], a savepoint per feed). While one group
+/// is being written the next one gathers, so groups grow with the load (one feed at a time
+/// when polls trickle in, dozens in a cold poll) and nothing waits for a timer.
+async fn write_grouped(
+    runtime: &Arc<Runtime>,
+    store: &SharedStore,
+    write: FeedWrite,
+) -> Result<CommitCounts, StoreError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    runtime
+        .writes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((write, tx));
+    let (rt, store) = (runtime.clone(), store.clone());
+    // Never awaited: the result arrives through `rx` (whichever task wrote the group).
+    drop(tokio::task::spawn_blocking(move || {
+        let mut store = lock(&store);
+        let group = std::mem::take(&mut *rt.writes.lock().unwrap_or_else(|p| p.into_inner()));
+        if group.is_empty() {
+            return; // an earlier task wrote this one's write with its own group
+        }
+        let (writes, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        match store.write_feeds(&writes) {
+            Ok(results) => {
+                for (result, reply) in results.into_iter().zip(replies) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Write(reason.clone())));
+                }
+            }
+        }
+    }));
+    rx.await.unwrap_or_else(|_| {
+        Err(StoreError::Write(
+            "internal error: the writer stopped".into(),
+        ))
+    })
 }
 
 /// Run a store operation on a blocking thread.

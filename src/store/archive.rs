@@ -16,7 +16,7 @@
 //! never changes once indexed.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{EntryText, MatchPlace, MatchedEntry, Result, Store, StoreError, store_match, ts};
 use crate::pipeline::dedup;
@@ -226,7 +226,7 @@ fn phrase(t: &Term, title: bool) -> String {
 /// Write (or replace, for an edited entry) the archived copy of one entry. Runs inside the
 /// feed's commit.
 pub(super) fn put(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     feed_id: i64,
     entry_key: &[u8; 16],
     item_id: Option<i64>,
@@ -275,7 +275,7 @@ fn count(r: &rusqlite::Row<'_>) -> rusqlite::Result<u64> {
 }
 
 /// Remove row `id` from the full-text index if it was indexed.
-fn unindex(tx: &Transaction<'_>, id: i64) -> Result<()> {
+fn unindex(tx: &Connection, id: i64) -> Result<()> {
     let upto: i64 = tx
         .prepare_cached("SELECT indexed_upto FROM archive_index WHERE id = 1")?
         .query_row([], |r| r.get(0))?;

@@ -52,6 +52,10 @@ pub enum StoreError {
     /// Any SQLite error while reading or writing.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A grouped write ([`Store::write_feeds`]) failed as a whole: the reason, for each feed
+    /// of the group.
+    #[error("database error: {0}")]
+    Write(String),
     /// A row holds data this version cannot read.
     #[error("database holds unreadable data: {0}")]
     Corrupt(String),
@@ -553,94 +557,50 @@ impl Store {
         entries: &[EntryRecord],
         now: DateTime<Utc>,
     ) -> Result<CommitCounts> {
-        let now_s = ts(now);
         let archive = self.archive;
         let tx = self.conn.transaction()?;
-        let mut counts = CommitCounts::default();
-        for rec in entries {
-            let sighting = |key: &[u8; 16]| -> rusqlite::Result<Option<(Vec<u8>, Option<i64>)>> {
-                tx.prepare_cached("SELECT fingerprint, item_id FROM sightings WHERE feed_id = ?1 AND entry_key = ?2")?
-                    .query_row(params![feed_id, &key[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            };
-            let mut entry_key = rec.identity.key_hash;
-            let mut existing = sighting(&entry_key)?;
-            // A known guid whose stored item has another canonical URL is not an edit but a
-            // different story reusing the guid (some sites give every new entry the same one):
-            // file it under its link's identity instead, and leave the stored item alone.
-            if let (Some((fp, Some(old_item))), Some(alt), Some(canon)) = (
-                &existing,
-                rec.identity.link_key_hash,
-                &rec.identity.canonical_url,
-            ) && fp.as_slice() != rec.fingerprint
-            {
-                let stored: Option<String> = tx
-                    .prepare_cached("SELECT canonical_url FROM items WHERE id = ?1")?
-                    .query_row([old_item], |r| r.get(0))
-                    .optional()?
-                    .flatten();
-                if stored.is_some_and(|c| &c != canon) {
-                    entry_key = alt;
-                    existing = sighting(&entry_key)?;
-                }
-            }
-            if let Some((fp, _)) = &existing {
-                if fp.as_slice() == rec.fingerprint {
-                    continue;
-                }
-                counts.changed_entries += 1;
-            } else {
-                counts.new_entries += 1;
-            }
-            let mut item_id = existing.as_ref().and_then(|(_, id)| *id);
-            if let Some(m) = &rec.matched {
-                let (id, new) = store_match(
-                    &tx,
-                    &MatchPlace {
-                        canonical_url: rec.identity.canonical_url.as_deref(),
-                        own_item: item_id,
-                        first_seen: &now_s,
-                        now: &now_s,
-                    },
-                    &rec.text,
-                    m,
-                )?;
-                if new {
-                    counts.new_matches += 1;
-                } else {
-                    counts.updated_matches += 1;
-                }
-                item_id = Some(id);
-            }
-            tx.prepare_cached(
-                "INSERT INTO sightings (feed_id, entry_key, fingerprint, item_id, first_seen_at, changed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT(feed_id, entry_key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                   item_id = COALESCE(excluded.item_id, sightings.item_id), changed_at = excluded.changed_at",
-            )?
-            .execute(params![feed_id, &entry_key[..], &rec.fingerprint[..], item_id, now_s])?;
-            if archive {
-                archive::put(&tx, feed_id, &entry_key, item_id, &rec.text, &now_s)?;
-            }
-        }
-        tx.prepare_cached(
-            "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
-               title = COALESCE(?5, title), last_fetch_at = ?6, last_success_at = ?6, last_status = 'ok',
-               last_http_status = ?7, last_error = NULL, consecutive_failures = 0, next_due_at = ?8
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            feed_id,
-            facts.validators.etag,
-            facts.validators.last_modified,
-            facts.effective_url,
-            facts.title,
-            now_s,
-            facts.http_status,
-            facts.next_due_at.map(ts)
-        ])?;
+        let counts = commit_one(&tx, archive, feed_id, facts, entries, now)?;
         tx.commit()?;
         Ok(counts)
+    }
+
+    /// Several feeds' results in one transaction, each feed in a savepoint of its own: a feed
+    /// whose writes fail is rolled back alone (its result is the error) and the others are
+    /// kept. The same rows as one [`Store::commit_feed`] or [`Store::record_unchanged`] per
+    /// feed, for one commit instead of many: each commit rewrites every B-tree page it touched
+    /// into the WAL, so a cold poll's thousand small commits wrote the shared index pages a
+    /// thousand times over. `Err` only when the transaction itself could not be begun or
+    /// committed (then nothing of the batch was written).
+    pub fn write_feeds(&mut self, batch: &[FeedWrite]) -> Result<Vec<Result<CommitCounts>>> {
+        let archive = self.archive;
+        let mut tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for write in batch {
+            let sp = tx.savepoint()?;
+            let done = match write {
+                FeedWrite::Fetched {
+                    feed_id,
+                    facts,
+                    entries,
+                    now,
+                } => commit_one(&sp, archive, *feed_id, facts, entries, *now),
+                FeedWrite::Unchanged {
+                    feed_id,
+                    facts,
+                    now,
+                } => unchanged_one(&sp, *feed_id, facts, *now).map(|()| CommitCounts::default()),
+            };
+            match done {
+                Ok(counts) => {
+                    sp.commit()?;
+                    out.push(Ok(counts));
+                }
+                // Dropping the savepoint rolls back to it and releases it.
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Remember a 304 Not Modified.
@@ -650,23 +610,7 @@ impl Store {
         facts: &FetchFacts,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
-                   last_fetch_at = ?5, last_success_at = ?5, last_status = 'unchanged', last_http_status = ?6,
-                   last_error = NULL, consecutive_failures = 0, next_due_at = ?7
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                feed_id,
-                facts.validators.etag,
-                facts.validators.last_modified,
-                facts.effective_url,
-                ts(now),
-                facts.http_status,
-                facts.next_due_at.map(ts)
-            ])?;
-        Ok(())
+        unchanged_one(&self.conn, feed_id, facts, now)
     }
 
     /// Remember a failure; returns the new count of consecutive failures.
@@ -772,10 +716,151 @@ pub(crate) struct MatchPlace<'a> {
     pub now: &'a str,
 }
 
+/// One feed's write for [`Store::write_feeds`].
+#[derive(Debug, Clone)]
+pub enum FeedWrite {
+    /// A fetched document's new and changed entries (as [`Store::commit_feed`]).
+    Fetched {
+        feed_id: i64,
+        facts: FetchFacts,
+        entries: Vec<EntryRecord>,
+        now: DateTime<Utc>,
+    },
+    /// A 304 Not Modified (as [`Store::record_unchanged`]).
+    Unchanged {
+        feed_id: i64,
+        facts: FetchFacts,
+        now: DateTime<Utc>,
+    },
+}
+
+/// The rows of [`Store::commit_feed`], inside the caller's transaction or savepoint.
+fn commit_one(
+    tx: &Connection,
+    archive: bool,
+    feed_id: i64,
+    facts: &FetchFacts,
+    entries: &[EntryRecord],
+    now: DateTime<Utc>,
+) -> Result<CommitCounts> {
+    let now_s = ts(now);
+    let mut counts = CommitCounts::default();
+    for rec in entries {
+        let sighting = |key: &[u8; 16]| -> rusqlite::Result<Option<(Vec<u8>, Option<i64>)>> {
+            tx.prepare_cached(
+                "SELECT fingerprint, item_id FROM sightings WHERE feed_id = ?1 AND entry_key = ?2",
+            )?
+            .query_row(params![feed_id, &key[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+        };
+        let mut entry_key = rec.identity.key_hash;
+        let mut existing = sighting(&entry_key)?;
+        // A known guid whose stored item has another canonical URL is not an edit but a
+        // different story reusing the guid (some sites give every new entry the same one):
+        // file it under its link's identity instead, and leave the stored item alone.
+        if let (Some((fp, Some(old_item))), Some(alt), Some(canon)) = (
+            &existing,
+            rec.identity.link_key_hash,
+            &rec.identity.canonical_url,
+        ) && fp.as_slice() != rec.fingerprint
+        {
+            let stored: Option<String> = tx
+                .prepare_cached("SELECT canonical_url FROM items WHERE id = ?1")?
+                .query_row([old_item], |r| r.get(0))
+                .optional()?
+                .flatten();
+            if stored.is_some_and(|c| &c != canon) {
+                entry_key = alt;
+                existing = sighting(&entry_key)?;
+            }
+        }
+        if let Some((fp, _)) = &existing {
+            if fp.as_slice() == rec.fingerprint {
+                continue;
+            }
+            counts.changed_entries += 1;
+        } else {
+            counts.new_entries += 1;
+        }
+        let mut item_id = existing.as_ref().and_then(|(_, id)| *id);
+        if let Some(m) = &rec.matched {
+            let (id, new) = store_match(
+                &tx,
+                &MatchPlace {
+                    canonical_url: rec.identity.canonical_url.as_deref(),
+                    own_item: item_id,
+                    first_seen: &now_s,
+                    now: &now_s,
+                },
+                &rec.text,
+                m,
+            )?;
+            if new {
+                counts.new_matches += 1;
+            } else {
+                counts.updated_matches += 1;
+            }
+            item_id = Some(id);
+        }
+        tx.prepare_cached(
+                "INSERT INTO sightings (feed_id, entry_key, fingerprint, item_id, first_seen_at, changed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT(feed_id, entry_key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                   item_id = COALESCE(excluded.item_id, sightings.item_id), changed_at = excluded.changed_at",
+            )?
+            .execute(params![feed_id, &entry_key[..], &rec.fingerprint[..], item_id, now_s])?;
+        if archive {
+            archive::put(tx, feed_id, &entry_key, item_id, &rec.text, &now_s)?;
+        }
+    }
+    tx.prepare_cached(
+            "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
+               title = COALESCE(?5, title), last_fetch_at = ?6, last_success_at = ?6, last_status = 'ok',
+               last_http_status = ?7, last_error = NULL, consecutive_failures = 0, next_due_at = ?8
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            feed_id,
+            facts.validators.etag,
+            facts.validators.last_modified,
+            facts.effective_url,
+            facts.title,
+            now_s,
+            facts.http_status,
+            facts.next_due_at.map(ts)
+        ])?;
+    Ok(counts)
+}
+
+/// The row of [`Store::record_unchanged`].
+fn unchanged_one(
+    conn: &Connection,
+    feed_id: i64,
+    facts: &FetchFacts,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
+           last_fetch_at = ?5, last_success_at = ?5, last_status = 'unchanged', last_http_status = ?6,
+           last_error = NULL, consecutive_failures = 0, next_due_at = ?7
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        feed_id,
+        facts.validators.etag,
+        facts.validators.last_modified,
+        facts.effective_url,
+        ts(now),
+        facts.http_status,
+        facts.next_due_at.map(ts)
+    ])?;
+    Ok(())
+}
+
 /// Store one matched entry as an item (new, the feed's own edited one, or another outlet's
 /// copy joining an item) with its rules; returns the item id and whether it is new.
 pub(crate) fn store_match(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     at: &MatchPlace<'_>,
     text: &EntryText,
     m: &MatchedEntry,
@@ -878,7 +963,7 @@ pub(crate) fn store_match(
 ///   matches every rule the item already matched: the stored text never loses the terms that
 ///   made it match, so `query` over stored text still finds the item.
 fn join_copy(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     id: i64,
     text: &EntryText,
     m: &MatchedEntry,
@@ -1302,6 +1387,67 @@ mod tests {
         s.record_unchanged(a, &FetchFacts::default(), Utc::now())
             .unwrap();
         assert_eq!(s.feed_state("a").unwrap().unwrap().consecutive_failures, 0);
+    }
+
+    #[test]
+    fn a_failing_feed_in_a_grouped_write_is_rolled_back_alone() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        let b = s.feed_state("b").unwrap().unwrap().id;
+        let now = Utc::now();
+        let write = |feed_id, guid: &str| FeedWrite::Fetched {
+            feed_id,
+            facts: FetchFacts::default(),
+            entries: vec![record(
+                guid,
+                &format!("http://x/{guid}"),
+                "Title",
+                Some("r"),
+            )],
+            now,
+        };
+        let group = [
+            write(a, "1"),
+            // No such feed: the sighting's foreign key fails, after nothing else of it.
+            write(9_999, "2"),
+            FeedWrite::Unchanged {
+                feed_id: b,
+                facts: FetchFacts::default(),
+                now,
+            },
+        ];
+        let results = s.write_feeds(&group).unwrap();
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0].as_ref().unwrap().new_entries, 1);
+        assert!(results[1].is_err(), "{:?}", results[1]);
+        assert!(results[2].is_ok());
+        let sightings: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM sightings", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sightings, 1, "only feed a's entry is kept");
+        // The failing feed's item was inserted before its sighting failed: rolled back too.
+        let items: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(items, 1);
+        let archived: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM archive WHERE feed_id = 9999",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(archived, 0);
+        let status: String = s
+            .conn
+            .query_row("SELECT last_status FROM feeds WHERE id = ?1", [b], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(status, "unchanged");
     }
 
     #[test]
