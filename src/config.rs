@@ -849,13 +849,14 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
     })
 }
 
+/// Byte ranges of the `[[feeds]]` sections' bodies in the config text.
+type FeedBodies = Vec<std::ops::Range<usize>>;
+
 /// The file as written, and, when its `[[feeds]]` sections were parsed one at a time (see
 /// [`split`]), their bodies: the caller parses each again when it needs it, so that no tree
 /// of the whole file, nor every raw feed, is held at once. Any TOML mistake comes from the
 /// whole-file parse, exactly as without the fast path.
-fn parse_raw(
-    text: &str,
-) -> Result<(RawConfig, Option<Vec<std::ops::Range<usize>>>), toml::de::Error> {
+fn parse_raw(text: &str) -> Result<(RawConfig, Option<FeedBodies>), toml::de::Error> {
     if let Some(sections) = split::feed_sections(text) {
         let rest = toml::from_str::<RawConfig>(&sections.rest);
         drop(sections.rest);

@@ -488,7 +488,11 @@ fn query_limit_beyond_i64_is_a_usage_error_not_a_datatype_mismatch() {
     }
     let (code, _, err) = project.run(&["query", "--limit", "-1"]);
     assert_eq!(code, 2, "{err}");
-    assert_eq!(err.trim().lines().filter(|l| l.contains("--limit")).count(), 1, "{err}");
+    assert_eq!(
+        err.trim().lines().filter(|l| l.contains("--limit")).count(),
+        1,
+        "{err}"
+    );
 }
 
 #[test]
