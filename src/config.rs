@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+mod split;
 mod storage;
 
 pub use crate::outputs::export::OutputSettings;
@@ -478,7 +479,7 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         message,
     };
 
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+    let toml_err = |e: toml::de::Error| {
         // toml's message is multi-line with a source excerpt; keep the first line only.
         let msg = e
             .message()
@@ -488,7 +489,8 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
             .trim()
             .to_string();
         err(e.span(), msg)
-    })?;
+    };
+    let (raw, feed_bodies) = parse_raw(text).map_err(toml_err)?;
 
     let backend = storage::database(
         storage::RawChoice {
@@ -630,9 +632,15 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         }
     };
 
-    let mut feeds = Vec::with_capacity(raw.feeds.len());
+    let mut feeds = Vec::with_capacity(
+        feed_bodies
+            .as_ref()
+            .map_or(raw.feeds.len(), |b| b.len() + raw.feeds.len()),
+    );
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for f in &raw.feeds {
+    // Where each feed's url is written (for the OPML merge's "already configured at").
+    let mut url_at: Vec<usize> = Vec::new();
+    let mut add_feed = |f: &RawFeed| -> Result<(), ConfigError> {
         let name = unique_name("feed", &f.name, &mut seen, &lines)
             .map_err(|m| err(Some(f.name.span()), m))?;
         let url = feed_url(name, f.url.get_ref()).map_err(|m| err(Some(f.url.span()), m))?;
@@ -664,9 +672,22 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
             fetch,
             tags: f.tags.clone(),
         });
+        if !raw.feeds_opml.is_empty() {
+            url_at.push(f.url.span().start);
+        }
+        Ok(())
+    };
+    match &feed_bodies {
+        None => raw.feeds.iter().try_for_each(&mut add_feed)?,
+        // Parsed one at a time (each parsed once already, in `parse_raw`).
+        Some(bodies) => {
+            for body in bodies {
+                add_feed(&parse_feed(text, body.clone()).map_err(toml_err)?)?;
+            }
+        }
     }
 
-    let opml_feeds = opml_feeds(&raw, &feeds, &base_fetch, &origin, &lines, base)?;
+    let opml_feeds = opml_feeds(&raw, &feeds, &url_at, &base_fetch, &origin, &lines, base)?;
     feeds.extend(opml_feeds);
     // Extra headers go to each feed's configured origin only (never where it redirects).
     for f in &mut feeds {
@@ -825,6 +846,55 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         keep_matches,
         web,
         alerts,
+    })
+}
+
+/// Byte ranges of the `[[feeds]]` sections' bodies in the config text.
+type FeedBodies = Vec<std::ops::Range<usize>>;
+
+/// The file as written, and, when its `[[feeds]]` sections were parsed one at a time (see
+/// [`split`]), their bodies: the caller parses each again when it needs it, so that no tree
+/// of the whole file, nor every raw feed, is held at once. Any TOML mistake comes from the
+/// whole-file parse, exactly as without the fast path.
+fn parse_raw(text: &str) -> Result<(RawConfig, Option<FeedBodies>), toml::de::Error> {
+    if let Some(sections) = split::feed_sections(text) {
+        let rest = toml::from_str::<RawConfig>(&sections.rest);
+        drop(sections.rest);
+        if let Ok(raw) = rest
+            && raw.feeds.is_empty()
+            && sections
+                .bodies
+                .iter()
+                .all(|b| parse_feed(text, b.clone()).is_ok())
+        {
+            return Ok((raw, Some(sections.bodies)));
+        }
+    }
+    toml::from_str(text).map(|raw| (raw, None))
+}
+
+/// One `[[feeds]]` section's body (`body`: its range in `text`), spans relative to `text`.
+fn parse_feed(text: &str, body: std::ops::Range<usize>) -> Result<RawFeed, toml::de::Error> {
+    let at = body.start;
+    let section = text
+        .get(body)
+        .ok_or_else(|| <toml::de::Error as serde::de::Error>::custom("bad section"))?;
+    let f: RawFeed = toml::from_str(section)?;
+    fn shift<T>(s: Spanned<T>, by: usize) -> Spanned<T> {
+        let r = s.span();
+        Spanned::new(r.start + by..r.end + by, s.into_inner())
+    }
+    let opt = |s: Option<Spanned<String>>| s.map(|s| shift(s, at));
+    Ok(RawFeed {
+        name: shift(f.name, at),
+        url: shift(f.url, at),
+        schedule: opt(f.schedule),
+        proxy: opt(f.proxy),
+        user_agent: opt(f.user_agent),
+        headers: f.headers.map(|h| shift(h, at)),
+        timeout: opt(f.timeout),
+        tags: f.tags,
+        allow_private_redirects: f.allow_private_redirects,
     })
 }
 
@@ -1401,6 +1471,7 @@ fn merge_opml(
 fn opml_feeds(
     raw: &RawConfig,
     toml_feeds: &[FeedSettings],
+    url_at: &[usize],
     fetch: &FetchOptions,
     origin: &str,
     lines: &LineIndex<'_>,
@@ -1412,8 +1483,8 @@ fn opml_feeds(
     }
     // URL → (where it was first configured, the name it is polled as).
     let mut first_seen: HashMap<Url, (String, String)> = HashMap::new();
-    for (f, r) in toml_feeds.iter().zip(&raw.feeds) {
-        let (l, c) = lines.position(r.url.span().start);
+    for (f, &at) in toml_feeds.iter().zip(url_at) {
+        let (l, c) = lines.position(at);
         first_seen
             .entry(f.url.clone())
             .or_insert_with(|| (format!("{origin}:{l}:{c}"), f.name.clone()));
@@ -1680,6 +1751,59 @@ mod tests {
         assert!(e.message.contains("invalid URL"), "{e}");
         let e = load("[[feeds]]\nname = \"a\"\nurl = \"ftp://x/feed\"\n").unwrap_err();
         assert!(e.message.contains("unsupported URL scheme \"ftp\""), "{e}");
+    }
+
+    #[test]
+    fn feeds_parsed_section_by_section_match_the_whole_file_parse() {
+        let text = "[http]\ntimeout = \"9s\"\n\n[[feeds]] # one\nname = \"a\"\nurl = \"http://a.example/\"\n\n  [[feeds]]\nname = \"é\"\nurl = \"http://b.example/\"\nheaders = { X-A = \"1\" }\ntimeout = \"3s\"\n[[rules]]\nname = \"r\"\nquery = 'x'\n";
+        assert!(split::feed_sections(text).is_some());
+        let fast = load(text).unwrap();
+        let whole = toml::from_str::<RawConfig>(text).unwrap();
+        assert_eq!(whole.feeds.len(), 2);
+        let names: Vec<_> = fast.feeds.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "é"]);
+        assert_eq!(fast.feeds[0].fetch.timeout, Duration::from_secs(9));
+        assert_eq!(fast.feeds[1].fetch.timeout, Duration::from_secs(3));
+        assert_eq!(fast.feeds[1].fetch.headers.len(), 1);
+        assert_eq!(fast.rules.len(), 1);
+        // Positions of stage-two errors in a later section are those of the whole file.
+        let e = load(&text.replace("http://b.example/", "not a url")).unwrap_err();
+        assert_eq!(e.position, Some((10, 7)), "{e}");
+        let e = load(&format!(
+            "{text}[[feeds]]\nname = \"a\"\nurl = \"http://c/\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.position, Some((17, 8)), "{e}");
+        assert!(e.message.contains("first defined on line 5"), "{e}");
+        // TOML mistakes in a section come from the whole-file parse, as before.
+        let e = load(&text.replace("timeout = \"3s\"", "timeout = \"3s\"\nnmae = 1")).unwrap_err();
+        assert_eq!(e.position, Some((13, 1)), "{e}");
+        assert!(e.message.contains("nmae"), "{e}");
+        // A sub-table of the last feed: the whole-file parse (which accepts it) is used.
+        let sub = load(
+            &text
+                .replace("headers = { X-A = \"1\" }\n", "")
+                .replace("[[rules]]", "[feeds.headers]\nX-B = \"2\"\n[[rules]]"),
+        )
+        .unwrap();
+        assert_eq!(
+            sub.feeds[1].fetch.headers,
+            [("X-B".to_string(), "2".to_string())]
+        );
+        // … and its mistakes are reported by it (here: the header table given twice).
+        let e = load(&text.replace("[[rules]]", "[feeds.headers]\nX-B = \"2\"\n[[rules]]"))
+            .unwrap_err();
+        assert_eq!(
+            (e.position, e.message.as_str()),
+            (Some((13, 8)), "duplicate key")
+        );
+        // Feeds both inline and as sections: refused, as the whole-file parse does.
+        assert!(
+            load(&format!(
+                "feeds = [{{ name = \"z\", url = \"http://z/\" }}]\n{text}"
+            ))
+            .is_err()
+        );
     }
 
     #[test]

@@ -481,8 +481,21 @@ fn query_limit_beyond_i64_is_a_usage_error_not_a_datatype_mismatch() {
         let (code, _, err) = project.run(&["export", "--limit", n]);
         assert_eq!(code, 2, "export --limit {n}: {err}");
     }
-    let (code, _, err) = project.run(&["query", "--limit", "1000000"]);
-    assert_eq!(code, 0, "{err}");
+    // Any positive 64-bit limit: the shared bench harness asks for 100,000,000.
+    for n in ["1000000", "100000000", "9223372036854775807"] {
+        let (code, _, err) = project.run(&["query", "--format", "json", "--limit", n]);
+        assert_eq!(code, 0, "--limit {n}: {err}");
+    }
+    for n in ["--limit=-1", "--limit=0", "--limit=ten"] {
+        let (code, _, err) = project.run(&["query", n]);
+        assert_eq!(code, 2, "{n}: {err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(
+            errors[0].contains("expected a whole number from 1"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -105,8 +105,9 @@ pub fn parse_day(s: &str) -> Result<NaiveDate, String> {
     Ok(d)
 }
 
-/// The most rows `--limit` may ask for.
-pub const MAX_LIMIT: usize = 1_000_000;
+/// The most rows `--limit` may ask for: the largest SQL (64-bit signed) `LIMIT`, so that any
+/// "everything" value a script passes (e.g. 100,000,000) is accepted.
+pub const MAX_LIMIT: usize = i64::MAX as usize;
 
 /// `--limit N`: a whole number from 1 to [`MAX_LIMIT`].
 pub fn parse_limit(s: &str) -> Result<usize, String> {
@@ -297,7 +298,11 @@ mod tests {
         assert!(parse_day("99999-01-01").is_err());
         assert!(parse_limit("9223372036854775808").is_err());
         assert!(parse_limit("0").is_err());
+        assert!(parse_limit("-5").is_err());
+        assert!(parse_limit("ten").is_err());
         assert_eq!(parse_limit("50"), Ok(50));
+        assert_eq!(parse_limit("100000000"), Ok(100_000_000));
+        assert_eq!(parse_limit("9223372036854775807"), Ok(MAX_LIMIT));
     }
 
     #[test]

@@ -207,13 +207,12 @@ pub async fn poll_all(
     store: &SharedStore,
     only: Option<&str>,
 ) -> Vec<FeedReport> {
-    let feeds: Vec<FeedSettings> = runtime
+    // Borrowed from the runtime, not cloned: one copy of each feed's settings (issue 18).
+    let feeds = runtime
         .settings
         .feeds
         .iter()
-        .filter(|f| only.is_none_or(|n| f.name == n))
-        .cloned()
-        .collect();
+        .filter(|f| only.is_none_or(|n| f.name == n));
     // Every feed's state in one query. Should that fail, each feed loads its own (and reports
     // the failure as its outcome).
     let mut states = with_store(store, |s| s.feed_states())
@@ -224,7 +223,7 @@ pub async fn poll_all(
             let runtime = runtime.clone();
             let store = store.clone();
             let state = states.remove(&feed.name);
-            async move { poll_feed(&runtime, &store, &feed, state, None).await }
+            async move { poll_feed(&runtime, &store, feed, state, None).await }
         })
         .buffer_unordered(runtime.settings.concurrency)
         .collect::<Vec<_>>()
