@@ -813,22 +813,7 @@ fn commit_one(
             archive::put(tx, feed_id, &entry_key, item_id, &rec.text, &now_s)?;
         }
     }
-    tx.prepare_cached(
-            "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
-               title = COALESCE(?5, title), last_fetch_at = ?6, last_success_at = ?6, last_status = 'ok',
-               last_http_status = ?7, last_error = NULL, consecutive_failures = 0, next_due_at = ?8
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            feed_id,
-            facts.validators.etag,
-            facts.validators.last_modified,
-            facts.effective_url,
-            facts.title,
-            now_s,
-            facts.http_status,
-            facts.next_due_at.map(ts)
-        ])?;
+    fetched_feed(tx, feed_id, facts, now, "ok")?;
     Ok(counts)
 }
 
@@ -839,10 +824,22 @@ fn unchanged_one(
     facts: &FetchFacts,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    fetched_feed(conn, feed_id, facts, now, "unchanged")
+}
+
+/// What a successful fetch (`status` "ok", or "unchanged" for a 304) leaves on the feed: its
+/// validators, redirect, title (when the document gave one), times and next due time.
+fn fetched_feed(
+    conn: &Connection,
+    feed_id: i64,
+    facts: &FetchFacts,
+    now: DateTime<Utc>,
+    status: &str,
+) -> Result<()> {
     conn.prepare_cached(
         "UPDATE feeds SET etag = ?2, last_modified = ?3, effective_url = COALESCE(?4, effective_url),
-           last_fetch_at = ?5, last_success_at = ?5, last_status = 'unchanged', last_http_status = ?6,
-           last_error = NULL, consecutive_failures = 0, next_due_at = ?7
+           title = COALESCE(?5, title), last_fetch_at = ?6, last_success_at = ?6, last_status = ?9,
+           last_http_status = ?7, last_error = NULL, consecutive_failures = 0, next_due_at = ?8
          WHERE id = ?1",
     )?
     .execute(params![
@@ -850,9 +847,11 @@ fn unchanged_one(
         facts.validators.etag,
         facts.validators.last_modified,
         facts.effective_url,
+        facts.title,
         ts(now),
         facts.http_status,
-        facts.next_due_at.map(ts)
+        facts.next_due_at.map(ts),
+        status
     ])?;
     Ok(())
 }
