@@ -785,7 +785,7 @@ fn commit_one(
         let mut item_id = existing.as_ref().and_then(|(_, id)| *id);
         if let Some(m) = &rec.matched {
             let (id, new) = store_match(
-                &tx,
+                tx,
                 &MatchPlace {
                     canonical_url: rec.identity.canonical_url.as_deref(),
                     own_item: item_id,
