@@ -53,10 +53,11 @@ impl TestDb {
         PgDb::connect(&self.url, None).expect("connect to test database")
     }
 
-    fn count(&self, table: &str) -> i64 {
+    /// `count(*)` of `rows`: a table, optionally with a WHERE clause.
+    fn count(&self, rows: &str) -> i64 {
         self.connect()
             .client()
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .query_one(&format!("SELECT count(*) FROM {rows}"), &[])
             .expect("count")
             .get(0)
     }
@@ -281,11 +282,14 @@ fn pg_non_empty_target_is_refused_without_force_and_left_untouched() {
     let a = project.path("data/news.db");
     let (code, _, err) = migrate(&["--from", a.to_str().unwrap(), "--to", &db.url]);
     assert_eq!(code, 0, "{err}");
-    let before = (
-        db.count("items"),
-        db.count("feeds"),
-        db.count("archive_fts"),
-    );
+    let counts = || {
+        (
+            db.count("items"),
+            db.count("feeds"),
+            db.count("archive_fts"),
+        )
+    };
+    let before = counts();
     let mut pg = db.connect();
     pg.client()
         .batch_execute("UPDATE items SET title = 'edited in PostgreSQL' WHERE id = (SELECT min(id) FROM items)")
@@ -298,22 +302,8 @@ fn pg_non_empty_target_is_refused_without_force_and_left_untouched() {
         err.contains("is not empty") && err.contains("--force"),
         "{err}"
     );
-    assert_eq!(
-        (
-            db.count("items"),
-            db.count("feeds"),
-            db.count("archive_fts")
-        ),
-        before
-    );
-    let edited: i64 = pg
-        .client()
-        .query_one(
-            "SELECT count(*) FROM items WHERE title = 'edited in PostgreSQL'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    assert_eq!(counts(), before);
+    let edited = db.count("items WHERE title = 'edited in PostgreSQL'");
     assert_eq!(edited, 1, "the refused copy changed nothing");
 
     let (code, out, err) = migrate(&["--from", a.to_str().unwrap(), "--to", &db.url, "--force"]);
@@ -322,22 +312,8 @@ fn pg_non_empty_target_is_refused_without_force_and_left_untouched() {
         out.contains("--force: the target's rows were deleted"),
         "{out}"
     );
-    assert_eq!(
-        (
-            db.count("items"),
-            db.count("feeds"),
-            db.count("archive_fts")
-        ),
-        before
-    );
-    let edited: i64 = pg
-        .client()
-        .query_one(
-            "SELECT count(*) FROM items WHERE title = 'edited in PostgreSQL'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    assert_eq!(counts(), before);
+    let edited = db.count("items WHERE title = 'edited in PostgreSQL'");
     assert_eq!(edited, 0, "--force replaced the rows");
 }
 
