@@ -70,7 +70,7 @@ pub struct Runtime {
     /// Where each feed's poll is counted; shared across reloads (see [`Runtime::with_metrics`]).
     pub metrics: Arc<crate::service::metrics::Metrics>,
     /// Feeds' writes waiting for the writer ([`write_grouped`]).
-    writes: WriteQueue,
+    writes: Mutex<WriteQueue>,
     /// Read connections for the parsing threads ([`ReadPool`]).
     reads: ReadPool,
 }
@@ -122,13 +122,20 @@ impl ReadPool {
     }
 }
 
-/// Feeds' finished writes waiting for the store, each with where its result goes.
-type WriteQueue = Mutex<
-    Vec<(
-        FeedWrite,
-        tokio::sync::oneshot::Sender<Result<CommitCounts, StoreError>>,
-    )>,
->;
+/// A feed's finished write and where its result goes.
+type QueuedWrite = (
+    FeedWrite,
+    tokio::sync::oneshot::Sender<Result<CommitCounts, StoreError>>,
+);
+
+/// Feeds' finished writes waiting for the store, and whether a writer task is on them.
+#[derive(Default)]
+struct WriteQueue {
+    pending: Vec<QueuedWrite>,
+    /// A blocking task is writing (or about to write) the pending writes: it takes every
+    /// group queued until it finds none.
+    writer: bool,
+}
 
 /// Why a runtime could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +174,7 @@ impl Runtime {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             metrics: Arc::default(),
-            writes: Mutex::new(Vec::new()),
+            writes: Mutex::default(),
             reads: ReadPool::default(),
         })
     }
@@ -673,10 +680,10 @@ fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
 }
 
 /// Write one feed's results, grouped with whatever other feeds' writes are waiting: the
-/// feed's write joins the queue, and a blocking task takes the writer and writes every queued
-/// write in one transaction ([`Store::write_feeds`], a savepoint per feed). While one group
-/// is being written the next one gathers, so groups grow with the load and nothing waits for
-/// a timer. Measured: 304s group well (a warm poll -8% CPU); a cold poll's groups stay at one
+/// feed's write joins the queue and, unless one is already at work, a blocking writer task
+/// starts; it writes every queued write in one transaction ([`Store::write_feeds`]), then the
+/// writes queued meanwhile, until the queue is empty. While one group is being written the
+/// next one gathers, so groups grow with the load and nothing waits for a timer. Measured: 304s group well (a warm poll -8% CPU); a cold poll's groups stay at one
 /// to three feeds, as the writer keeps up with two parsing threads (BENCHMARKS.md).
 async fn write_grouped(
     runtime: &Arc<Runtime>,
@@ -684,21 +691,54 @@ async fn write_grouped(
     write: FeedWrite,
 ) -> Result<CommitCounts, StoreError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    runtime
-        .writes
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((write, tx));
-    let (rt, store) = (runtime.clone(), store.clone());
-    // Never awaited: the result arrives through `rx` (whichever task wrote the group).
-    drop(tokio::task::spawn_blocking(move || {
-        let mut store = lock(&store);
-        let group = std::mem::take(&mut *rt.writes.lock().unwrap_or_else(|p| p.into_inner()));
-        if group.is_empty() {
-            return; // an earlier task wrote this one's write with its own group
+    let start_writer = {
+        let mut q = runtime.writes.lock().unwrap_or_else(|p| p.into_inner());
+        q.pending.push((write, tx));
+        !std::mem::replace(&mut q.writer, true)
+    };
+    // One writer task at a time: a task per write would each hold a blocking thread while
+    // waiting for the store's lock, and leave too few for parsing.
+    if start_writer {
+        let (rt, store) = (runtime.clone(), store.clone());
+        // Never awaited: results arrive through each write's channel.
+        drop(tokio::task::spawn_blocking(move || {
+            write_queued(&rt, &store)
+        }));
+    }
+    rx.await.unwrap_or_else(|_| {
+        Err(StoreError::Write(
+            "internal error: the writer stopped".into(),
+        ))
+    })
+}
+
+/// The writer task: write the queued writes, group by group, until none is left.
+fn write_queued(rt: &Runtime, store: &SharedStore) {
+    // Should a write panic, the next write must find no writer at work (and start one), and
+    // the writes queued now must not wait for ever: their channels close ("writer stopped").
+    struct Unwinding<'a>(&'a Mutex<WriteQueue>);
+    impl Drop for Unwinding<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                q.pending.clear();
+                q.writer = false;
+            }
         }
+    }
+    let _guard = Unwinding(&rt.writes);
+    loop {
+        let group = {
+            let mut q = rt.writes.lock().unwrap_or_else(|p| p.into_inner());
+            if q.pending.is_empty() {
+                q.writer = false;
+                return;
+            }
+            std::mem::take(&mut q.pending)
+        };
         let (writes, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        match store.write_feeds(&writes) {
+        let results = lock(store).write_feeds(&writes);
+        match results {
             Ok(results) => {
                 for (result, reply) in results.into_iter().zip(replies) {
                     let _ = reply.send(result);
@@ -711,12 +751,7 @@ async fn write_grouped(
                 }
             }
         }
-    }));
-    rx.await.unwrap_or_else(|_| {
-        Err(StoreError::Write(
-            "internal error: the writer stopped".into(),
-        ))
-    })
+    }
 }
 
 /// Run a store operation on a blocking thread.
