@@ -18,10 +18,10 @@ use tracing::Instrument;
 use crate::config::{FeedSettings, Settings};
 use crate::pipeline::dedup;
 use crate::pipeline::fetch::{FetchError, FetchOptions, Fetcher};
-use crate::pipeline::matcher::{Matcher, item_body};
+use crate::pipeline::matcher::{Field, Matcher, item_body};
 use crate::pipeline::normalise::to_plain_text;
 use crate::pipeline::parse;
-use crate::pipeline::stories::DocFreq;
+use crate::pipeline::stories::{DocFreq, DocTerms};
 use crate::store::{
     CommitCounts, EntryRecord, EntryText, FeedState, FeedWrite, FetchFacts, KnownEntries,
     MatchedEntry, Reader, Store, StoreError,
@@ -491,19 +491,19 @@ async fn poll_feed_inner(
         let parsed = parse::parse_feed(&body, content_type.as_deref(), Some(&base))?;
         drop(body);
         let (known, doc_freq) = rt.reads.known(&st, feed_id).map_err(ProcessError::Store)?;
-        let records = process_entries(&rt.matcher, &parsed.entries, &known, parsed.site.as_deref());
         // Stories weigh words by how many documents hold them: every new or changed entry
-        // counts, matched or not.
-        if stories_on() {
+        // counts, matched or not (its terms gathered during the matcher's scan).
+        let (records, terms) = process_entries_counting(
+            &rt.matcher,
+            &parsed.entries,
+            &known,
+            parsed.site.as_deref(),
+            stories_on(),
+        );
+        if !terms.is_empty() {
             let mut df = doc_freq.lock().unwrap_or_else(|p| p.into_inner());
-            for r in &records {
-                // The body as the story engine reads it: the content, else the summary.
-                let body = if r.text.content.is_empty() {
-                    &r.text.summary
-                } else {
-                    &r.text.content
-                };
-                df.observe_text(&r.text.title, body);
+            for t in &terms {
+                df.add(t);
             }
         }
         // The parsed document is freed here, on the blocking thread, rather than held (and
@@ -575,7 +575,21 @@ pub fn process_entries(
     known: &KnownEntries,
     site: Option<&str>,
 ) -> Vec<EntryRecord> {
+    process_entries_counting(matcher, entries, known, site, false).0
+}
+
+/// [`process_entries`], and with `count_terms` each record's document-frequency terms
+/// (title and body as [`DocFreq::observe_text`] reads them: the content, else the summary),
+/// gathered from the matcher's own pass over the tokens.
+pub fn process_entries_counting(
+    matcher: &Matcher,
+    entries: &[parse::Entry],
+    known: &KnownEntries,
+    site: Option<&str>,
+    count_terms: bool,
+) -> (Vec<EntryRecord>, Vec<DocTerms>) {
     let mut out = Vec::new();
+    let mut all_terms = Vec::new();
     for (i, mut identity, link) in dedup::identify_deferred(entries) {
         let Some(e) = entries.get(i) else { continue };
         let fingerprint = dedup::fingerprint(e);
@@ -591,7 +605,27 @@ pub fn process_entries(
             to_plain_text(&e.content)
         };
         let body = item_body(&summary, &content);
-        let matched = matcher.match_item(&title, &body).map(|m| {
+        // The story engine's body is the content, else the summary; in the matcher's body
+        // (summary, a space, content, when both are there and differ) the content starts
+        // after the summary.
+        let body_from = if !summary.is_empty() && !content.is_empty() && content != summary {
+            summary.len() + 1
+        } else {
+            0
+        };
+        let mut terms = count_terms.then(DocTerms::default);
+        let mut field = None;
+        let visit = |f: Field, start: usize, text: &str, hash: Option<u64>| {
+            let Some(t) = terms.as_mut() else { return };
+            if field != Some(f) {
+                field = Some(f);
+                t.field();
+            }
+            if f == Field::Title || start >= body_from {
+                t.token(text, hash);
+            }
+        };
+        let matched = matcher.match_item_visiting(&title, &body, visit).map(|m| {
             identity.canonical_url = link.and_then(dedup::canonical_url);
             MatchedEntry {
                 rules: m.rules,
@@ -620,8 +654,12 @@ pub fn process_entries(
             text,
             matched,
         });
+        if let Some(mut t) = terms {
+            t.finish();
+            all_terms.push(t);
+        }
     }
-    out
+    (out, all_terms)
 }
 
 /// `s` cut to at most `max` characters (plus "…" when cut), without copying when it fits.
@@ -763,5 +801,80 @@ async fn with_store<T: Send + 'static>(
     match tokio::task::spawn_blocking(move || f(&mut lock(&store))).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Corrupt(format!("internal error: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::matcher::query::Query;
+
+    fn entry(i: usize, title: &str, summary: &str, content: &str) -> parse::Entry {
+        parse::Entry {
+            guid: Some(format!("g{i}")),
+            link: Some(format!("https://example.org/{i}")),
+            title: title.into(),
+            summary: summary.into(),
+            content: content.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The terms gathered during the matcher's scan count exactly what a separate
+    /// `observe_text` pass over the stored title and body (content, else summary) counts.
+    #[test]
+    fn document_terms_from_the_matchers_scan_equal_a_second_pass() {
+        let long: String = (0..900).map(|i| format!("word{} ", i % 250)).collect();
+        let entries = vec![
+            entry(
+                0,
+                "GCHQ and NCA join forces",
+                "Summary only, with Ünïcode café",
+                "",
+            ),
+            entry(
+                1,
+                "Content only",
+                "",
+                "<p>The <b>Joint Operations Cell</b> opened</p>",
+            ),
+            entry(
+                2,
+                "Both differ",
+                "A short summary",
+                "The full content differs; naïve",
+            ),
+            entry(3, "Both equal", "Same text here", "Same text here"),
+            entry(4, "", "", ""),
+            entry(5, "Long body", &long, &format!("{long} tail")),
+            entry(
+                6,
+                "Ünïcode title ΑΘΗΝΑ",
+                "x",
+                "ΑΘΗΝΑ 2015 \"quoted words in a run of eight or more\"",
+            ),
+        ];
+        let rules = vec![("r".to_string(), Query::parse("GCHQ OR cell").unwrap())];
+        let matcher = Matcher::new(rules);
+        let (records, terms) =
+            process_entries_counting(&matcher, &entries, &KnownEntries::new(), None, true);
+        assert_eq!(records.len(), entries.len());
+        assert_eq!(terms.len(), records.len());
+        let (mut shared, mut separate) = (DocFreq::new(), DocFreq::new());
+        for (r, t) in records.iter().zip(&terms) {
+            shared.add(t);
+            let body = if r.text.content.is_empty() {
+                &r.text.summary
+            } else {
+                &r.text.content
+            };
+            separate.observe_text(&r.text.title, body);
+        }
+        assert_eq!(shared.docs(), 7);
+        assert!(shared.to_bytes() == separate.to_bytes());
+        // Without counting, no terms are gathered.
+        let (_, none) =
+            process_entries_counting(&matcher, &entries, &KnownEntries::new(), None, false);
+        assert!(none.is_empty());
     }
 }

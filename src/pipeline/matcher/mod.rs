@@ -51,6 +51,13 @@ pub fn item_body<'a>(summary: &'a str, content: &'a str) -> std::borrow::Cow<'a,
     }
 }
 
+/// Which text of an item a token was read from ([`Matcher::match_item_visiting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Title,
+    Body,
+}
+
 /// One rule that matched an item, with the query terms (as written in the rule, phrases in
 /// double quotes, prefixes with their `*`) that were found in the item.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -274,8 +281,26 @@ impl Matcher {
     /// [`crate::pipeline::normalise::to_plain_text`]); `body` is summary + content. `None` when no rule
     /// matched.
     pub fn match_item(&self, title: &str, body: &str) -> Option<ItemMatch> {
-        let title_hits = self.scan(title);
-        let body_hits = self.scan(body);
+        self.match_item_visiting(title, body, |_, _, _, _| {})
+    }
+
+    /// [`Matcher::match_item`], handing every token it reads to `visit` on the way: the
+    /// field (`Field::Title`, then `Field::Body`), the token's byte offset in that text, its
+    /// text, and its ASCII hash when `Tokens::next_hashed` gave one. For callers that need
+    /// the tokens too (the poll's document frequencies) and would otherwise tokenise the
+    /// entry a second time.
+    pub fn match_item_visiting(
+        &self,
+        title: &str,
+        body: &str,
+        mut visit: impl FnMut(Field, usize, &str, Option<u64>),
+    ) -> Option<ItemMatch> {
+        let title_hits = self.scan(title, |start, text, hash| {
+            visit(Field::Title, start, text, hash)
+        });
+        let body_hits = self.scan(body, |start, text, hash| {
+            visit(Field::Body, start, text, hash)
+        });
         let mut seen: HashMap<u32, Seen> = HashMap::default();
         for h in &title_hits {
             seen.entry(h.term).or_default().title = true;
@@ -355,7 +380,7 @@ impl Matcher {
     /// are merged into one range.
     pub fn highlight(&self, text: &str) -> Vec<Range<usize>> {
         let mut ranges: Vec<Range<usize>> = self
-            .scan(text)
+            .scan(text, |_, _, _| {})
             .into_iter()
             .filter(|h| {
                 self.terms
@@ -376,13 +401,14 @@ impl Matcher {
     }
 
     /// Every occurrence of every term in `text`, in order of starting token.
-    fn scan(&self, text: &str) -> Vec<Hit> {
+    fn scan(&self, text: &str, mut visit: impl FnMut(usize, &str, Option<u64>)) -> Vec<Hit> {
         let mut hits = Vec::new();
         let mut candidates: Vec<u32> = Vec::new();
         let idx = &self.index;
         let mut tokens = tokens(text);
         let mut position: u32 = 0;
         while let Some((tok, hash)) = tokens.next_hashed() {
+            visit(tok.start, tok.text, hash);
             let here = position;
             position = position.saturating_add(1);
             if !idx.may_start(tok.text, hash) {

@@ -311,6 +311,15 @@ impl DocFreq {
         self.end();
     }
 
+    /// Count one entry whose terms were gathered by a [`DocTerms`] (during another pass over
+    /// its tokens, e.g. the matcher's): the same counts as [`DocFreq::observe_text`] over the
+    /// same title and body.
+    pub fn add(&mut self, terms: &DocTerms) {
+        self.begin();
+        self.scratch.extend_from_slice(&terms.buckets);
+        self.end();
+    }
+
     fn begin(&mut self) {
         self.scratch.clear();
     }
@@ -421,6 +430,46 @@ pub(super) fn get_varint(input: &mut &[u8]) -> Option<u64> {
         }
     }
     None
+}
+
+/// One entry's document-frequency terms, gathered token by token while another pass reads
+/// its text (the matcher's scan), so that the entry is not tokenised a second time: start a
+/// field ([`DocTerms::field`]: the title, then the body), feed it each token
+/// ([`DocTerms::token`]), then hand it to [`DocFreq::add`]. It counts what
+/// [`DocFreq::observe_text`] counts: the first [`DF_TOKENS`] tokens of each field and their
+/// sampled word runs.
+#[derive(Default)]
+pub struct DocTerms {
+    buckets: Vec<u32>,
+    runs: RunHasher,
+    in_field: usize,
+}
+
+impl DocTerms {
+    /// Start the next field (its runs do not continue the previous field's words).
+    pub fn field(&mut self) {
+        self.runs = RunHasher::default();
+        self.in_field = 0;
+    }
+
+    /// The field's next token, with its ASCII hash when `Tokens::next_hashed` gave one.
+    pub fn token(&mut self, text: &str, ascii: Option<u64>) {
+        if self.in_field >= DF_TOKENS {
+            return;
+        }
+        self.in_field += 1;
+        let h = ascii.unwrap_or_else(|| term_hash(text));
+        self.buckets.push(DocFreq::bucket(h) as u32);
+        if let Some(r) = self.runs.push(h) {
+            self.buckets.push(DocFreq::bucket(r) as u32);
+        }
+    }
+
+    /// Sort and deduplicate the gathered buckets (outside any lock on the [`DocFreq`]).
+    pub fn finish(&mut self) {
+        self.buckets.sort_unstable();
+        self.buckets.dedup();
+    }
 }
 
 /// Rolling (Rabin–Karp) hash of the last [`RUN_WORDS`] term hashes, O(1) per word; yields

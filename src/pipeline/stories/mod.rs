@@ -50,7 +50,7 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use features::{DocFreq, DocFreqError, Features, Report, term_hash};
+pub use features::{DocFreq, DocFreqError, DocTerms, Features, Report, term_hash};
 use features::{Vector, top};
 
 /// Item ids as the store has them.
