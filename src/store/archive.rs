@@ -232,7 +232,20 @@ pub(super) fn put(
     item_id: Option<i64>,
     text: &EntryText,
     now: &str,
+    is_new: bool,
 ) -> Result<()> {
+    let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
+    // A new entry (the feed had no sighting of it) has no archive row either: every row is
+    // written beside its sighting and both go only with the feed. Insert it straight away;
+    // should a row be there after all, the UNIQUE (feed_id, entry_key) constraint says so
+    // and the edit path below replaces it.
+    if is_new {
+        match insert(tx, feed_id, entry_key, item_id, text, &authors, now) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {}
+            other => return other.map(|_| ()).map_err(Into::into),
+        }
+    }
     // An edit: drop the old row (and its index entry, if it was indexed), keep its first-seen
     // time. The new row gets a new id above the watermark and is indexed with the rest.
     let old: Option<(i64, String)> = tx
@@ -247,7 +260,20 @@ pub(super) fn put(
         unindex(tx, *old_id)?;
     }
     let first_seen = old.as_ref().map_or(now, |(_, t)| t.as_str());
-    let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
+    insert(tx, feed_id, entry_key, item_id, text, &authors, first_seen)?;
+    Ok(())
+}
+
+/// The archive row of one entry.
+fn insert(
+    tx: &Connection,
+    feed_id: i64,
+    entry_key: &[u8; 16],
+    item_id: Option<i64>,
+    text: &EntryText,
+    authors: &str,
+    first_seen: &str,
+) -> rusqlite::Result<usize> {
     tx.prepare_cached(
         "INSERT INTO archive (feed_id, entry_key, item_id, guid, link, title, summary, content,
            authors, published_at, first_seen_at)
@@ -265,8 +291,7 @@ pub(super) fn put(
         authors,
         text.published.map(ts),
         first_seen
-    ])?;
-    Ok(())
+    ])
 }
 
 /// A `count(*)` read as u64.

@@ -865,7 +865,8 @@ fn commit_one(
             )?
             .execute(params![feed_id, &entry_key[..], &rec.fingerprint[..], item_id, now_s])?;
         if archive {
-            archive::put(tx, feed_id, &entry_key, item_id, &rec.text, &now_s)?;
+            let is_new = existing.is_none();
+            archive::put(tx, feed_id, &entry_key, item_id, &rec.text, &now_s, is_new)?;
         }
     }
     fetched_feed(tx, feed_id, facts, now, "ok")?;
@@ -1422,6 +1423,36 @@ mod tests {
         .unwrap();
         assert_eq!(s.known_entries(a).unwrap().len(), 1);
         assert!(s.matches(&MatchFilter::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_new_entry_whose_archive_row_outlived_its_sighting_replaces_the_row() {
+        let (_d, mut s) = open();
+        let a = s.feed_state("a").unwrap().unwrap().id;
+        let commit = |s: &mut Store, title: &str| {
+            s.commit_feed(
+                a,
+                &FetchFacts::default(),
+                &[record("g", "http://x/1", title, None)],
+                Utc::now(),
+            )
+            .unwrap()
+        };
+        commit(&mut s, "first text");
+        // The new-entry path inserts without looking: take the sighting away so that the
+        // entry is new again while its archive row is still there.
+        s.conn.execute("DELETE FROM sightings", []).unwrap();
+        let counts = commit(&mut s, "second text");
+        assert_eq!(counts.new_entries, 1);
+        let rows: Vec<String> = s
+            .conn
+            .prepare("SELECT title FROM archive")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, vec!["second text".to_string()]);
     }
 
     #[test]
