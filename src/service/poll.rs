@@ -22,8 +22,8 @@ use crate::pipeline::matcher::{Matcher, item_body};
 use crate::pipeline::normalise::to_plain_text;
 use crate::pipeline::parse;
 use crate::store::{
-    CommitCounts, EntryRecord, EntryText, FeedState, FeedWrite, FetchFacts, MatchedEntry, Store,
-    StoreError,
+    CommitCounts, EntryRecord, EntryText, FeedState, FeedWrite, FetchFacts, MatchedEntry,
+    PollStore, Store, StoreError,
 };
 
 /// Longest summary or content kept in the database per entry (characters beyond are cut).
@@ -196,17 +196,21 @@ impl Summary {
     }
 }
 
-/// The writer connection, shared by the feeds of a cycle (one writer at a time).
-pub type SharedStore = Arc<Mutex<Store>>;
+/// The writer connection, shared by the feeds of a cycle (one writer at a time): any
+/// [`PollStore`] (SQLite's [`Store`] or PostgreSQL's `PgStore`).
+pub type Shared<S> = Arc<Mutex<S>>;
+
+/// The SQLite writer connection (what the SQLite daemon and the commands share).
+pub type SharedStore = Shared<Store>;
 
 /// Decides a feed's next due time once its poll ended (the daemon's scheduler); `poll` alone
 /// records none.
 pub type DuePolicy = dyn Fn(&FeedSettings, &FeedReport, u32) -> Option<DateTime<Utc>> + Send + Sync;
 
 /// Poll every configured feed once (or only `only`), with bounded concurrency.
-pub async fn poll_all(
+pub async fn poll_all<S: PollStore>(
     runtime: &Arc<Runtime>,
-    store: &SharedStore,
+    store: &Shared<S>,
     only: Option<&str>,
 ) -> Vec<FeedReport> {
     // Borrowed from the runtime, not cloned: one copy of each feed's settings (issue 18).
@@ -244,7 +248,7 @@ fn stories_on() -> bool {
 }
 
 /// After a cycle: place the matches it stored into stories (see [`Store::place_stories`]).
-pub async fn place_stories(store: &SharedStore) {
+pub async fn place_stories<S: PollStore>(store: &Shared<S>) {
     if !stories_on() {
         return;
     }
@@ -262,9 +266,9 @@ pub async fn place_stories(store: &SharedStore) {
 ///
 /// `state` is the feed's stored state when the caller has loaded it already (a full cycle
 /// loads every feed's at once); `None` loads it here.
-pub async fn poll_feed(
+pub async fn poll_feed<S: PollStore>(
     runtime: &Arc<Runtime>,
-    store: &SharedStore,
+    store: &Shared<S>,
     feed: &FeedSettings,
     state: Option<FeedState>,
     due: Option<&DuePolicy>,
@@ -306,9 +310,9 @@ pub async fn poll_feed(
     .await
 }
 
-async fn poll_feed_inner(
+async fn poll_feed_inner<S: PollStore>(
     runtime: &Arc<Runtime>,
-    store: &SharedStore,
+    store: &Shared<S>,
     feed: &FeedSettings,
     state: Option<FeedState>,
     due: Option<&DuePolicy>,
@@ -587,8 +591,8 @@ fn failed(reason: String) -> Outcome {
     }
 }
 
-async fn record_failure(
-    store: &SharedStore,
+async fn record_failure<S: PollStore>(
+    store: &Shared<S>,
     feed: &FeedSettings,
     feed_id: &i64,
     report: &mut FeedReport,
@@ -619,7 +623,7 @@ async fn record_failure(
     }
 }
 
-fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
+fn lock<S>(store: &Shared<S>) -> std::sync::MutexGuard<'_, S> {
     // A panic while holding the lock cannot leave a half-written transaction (rusqlite rolls
     // back on drop), so a poisoned lock is still usable.
     store.lock().unwrap_or_else(|p| p.into_inner())
@@ -631,9 +635,9 @@ fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
 /// is being written the next one gathers, so groups grow with the load and nothing waits for
 /// a timer. Measured: 304s group well (a warm poll -8% CPU); a cold poll's groups stay at one
 /// to three feeds, as the writer keeps up with two parsing threads (BENCHMARKS.md).
-async fn write_grouped(
+async fn write_grouped<S: PollStore>(
     runtime: &Arc<Runtime>,
-    store: &SharedStore,
+    store: &Shared<S>,
     write: FeedWrite,
 ) -> Result<CommitCounts, StoreError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -673,9 +677,9 @@ async fn write_grouped(
 }
 
 /// Run a store operation on a blocking thread.
-async fn with_store<T: Send + 'static>(
-    store: &SharedStore,
-    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+async fn with_store<S: PollStore, T: Send + 'static>(
+    store: &Shared<S>,
+    f: impl FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let store = store.clone();
     match tokio::task::spawn_blocking(move || f(&mut lock(&store))).await {

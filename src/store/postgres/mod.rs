@@ -19,6 +19,8 @@ use postgres::{Client, Config};
 
 use super::StoreError;
 
+pub mod poll;
+
 /// The schema, as ordered migrations. Append only; `MIGRATIONS[n]` and SQLite's `n`th
 /// migration bring both backends to the same version.
 const MIGRATIONS: &[&str] = &[
@@ -30,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0006_stories.sql"),
     include_str!("../../../migrations/postgres/0007_effective_time_index.sql"),
     include_str!("../../../migrations/postgres/0008_alerts.sql"),
+    include_str!("../../../migrations/postgres/0009_leases.sql"),
 ];
 
 /// The schema version this newswatch writes (the same number on both backends).
