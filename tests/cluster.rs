@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli_poll::{config, serve_fixtures};
 use crate::postgres::TestDb;
-use crate::support::server::{Route, TestServer};
+use crate::support::server::{Route, TestServer, write_response};
 use crate::support::{Daemon, Project, wait_until};
 
 /// Rows of `sql` over an SQLite file, every value as text (NULL as "∅").
@@ -214,6 +216,9 @@ fn small_feed(i: usize) -> String {
 
 const FEEDS: usize = 1000;
 
+/// `[http] per_host` of the cluster test: below the three workers' 24 fetches each.
+const PER_HOST: usize = 10;
+
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
@@ -228,14 +233,34 @@ fn pg_three_workers_fetch_each_due_feed_once_and_take_over_a_killed_workers_leas
     let started = Instant::now();
     let server = TestServer::start();
     let mut cfg = format!(
-        "[storage]\nurl = \"{}\"\n\n[http]\nconcurrency = 24\nper_host = 24\n\n\
+        "[storage]\nurl = \"{}\"\n\n[http]\nconcurrency = 24\nper_host = {PER_HOST}\n\n\
          [schedule]\npoll = \"*/5 * * * * *\"\n\n[cluster]\nlease = \"3s\"\n\n\
          [[rules]]\nname = \"nca\"\nquery = 'NCA OR \"National Crime Agency\"'\n",
         db.url
     );
+    // Requests being answered now, and the most at once: every feed is on one host, so
+    // `per_host` bounds them over all three workers together (each alone could reach it).
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
     for i in 0..FEEDS {
         let path = format!("/f{i}.rss");
-        server.route(&path, Route::ok("application/rss+xml", small_feed(i)));
+        let body = small_feed(i).into_bytes();
+        let (now, max) = (in_flight.clone(), most.clone());
+        server.route(
+            &path,
+            Route::custom(move |_, stream| {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(n, Ordering::SeqCst);
+                // A server that takes a moment to answer, so that fetches overlap.
+                std::thread::sleep(Duration::from_millis(20));
+                let ct = [(
+                    "Content-Type".to_string(),
+                    "application/rss+xml".to_string(),
+                )];
+                now.fetch_sub(1, Ordering::SeqCst);
+                write_response(stream, 200, &ct, &body);
+            }),
+        );
         cfg.push_str(&format!(
             "\n[[feeds]]\nname = \"f{i}\"\nurl = \"{}\"\n",
             server.url(&path)
@@ -336,6 +361,13 @@ fn pg_three_workers_fetch_each_due_feed_once_and_take_over_a_killed_workers_leas
     }
     let _ = unix(killed_at);
 
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= PER_HOST,
+        "{most} requests to one host at once over the workers; per_host = {PER_HOST}"
+    );
+    assert!(most > 1, "fetches overlapped: {most}");
+
     // Nothing stored twice: one item per report (the wire stories once for ten feeds), one
     // rule row each, one sighting and one archive row (indexed) per entry.
     let own = FEEDS as i64;
@@ -377,7 +409,7 @@ fn pg_three_workers_fetch_each_due_feed_once_and_take_over_a_killed_workers_leas
     assert_eq!(feeds.len(), FEEDS);
     assert!(feeds.iter().all(|f| f["last_worker"].is_string()));
     eprintln!(
-        "cluster: {FEEDS} feeds, 3 workers: every feed fetched in {:.1}s; {} orphaned leases taken over {:.1}s after kill -9; {fetches} fetches; {:.1}s in all",
+        "cluster: {FEEDS} feeds, 3 workers: every feed fetched in {:.1}s; {} orphaned leases taken over {:.1}s after kill -9; {fetches} fetches, at most {most} at once; {:.1}s in all",
         cold.as_secs_f64(),
         orphans.len(),
         recovered.as_secs_f64(),

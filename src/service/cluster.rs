@@ -33,8 +33,10 @@ pub const CLAIM_BATCH: usize = 16;
 /// Longest sleep between looks for due feeds (other workers may have added feeds).
 pub const MAX_IDLE: Duration = Duration::from_secs(10);
 
-/// Shortest sleep, so a due time a few microseconds ahead does not spin.
-const MIN_SLEEP: Duration = Duration::from_millis(10);
+/// Shortest sleep: due feeds held back by their host's limit (`[http] per_host`, counted over
+/// every worker's leases) are looked at again this often, or when one of this worker's
+/// fetches ends.
+const MIN_SLEEP: Duration = Duration::from_millis(50);
 
 /// The first setting of `settings` that polling on PostgreSQL cannot honour yet, as a
 /// one-line reason; `run` says whether the daemon's other work counts too.
@@ -161,8 +163,12 @@ pub async fn run(
         let mut sleep = MAX_IDLE;
         if free > 0 {
             let want = free.min(CLAIM_BATCH);
-            let lease = runtime.settings.cluster.lease;
-            match blocking(&store, move |s| s.claim_due(want, lease, Utc::now())).await {
+            let (lease, per_host) = (runtime.settings.cluster.lease, runtime.settings.per_host);
+            match blocking(&store, move |s| {
+                s.claim_due(want, per_host, lease, Utc::now())
+            })
+            .await
+            {
                 Ok(claims) => {
                     let full = claims.len() == want;
                     for claim in claims {

@@ -40,6 +40,18 @@ use crate::store::{
 /// workers ("nwstory" in ASCII): one placement at a time sees and places the pending items.
 const STORY_LOCK: i64 = 0x6e77_7374_6f72_7900;
 
+/// Key of the transaction-scoped advisory lock that serialises claims ("nwclaim"), so that
+/// each claim counts every host's live leases exactly.
+const CLAIM_LOCK: i64 = 0x6e77_636c_6169_6d00;
+
+/// The host a feed is fetched from, as the poll service's per-host limit keys it.
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Key of the advisory lock that serialises `sync_feeds` (several workers starting at once).
 const SYNC_LOCK: i64 = 0x6e77_6665_6564_7300;
 
@@ -238,11 +250,15 @@ impl PgStore {
         tx.commit().at(&t)
     }
 
-    /// Claim up to `max` due feeds for this worker until `now + lease` (see the module docs);
-    /// the most overdue first.
+    /// Claim up to `max` due feeds for this worker until `now + lease` (see the module docs),
+    /// the most overdue first, keeping every host's live leases (across all workers) within
+    /// `per_host`: a lease lasts from the claim until the result is written, so live leases
+    /// are the fetches in flight, and `[http] per_host` holds cluster-wide. Claims take turns
+    /// (an advisory lock around one short transaction), so the counts they see are exact.
     pub fn claim_due(
         &mut self,
         max: usize,
+        per_host: usize,
         lease: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>> {
@@ -250,31 +266,70 @@ impl PgStore {
         let now_s = ts(now);
         let until =
             ts(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(2)));
-        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        // Look past the first `max` due feeds: some may be held back by their host's limit.
+        let look = i64::try_from(max.saturating_mul(8).max(64)).unwrap_or(i64::MAX);
         let worker = self.worker.clone();
         let (client, stmts) = self.parts()?;
-        let stmt = stmts
+        let due = stmts
             .get(
                 client,
-                "WITH due AS (
-                   SELECT id FROM feeds
-                   WHERE in_config = 1 AND (next_due_at IS NULL OR next_due_at <= $1)
-                     AND (lease_until IS NULL OR lease_until <= $1)
-                   ORDER BY next_due_at NULLS FIRST, id
-                   LIMIT $2
-                   FOR UPDATE SKIP LOCKED)
-                 UPDATE feeds f SET lease_owner = $3, lease_until = $4
-                 FROM due WHERE f.id = due.id
-                 RETURNING f.id, f.name, f.url, f.effective_url, f.etag, f.last_modified,
-                   f.consecutive_failures, f.next_due_at",
+                "SELECT id, COALESCE(effective_url, url) FROM feeds
+                 WHERE in_config = 1 AND (next_due_at IS NULL OR next_due_at <= $1)
+                   AND (lease_until IS NULL OR lease_until <= $1)
+                 ORDER BY next_due_at NULLS FIRST, id
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED",
             )
             .at(&t)?;
-        let rows = client
-            .query(&stmt, &[&now_s, &limit, &worker, &until])
+        let live = stmts
+            .get(
+                client,
+                "SELECT COALESCE(effective_url, url) FROM feeds WHERE lease_until > $1",
+            )
             .at(&t)?;
-        rows.iter()
+        let take = stmts
+            .get(
+                client,
+                "UPDATE feeds SET lease_owner = $2, lease_until = $3 WHERE id = ANY($1)
+                 RETURNING id, name, url, effective_url, etag, last_modified,
+                   consecutive_failures, next_due_at",
+            )
+            .at(&t)?;
+        let mut tx = client.transaction().at(&t)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+            .at(&t)?;
+        let candidates = tx.query(&due, &[&now_s, &look]).at(&t)?;
+        if candidates.is_empty() {
+            tx.commit().at(&t)?;
+            return Ok(Vec::new());
+        }
+        let mut busy: HashMap<String, usize> = HashMap::new();
+        for r in tx.query(&live, &[&now_s]).at(&t)? {
+            let url: String = r.try_get(0).at(&t)?;
+            *busy.entry(host_of(&url)).or_default() += 1;
+        }
+        let mut ids: Vec<i64> = Vec::new();
+        for r in &candidates {
+            if ids.len() >= max {
+                break;
+            }
+            let id: i64 = r.try_get(0).at(&t)?;
+            let url: String = r.try_get(1).at(&t)?;
+            let n = busy.entry(host_of(&url)).or_default();
+            if *n < per_host {
+                *n += 1;
+                ids.push(id);
+            }
+        }
+        let rows = tx.query(&take, &[&ids, &worker, &until]).at(&t)?;
+        tx.commit().at(&t)?;
+        let mut claimed = rows
+            .iter()
             .map(|r| feed_state_row(r).at(&t).map(|state| Claimed { state }))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // Most overdue first, as claimed (RETURNING has no order).
+        claimed.sort_by_key(|c| ids.iter().position(|&i| i == c.state.id));
+        Ok(claimed)
     }
 
     /// When this worker should next look for due feeds: the earliest due time of a feed
