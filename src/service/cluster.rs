@@ -152,6 +152,18 @@ pub async fn run(
         lease_s = runtime.settings.cluster.lease.as_secs_f64(),
         "worker started"
     );
+    let lease = runtime.settings.cluster.lease;
+    if let Some(f) = runtime
+        .settings
+        .feeds
+        .iter()
+        .find(|f| f.fetch.connect_timeout + f.fetch.timeout >= lease)
+    {
+        tracing::warn!(
+            feed = %f.name,
+            "cluster.lease is not longer than this feed's connect + fetch timeout: a fetch that slow outlives its lease, is not stored, and another worker polls the feed again"
+        );
+    }
     let tracker = TaskTracker::new();
     let tasks_stop = CancellationToken::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();

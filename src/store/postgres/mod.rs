@@ -1,8 +1,8 @@
-//! The PostgreSQL backend (issue 17), so far its foundation: connecting (TLS through rustls,
-//! never OpenSSL), the schema (`migrations/postgres/`, numbered like `migrations/sqlite/` and
-//! holding the same tables, columns and value representation) and `newswatch migrate`'s copy
-//! between the two backends ([`crate::store::copy`]). Polling, the web and the other commands
-//! still store in SQLite only.
+//! The PostgreSQL backend (issue 17): connecting (TLS through rustls, never OpenSSL), the
+//! schema (`migrations/postgres/`, numbered like `migrations/sqlite/` and holding the same
+//! tables, columns and value representation), `newswatch migrate`'s copy between the two
+//! backends ([`crate::store::copy`]) and the poll path with feed leases ([`poll`]). The web
+//! and the other commands still store in SQLite only.
 //!
 //! The client is the synchronous `postgres` crate, which drives its own small tokio runtime.
 //! It must not be called from a thread that is running a tokio runtime (it panics there, as
