@@ -1667,6 +1667,33 @@ mod tests {
     }
 
     #[test]
+    fn cluster_lease_and_worker_have_defaults_and_are_checked() {
+        let d = load("").unwrap().cluster;
+        assert_eq!(d.lease, DEFAULT_LEASE);
+        assert!(d.worker.is_none());
+        let id = d.worker_id();
+        assert!(id.ends_with(&format!(":{}", std::process::id())), "{id}");
+        let c = load("[cluster]\nlease = \"3s\"\nworker = \" poller-a \"\n")
+            .unwrap()
+            .cluster;
+        assert_eq!(c.lease, Duration::from_secs(3));
+        assert_eq!(c.worker_id(), "poller-a");
+        let e = load("[cluster]\nlease = \"500ms\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("test.toml:2:9: cluster.lease") && e.contains("shorter than 1s"),
+            "{e}"
+        );
+        let e = load("[cluster]\nworker = \"\"\n").unwrap_err().to_string();
+        assert!(e.contains("cluster.worker"), "{e}");
+        let e = load("[cluster]\nleases = \"2m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
     fn alerts_are_checked_with_positions_and_reasons() {
         use crate::outputs::alerts::Destination;
         let rule = "[[rules]]\nname = \"nca\"\nquery = 'NCA'\n";

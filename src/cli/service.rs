@@ -341,6 +341,12 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
     writeln!(out, "\nstorage:")?;
     writeln!(out, "  database    {}", settings.backend.describe())?;
     if let crate::config::Database::Postgres { url, password } = &settings.backend {
+        writeln!(
+            out,
+            "  workers     leases of {} on due feeds; this one is {}",
+            humantime::format_duration(settings.cluster.lease),
+            sanitize(&settings.cluster.worker_id())
+        )?;
         check_postgres(url.expose(), password.as_ref().map(|p| p.expose()), out)?;
     }
     let forever = |d: Option<std::time::Duration>, off: &str| {
