@@ -663,7 +663,11 @@ fn lease_lost(target: &str, feed_id: i64) -> StoreError {
     }
 }
 
-/// The rows of one feed's fetched document (as `store::commit_one`).
+/// The rows of one feed's fetched document (as `store::commit_one`, the same rows). Where
+/// SQLite runs a few statements per entry in-process, each would be a round trip here: the
+/// feed's sightings are read once, and its sightings and archive rows are written in one
+/// statement each after the entries are decided (last write per entry key wins, as it would
+/// one entry after another). Items and their rules are still written entry by entry.
 fn commit_one(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
@@ -676,21 +680,32 @@ fn commit_one(
     let t = w.target;
     let now_s = ts(now);
     let mut counts = CommitCounts::default();
-    let q_sighting = st
-        .get(
-            tx,
-            "SELECT fingerprint, item_id FROM sightings WHERE feed_id = $1 AND entry_key = $2",
-        )
-        .at(t)?;
-    for rec in entries {
-        let sighting =
-            |tx: &mut Transaction<'_>, key: &[u8; 16]| -> Result<Option<(Vec<u8>, Option<i64>)>> {
-                let row = tx.query_opt(&q_sighting, &[&feed_id, &&key[..]]).at(t)?;
-                row.map(|r| Ok((r.try_get(0).at(t)?, r.try_get(1).at(t)?)))
-                    .transpose()
+    // entry key → (fingerprint, item), as the rows will be when this feed's write is done.
+    let mut seen: HashMap<[u8; 16], (Vec<u8>, Option<i64>)> = HashMap::new();
+    if !entries.is_empty() {
+        let q = st
+            .get(
+                tx,
+                "SELECT entry_key, fingerprint, item_id FROM sightings WHERE feed_id = $1",
+            )
+            .at(t)?;
+        for r in tx.query(&q, &[&feed_id]).at(t)? {
+            let key: Vec<u8> = r.try_get(0).at(t)?;
+            let Ok(key) = <[u8; 16]>::try_from(key.as_slice()) else {
+                return Err(StoreError::Corrupt(format!(
+                    "sighting of feed {feed_id} has a malformed key"
+                )));
             };
+            seen.insert(key, (r.try_get(1).at(t)?, r.try_get(2).at(t)?));
+        }
+    }
+    // Keys in the order first written, and the archived text per key (the last one).
+    let mut written: Vec<[u8; 16]> = Vec::new();
+    let mut once: std::collections::HashSet<[u8; 16]> = std::collections::HashSet::new();
+    let mut archived: HashMap<[u8; 16], (Option<i64>, &EntryText)> = HashMap::new();
+    for rec in entries {
         let mut entry_key = rec.identity.key_hash;
-        let mut existing = sighting(tx, &entry_key)?;
+        let mut existing = seen.get(&entry_key).cloned();
         // A reused guid for another story: filed under its link's identity (as in SQLite).
         if let (Some((fp, Some(old_item))), Some(alt), Some(canon)) = (
             &existing,
@@ -710,7 +725,7 @@ fn commit_one(
                 .flatten();
             if stored.is_some_and(|c| &c != canon) {
                 entry_key = alt;
-                existing = sighting(tx, &entry_key)?;
+                existing = seen.get(&entry_key).cloned();
             }
         }
         if let Some((fp, _)) = &existing {
@@ -740,29 +755,46 @@ fn commit_one(
             }
             item_id = Some(id);
         }
+        // The sighting's upsert: new fingerprint, the item kept unless there is a new one.
+        let kept = item_id.or(existing.and_then(|(_, id)| id));
+        seen.insert(entry_key, (rec.fingerprint.to_vec(), kept));
+        if once.insert(entry_key) {
+            written.push(entry_key);
+        }
+        if w.archive {
+            archived.insert(entry_key, (item_id, &rec.text));
+        }
+    }
+    if !written.is_empty() {
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(written.len());
+        let mut fps: Vec<&[u8]> = Vec::with_capacity(written.len());
+        let mut items: Vec<Option<i64>> = Vec::with_capacity(written.len());
+        for k in &written {
+            let Some((fp, item)) = seen.get(k) else {
+                continue;
+            };
+            keys.push(&k[..]);
+            fps.push(fp);
+            items.push(*item);
+        }
         let q = st
             .get(
                 tx,
                 "INSERT INTO sightings (feed_id, entry_key, fingerprint, item_id, first_seen_at, changed_at)
-                 VALUES ($1, $2, $3, $4, $5, $5)
+                 SELECT $1, u.k, u.f, u.i, $5, $5 FROM unnest($2::bytea[], $3::bytea[], $4::bigint[]) AS u(k, f, i)
                  ON CONFLICT (feed_id, entry_key) DO UPDATE SET fingerprint = excluded.fingerprint,
                    item_id = COALESCE(excluded.item_id, sightings.item_id), changed_at = excluded.changed_at",
             )
             .at(t)?;
-        tx.execute(
-            &q,
-            &[
-                &feed_id,
-                &&entry_key[..],
-                &&rec.fingerprint[..],
-                &item_id,
-                &now_s,
-            ],
-        )
-        .at(t)?;
-        if w.archive {
-            archive_put(tx, st, t, feed_id, &entry_key, item_id, &rec.text, &now_s)?;
-        }
+        tx.execute(&q, &[&feed_id, &keys, &fps, &items, &now_s])
+            .at(t)?;
+    }
+    if !archived.is_empty() {
+        let rows: Vec<([u8; 16], Option<i64>, &EntryText)> = written
+            .iter()
+            .filter_map(|k| archived.get(k).map(|(item, text)| (*k, *item, *text)))
+            .collect();
+        archive_put(tx, st, t, feed_id, &rows, &now_s)?;
     }
     fetched_feed(tx, st, w, feed_id, facts, now, "ok")?;
     Ok(counts)
@@ -1070,72 +1102,105 @@ fn join_copy(
     Ok(())
 }
 
-/// The archived copy of one entry (as `store::archive::put`), with its full-text document:
-/// PostgreSQL indexes each row as it is written (a tsvector of the matcher's folded tokens,
-/// as `newswatch migrate` writes them), where SQLite's FTS5 index trails the poll.
-#[allow(clippy::too_many_arguments)]
+/// The archived copies of a feed's new and changed entries (as `store::archive::put` for each,
+/// in one statement per step), with their full-text documents: PostgreSQL indexes each row as
+/// it is written (a tsvector of the matcher's folded tokens, as `newswatch migrate` writes
+/// them), where SQLite's FTS5 index trails the poll. An edited entry's old row goes (its index
+/// row with it) and the new row keeps its first-seen time.
 fn archive_put(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     t: &str,
     feed_id: i64,
-    entry_key: &[u8; 16],
-    item_id: Option<i64>,
-    text: &EntryText,
+    rows: &[([u8; 16], Option<i64>, &EntryText)],
     now: &str,
 ) -> Result<()> {
-    // An edit: drop the old row (its index row goes with it), keep its first-seen time.
+    let keys: Vec<&[u8]> = rows.iter().map(|(k, _, _)| &k[..]).collect();
     let q = st
         .get(
             tx,
-            "DELETE FROM archive WHERE feed_id = $1 AND entry_key = $2 RETURNING first_seen_at",
+            "DELETE FROM archive WHERE feed_id = $1 AND entry_key = ANY($2::bytea[])
+             RETURNING entry_key, first_seen_at",
         )
         .at(t)?;
-    let old: Option<String> = tx
-        .query_opt(&q, &[&feed_id, &&entry_key[..]])
-        .at(t)?
-        .map(|r| r.try_get(0))
-        .transpose()
-        .at(t)?;
-    let first_seen = old.as_deref().unwrap_or(now);
-    let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
+    let mut first_seen: HashMap<Vec<u8>, String> = HashMap::new();
+    for r in tx.query(&q, &[&feed_id, &keys]).at(t)? {
+        first_seen.insert(r.try_get(0).at(t)?, r.try_get(1).at(t)?);
+    }
+    let n = rows.len();
+    let (mut items, mut guids, mut links, mut titles) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut summaries, mut contents, mut authors, mut published, mut seen) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut docs: HashMap<&[u8], String> = HashMap::with_capacity(n);
+    for (key, item, text) in rows {
+        items.push(*item);
+        guids.push(text.guid.as_deref());
+        links.push(text.link.as_deref());
+        titles.push(text.title.as_str());
+        summaries.push(text.summary.as_str());
+        contents.push(text.content.as_str());
+        authors.push(serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into()));
+        published.push(text.published.map(ts));
+        seen.push(
+            first_seen
+                .get(&key[..])
+                .map_or(now.to_string(), Clone::clone),
+        );
+        docs.insert(
+            &key[..],
+            crate::store::copy::tsvector_literal(
+                &text.title,
+                &item_body(&text.summary, &text.content),
+            ),
+        );
+    }
     let q = st
         .get(
             tx,
             "INSERT INTO archive (feed_id, entry_key, item_id, guid, link, title, summary, content,
                authors, published_at, first_seen_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+             SELECT $1, u.* FROM unnest($2::bytea[], $3::bigint[], $4::text[], $5::text[],
+               $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) AS u
+             RETURNING id, entry_key",
         )
         .at(t)?;
-    let id: i64 = tx
-        .query_one(
+    let inserted = tx
+        .query(
             &q,
             &[
-                &feed_id,
-                &&entry_key[..],
-                &item_id,
-                &text.guid,
-                &text.link,
-                &text.title,
-                &text.summary,
-                &text.content,
-                &authors,
-                &text.published.map(ts),
-                &first_seen,
+                &feed_id, &keys, &items, &guids, &links, &titles, &summaries, &contents, &authors,
+                &published, &seen,
             ],
         )
-        .at(t)?
-        .try_get(0)
         .at(t)?;
-    let doc =
-        crate::store::copy::tsvector_literal(&text.title, &item_body(&text.summary, &text.content));
+    let mut ids: Vec<i64> = Vec::with_capacity(n);
+    let mut fts: Vec<&str> = Vec::with_capacity(n);
+    for r in &inserted {
+        let id: i64 = r.try_get(0).at(t)?;
+        let key: &[u8] = r.try_get(1).at(t)?;
+        if let Some(doc) = docs.get(key) {
+            ids.push(id);
+            fts.push(doc);
+        }
+    }
     let q = st
         .get(
             tx,
-            "INSERT INTO archive_fts (id, doc) VALUES ($1, $2::text::tsvector)",
+            "INSERT INTO archive_fts (id, doc)
+             SELECT u.id, u.doc::tsvector FROM unnest($1::bigint[], $2::text[]) AS u(id, doc)",
         )
         .at(t)?;
-    tx.execute(&q, &[&id, &doc]).at(t)?;
+    tx.execute(&q, &[&ids, &fts]).at(t)?;
     Ok(())
 }
 
