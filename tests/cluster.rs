@@ -416,3 +416,133 @@ fn pg_three_workers_fetch_each_due_feed_once_and_take_over_a_killed_workers_leas
         started.elapsed().as_secs_f64()
     );
 }
+
+/// One matched entry, as the poller hands it to the store.
+fn record(guid: &str, link: &str, title: &str) -> newswatch::store::EntryRecord {
+    use newswatch::pipeline::{dedup, matcher::RuleMatch, parse::Entry};
+    use newswatch::store::{EntryRecord, EntryText, MatchedEntry};
+    let e = Entry {
+        guid: Some(guid.into()),
+        link: Some(link.into()),
+        title: title.into(),
+        ..Default::default()
+    };
+    let (_, identity) = dedup::identify(std::slice::from_ref(&e)).remove(0);
+    EntryRecord {
+        identity,
+        fingerprint: dedup::fingerprint(&e),
+        text: EntryText {
+            guid: e.guid.clone(),
+            link: e.link.clone(),
+            title: title.into(),
+            ..Default::default()
+        },
+        matched: Some(MatchedEntry {
+            rules: vec![RuleMatch {
+                rule: "r".into(),
+                terms: vec![title.into()],
+            }],
+            snippet: title.into(),
+            link_rank: 0,
+        }),
+    }
+}
+
+/// As `store::tests::a_failing_feed_in_a_grouped_write_is_rolled_back_alone`, on PostgreSQL,
+/// and a worker whose lease is gone writes nothing of that feed.
+#[test]
+fn pg_a_failing_feed_in_a_grouped_write_is_rolled_back_alone_and_a_lost_lease_writes_nothing() {
+    use newswatch::store::postgres::poll::PgStore;
+    use newswatch::store::{FeedWrite, FetchFacts, PollStore};
+    let Some(db) = TestDb::create("grouped") else {
+        return;
+    };
+    let now = chrono::Utc::now();
+    let mut s = PgStore::open(&db.url, None, "w1".into(), true).expect("open");
+    s.sync_feeds([("a", "http://a/feed"), ("b", "http://b/feed")])
+        .expect("sync");
+    let claimed = s
+        .claim_due(10, usize::MAX, Duration::from_secs(60), now)
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "both feeds due, both claimed");
+    let id = |name: &str| {
+        claimed
+            .iter()
+            .find(|c| c.state.name == name)
+            .map(|c| c.state.id)
+            .expect("claimed")
+    };
+    let (a, b) = (id("a"), id("b"));
+    let write = |feed_id, guid: &str| FeedWrite::Fetched {
+        feed_id,
+        facts: FetchFacts::default(),
+        entries: vec![record(guid, &format!("http://x/{guid}"), "Title")],
+        now,
+    };
+    // No such feed (and no lease on it): refused before anything of it is written.
+    let results = s
+        .write_feeds(&[
+            write(a, "1"),
+            write(9_999, "2"),
+            FeedWrite::Unchanged {
+                feed_id: b,
+                facts: FetchFacts::default(),
+                now,
+            },
+        ])
+        .expect("write");
+    assert!(
+        results[0].is_ok() && results[1].is_err() && results[2].is_ok(),
+        "{results:?}"
+    );
+    assert_eq!(db.count("sightings"), 1);
+    assert_eq!(db.count("items"), 1);
+    assert_eq!(db.count("archive WHERE feed_id = 9999"), 0);
+    assert_eq!(
+        db.count("feeds WHERE lease_owner IS NOT NULL"),
+        0,
+        "leases ended"
+    );
+    assert_eq!(db.count("feeds WHERE last_worker = 'w1'"), 2);
+
+    // A worker whose lease ran out and was taken by another: its write is refused whole.
+    let mut late = PgStore::open(&db.url, None, "w2".into(), true).expect("open");
+    db.connect()
+        .client()
+        .batch_execute("UPDATE feeds SET next_due_at = NULL")
+        .expect("due again");
+    assert_eq!(
+        late.claim_due(10, usize::MAX, Duration::from_secs(60), now)
+            .expect("claim")
+            .len(),
+        2
+    );
+    let results = s.write_feeds(&[write(a, "3")]).expect("write");
+    let e = results[0].as_ref().expect_err("lease is w2's");
+    assert!(e.to_string().contains("lease ran out"), "{e}");
+    assert_eq!(db.count("sightings"), 1, "nothing of the late write");
+    assert!(s.record_failure(a, "x", None, None, now).is_err());
+    assert_eq!(db.count("feeds WHERE lease_owner = 'w2'"), 2);
+    // Claims skip leased feeds; `poll` (no leases) leaves other workers' leases alone.
+    assert!(
+        s.claim_due(10, usize::MAX, Duration::from_secs(60), now)
+            .expect("claim")
+            .is_empty()
+    );
+    let mut poll = PgStore::open(&db.url, None, "cli".into(), false).expect("open");
+    let results = poll.write_feeds(&[write(b, "4")]).expect("write");
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(db.count("feeds WHERE lease_owner = 'w2'"), 2);
+    assert_eq!(db.count("feeds WHERE last_worker = 'cli'"), 1);
+    // Without leases, a feed that fails midway (its item written, then its sighting refused
+    // by the foreign key) is rolled back alone: its item and story go too.
+    let (items, stories) = (db.count("items"), db.count("stories"));
+    let results = poll
+        .write_feeds(&[write(a, "5"), write(9_999, "6")])
+        .expect("write");
+    assert!(results[0].is_ok() && results[1].is_err(), "{results:?}");
+    assert_eq!(db.count("items"), items + 1);
+    assert_eq!(db.count("stories"), stories + 1);
+    assert_eq!(db.count("archive WHERE feed_id = 9999"), 0);
+    drop((s, late, poll));
+}
