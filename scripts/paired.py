@@ -4,7 +4,7 @@
     scripts/paired.py [--n 1000] [--pairs 8] [--server python|nginx] [--warm]
                       [--corpus ../shared/corpus] [--bench ../shared/bench]
                       [--env-a KEY=VALUE]... [--env-b KEY=VALUE]...
-                      [--append-a TOML] [--append-b TOML] [--append TOML] BIN_A BIN_B
+                      [--append-a TOML] [--append-b TOML] [--append TOML] [--pg-b URL] BIN_A BIN_B
 
 With the same binary twice, --env-a / --append-a compare two settings of one build, e.g. the
 cost of the archive (--append-a '[archive]\\nkeep = "0"') or of stories
@@ -50,6 +50,11 @@ def main() -> int:
     ap.add_argument("--append-b", default="", metavar="TOML",
                     help="text appended to the config for build B's polls only")
     ap.add_argument("--append", default="", metavar="TOML", help="text appended to both configs")
+    ap.add_argument("--pg-b", default="", metavar="URL",
+                    help="build B stores in this PostgreSQL database instead of an SQLite file; "
+                         "it is dropped and created afresh (with psql, through the server's "
+                         "'postgres' database) before each cold poll. Only newswatch's own CPU "
+                         "is measured, not the server's")
     ap.add_argument("bin_a")
     ap.add_argument("bin_b")
     args = ap.parse_args()
@@ -68,6 +73,8 @@ def main() -> int:
             path = work.write_config(path=os.path.join(work.state, f"newswatch-{'ab'[which]}.toml"),
                                      extra="")
             text = open(path).read().replace(f'{work.state}/nw.db', f'{work.state}/{db}', 1)
+            if which == 1 and args.pg_b:
+                text = text.replace(f'path = "{work.state}/{db}"', f'url = "{args.pg_b}"', 1)
             # Appended sections go at the end: after the [[rules]] array, a new table header.
             for more in (args.append, extra):
                 if more:
@@ -82,6 +89,16 @@ def main() -> int:
                 envs[which][k] = v
 
         def reset(which):
+            if which == 1 and args.pg_b:
+                import subprocess
+                import urllib.parse
+                u = urllib.parse.urlsplit(args.pg_b)
+                name = u.path.lstrip("/")
+                admin = urllib.parse.urlunsplit(u._replace(path="/postgres"))
+                subprocess.run(["psql", "-q", admin, "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                                "-c", f'CREATE DATABASE "{name}"'], check=True,
+                               stdout=subprocess.DEVNULL)
+                return
             for suffix in ("", "-wal", "-shm"):
                 try:
                     os.unlink(os.path.join(work.state, dbs[which] + suffix))
@@ -114,7 +131,8 @@ def main() -> int:
         return statistics.median(r[k] for r in runs[which])
 
     print(f"N={args.n}, {args.pairs} pairs, {'warm (all-304)' if args.warm else 'cold'} polls, "
-          f"server {args.server}, load {nwbench.loadavg()}")
+          f"server {args.server}, load {nwbench.loadavg()}"
+          + (", B on PostgreSQL (newswatch's CPU only)" if args.pg_b else ""))
     for which, label in ((0, "A"), (1, "B")):
         last = runs[which][-1]
         print(f"{label} {bins[which]}: wall median {med(which, 0):.3f} s, "

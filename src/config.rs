@@ -74,6 +74,18 @@ struct RawConfig {
     web: Option<RawWeb>,
     #[serde(default)]
     alerts: Vec<RawAlert>,
+    /// `[cluster]`: several `newswatch run` workers on one PostgreSQL database.
+    #[serde(default)]
+    cluster: RawCluster,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    /// How long a worker's claim on a due feed lasts ("2m").
+    lease: Option<Spanned<String>>,
+    /// This worker's name in `feeds` (default: hostname:pid).
+    worker: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,8 +264,8 @@ struct RawRule {
 pub struct Settings {
     /// Where the config came from (a path, or `None` for the built-in default).
     pub source: Option<PathBuf>,
-    /// The SQLite database file. Empty when [`Settings::backend`] is PostgreSQL: only
-    /// `check` and `migrate` accept such a config so far ([`Settings::require_sqlite`]).
+    /// The SQLite database file. Empty when [`Settings::backend`] is PostgreSQL (which only
+    /// some commands accept so far: [`Settings::require_sqlite`]).
     pub database: PathBuf,
     /// `[storage]`: the SQLite file or the PostgreSQL database.
     pub backend: Database,
@@ -279,6 +291,46 @@ pub struct Settings {
     pub web: Option<WebSettings>,
     /// `[[alerts]]`.
     pub alerts: Vec<crate::outputs::alerts::AlertSettings>,
+    /// `[cluster]`: leases of due feeds between workers sharing a PostgreSQL database.
+    pub cluster: ClusterSettings,
+}
+
+/// How long a worker's lease on a due feed lasts when `[cluster] lease` is not set.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+
+/// `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// A claimed feed is this worker's until then; a worker that dies (kill -9) loses its
+    /// feeds to the others when their leases run out.
+    pub lease: Duration,
+    /// This worker's name (`None`: hostname:pid, see [`ClusterSettings::worker_id`]).
+    pub worker: Option<String>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            lease: DEFAULT_LEASE,
+            worker: None,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The configured worker name, else `hostname:pid`.
+    pub fn worker_id(&self) -> String {
+        if let Some(w) = &self.worker {
+            return w.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    }
 }
 
 /// `[web]`.
@@ -292,8 +344,8 @@ pub struct WebSettings {
 }
 
 impl Settings {
-    /// Polling, the web and every command but `check` and `migrate` store in SQLite only so
-    /// far: a config whose `[storage] url` names PostgreSQL is refused with this error (file
+    /// Every command but `poll`, `run` (polling), `feeds`, `check` and `migrate` stores in
+    /// SQLite only so far: a config whose `[storage] url` names PostgreSQL is refused with this error (file
     /// and line, like every config error) rather than quietly using some SQLite file.
     pub fn require_sqlite(&self) -> Result<(), ConfigError> {
         let Database::Postgres { url, .. } = &self.backend else {
@@ -307,7 +359,7 @@ impl Settings {
                 .unwrap_or_else(|| "<built-in default config>".into()),
             position: self.storage_url_at,
             message: format!(
-                "storage.url: polling, the web and this command still store in SQLite only (the PostgreSQL backend is not finished); \
+                "storage.url: this command still stores in SQLite only (on PostgreSQL so far: `poll`, `run` for polling, `feeds`, `check`, `migrate`); \
                  set storage.path instead. `newswatch check` tests the connection to {}, and `newswatch migrate --from <file> --to <url>` copies a database into it",
                 crate::store::postgres::describe_url(url.expose())
             ),
@@ -828,6 +880,29 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         }
     };
     let alerts = alert_settings(&raw, &rules, digest.as_ref(), &duration, &err, &lines)?;
+    let lease = duration(&raw.cluster.lease, DEFAULT_LEASE)?;
+    if let Some(l) = raw
+        .cluster
+        .lease
+        .as_ref()
+        .filter(|_| lease < Duration::from_secs(1))
+    {
+        return Err(err(
+            Some(l.span()),
+            format!("cluster.lease: {:?} is shorter than 1s", l.get_ref()),
+        ));
+    }
+    let worker = match &raw.cluster.worker {
+        Some(w) if w.get_ref().trim().is_empty() || w.get_ref().chars().any(char::is_control) => {
+            return Err(err(
+                Some(w.span()),
+                "cluster.worker: empty, or holds control characters".into(),
+            ));
+        }
+        Some(w) => Some(w.get_ref().trim().to_string()),
+        None => None,
+    };
+    let cluster = ClusterSettings { lease, worker };
 
     Ok(Settings {
         source: path.map(Path::to_path_buf),
@@ -846,6 +921,7 @@ pub fn load_str(text: &str, path: Option<&Path>, base: &Path) -> Result<Settings
         keep_matches,
         web,
         alerts,
+        cluster,
     })
 }
 
@@ -1588,6 +1664,33 @@ mod tests {
 
     fn load(text: &str) -> Result<Settings, ConfigError> {
         load_str(text, Some(Path::new("test.toml")), Path::new("/base"))
+    }
+
+    #[test]
+    fn cluster_lease_and_worker_have_defaults_and_are_checked() {
+        let d = load("").unwrap().cluster;
+        assert_eq!(d.lease, DEFAULT_LEASE);
+        assert!(d.worker.is_none());
+        let id = d.worker_id();
+        assert!(id.ends_with(&format!(":{}", std::process::id())), "{id}");
+        let c = load("[cluster]\nlease = \"3s\"\nworker = \" poller-a \"\n")
+            .unwrap()
+            .cluster;
+        assert_eq!(c.lease, Duration::from_secs(3));
+        assert_eq!(c.worker_id(), "poller-a");
+        let e = load("[cluster]\nlease = \"500ms\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("test.toml:2:9: cluster.lease") && e.contains("shorter than 1s"),
+            "{e}"
+        );
+        let e = load("[cluster]\nworker = \"\"\n").unwrap_err().to_string();
+        assert!(e.contains("cluster.worker"), "{e}");
+        let e = load("[cluster]\nleases = \"2m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             cli::query(&settings, args, &mut out)
         }
         Command::Run => {
-            let (source, settings) = cli::load_settings(cli)?;
+            let (source, settings) = cli::load_settings_any_backend(cli)?;
             let rt = newswatch::service::poll::build_runtime()?;
             rt.block_on(cli::run(source, settings))
         }
@@ -99,14 +99,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             cli::stats(&settings, args, chrono::Utc::now(), &mut out)
         }
         Command::Poll(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             let rt = newswatch::service::poll::build_runtime()?;
             rt.block_on(cli::poll(settings, args, &mut std::io::stderr()))?;
             Ok(())
         }
         Command::Feeds(args) => match &args.command {
             None => {
-                let (_, settings) = cli::load_settings(cli)?;
+                let (_, settings) = cli::load_settings_any_backend(cli)?;
                 cli::feeds_list(&settings, args.format, &mut out)
             }
             Some(FeedsCommand::Import(a)) => cli::feeds_import(a, &mut out),

@@ -17,15 +17,15 @@ use crate::support::server::TestServer;
 use crate::support::{Project, bin};
 
 /// A database of its own on the test server, dropped when the test ends.
-struct TestDb {
+pub(crate) struct TestDb {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl TestDb {
     /// `None` (after printing SKIPPED) when no server is configured.
-    fn create(tag: &str) -> Option<TestDb> {
+    pub(crate) fn create(tag: &str) -> Option<TestDb> {
         let Ok(base) = std::env::var("NEWSWATCH_PG_URL") else {
             eprintln!("SKIPPED: NEWSWATCH_PG_URL unset");
             return None;
@@ -49,12 +49,12 @@ impl TestDb {
         })
     }
 
-    fn connect(&self) -> PgDb {
+    pub(crate) fn connect(&self) -> PgDb {
         PgDb::connect(&self.url, None).expect("connect to test database")
     }
 
     /// `count(*)` of `rows`: a table, optionally with a WHERE clause.
-    fn count(&self, rows: &str) -> i64 {
+    pub(crate) fn count(&self, rows: &str) -> i64 {
         self.connect()
             .client()
             .query_one(&format!("SELECT count(*) FROM {rows}"), &[])
@@ -144,9 +144,9 @@ fn pg_migrations_apply_to_an_empty_database_and_rerun_as_a_no_op() {
     };
     let mut pg = db.connect();
     assert_eq!(pg.schema_version().unwrap(), 0);
-    assert_eq!(pg.migrate().unwrap(), 8);
+    assert_eq!(pg.migrate().unwrap(), 9);
     assert_eq!(pg.migrate().unwrap(), 0, "a second run applies nothing");
-    assert_eq!(pg.schema_version().unwrap(), 8);
+    assert_eq!(pg.schema_version().unwrap(), 9);
     let tables: Vec<String> = pg
         .client()
         .query(
@@ -193,7 +193,7 @@ fn pg_migrations_apply_to_an_empty_database_and_rerun_as_a_no_op() {
         .unwrap();
     let e = pg.migrate().unwrap_err().to_string();
     assert!(
-        e.contains("schema version 99 is newer than this newswatch knows (8)"),
+        e.contains("schema version 99 is newer than this newswatch knows (9)"),
         "{e}"
     );
     assert!(!e.contains('\n'));
@@ -442,7 +442,7 @@ fn url_config(url: &str, extra: &str) -> String {
 fn check_and_other_commands_with_a_postgres_url() {
     // No server needed for the refusals and the config errors.
     let project = Project::new(&url_config("postgres://nw@127.0.0.1:1/newsdb", ""));
-    for cmd in [&["query"][..], &["poll"], &["feeds"], &["run"]] {
+    for cmd in [&["query"][..], &["digest"], &["serve"]] {
         let (code, _, err) = project.run(cmd);
         assert_eq!(code, 2, "{cmd:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -451,6 +451,26 @@ fn check_and_other_commands_with_a_postgres_url() {
             "{cmd:?}: {err}"
         );
     }
+    // Polling works on PostgreSQL: here the server is unreachable, one line naming it.
+    for cmd in [&["poll"][..], &["feeds"], &["run"]] {
+        let (code, _, err) = project.run(cmd);
+        assert_eq!(code, 1, "{cmd:?}: {err}");
+        assert!(
+            err.contains("cannot connect to PostgreSQL nw@127.0.0.1:1/newsdb"),
+            "{cmd:?}: {err}"
+        );
+    }
+    // What `run` does beside polling is refused by name, not skipped quietly.
+    let web = Project::new(&url_config(
+        "postgres://nw@127.0.0.1:1/newsdb",
+        "[web]\nlisten = \"127.0.0.1:0\"\n",
+    ));
+    let (code, _, err) = web.run(&["run"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("[web]: not available with PostgreSQL storage yet"),
+        "{err}"
+    );
     let (code, out, err) = project.run(&["check"]);
     assert_eq!(code, 1, "unreachable server: {out}");
     assert!(
@@ -482,7 +502,7 @@ fn check_and_other_commands_with_a_postgres_url() {
     pg.migrate().unwrap();
     let (code, out, _) = project.run(&["check"]);
     assert_eq!(code, 0);
-    assert!(out.contains("schema version 8 (current)"), "{out}");
+    assert!(out.contains("schema version 9 (current)"), "{out}");
 
     // sslmode is honoured: disable connects in plain text; require insists on TLS with a
     // certificate rustls verifies, which the loopback server (no TLS, or a self-signed

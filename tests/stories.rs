@@ -31,7 +31,7 @@ fn labels() -> HashMap<String, Option<String>> {
         .collect()
 }
 
-fn serve_poll(server: &TestServer, poll: u32) {
+pub(crate) fn serve_poll(server: &TestServer, poll: u32) {
     for entry in std::fs::read_dir(fixtures().join(format!("poll{poll}"))).expect("poll dir") {
         let path = entry.expect("entry").path();
         let name = path
@@ -49,7 +49,7 @@ fn serve_poll(server: &TestServer, poll: u32) {
 /// Every feed of the set (poll 2 has them all), and a rule that every report matches: the
 /// background entries become matches too, each its own event, so a wrong merge with one of
 /// them costs precision.
-fn eval_project(server: &TestServer) -> Project {
+pub(crate) fn eval_project(server: &TestServer) -> Project {
     let mut config =
         String::from("[storage]\npath = \"news.db\"\n[digest]\nbacklog = \"36500d\"\n");
     let mut names: Vec<String> = std::fs::read_dir(fixtures().join("poll2"))

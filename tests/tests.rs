@@ -7,6 +7,7 @@ mod corpus_expect;
 mod support;
 
 mod cli_poll;
+mod cluster;
 mod daemon;
 mod digest;
 mod ecosystem;

@@ -11,7 +11,17 @@ use crate::text::sanitize;
 
 /// `newswatch feeds`: every feed's health, from the database (read-only use).
 pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) -> Result<()> {
-    let statuses = if settings.database.exists() {
+    let statuses = if let crate::config::Database::Postgres { url, password } = &settings.backend {
+        crate::store::postgres::poll::PgStore::open(
+            url.expose(),
+            password.as_ref().map(|p| p.expose()),
+            settings.cluster.worker_id(),
+            false,
+        )
+        .context("cannot use the database")?
+        .feed_statuses()
+        .context("cannot read feeds")?
+    } else if settings.database.exists() {
         open_store(settings)?
             .feed_statuses()
             .context("cannot read feeds")?
@@ -37,6 +47,7 @@ pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) 
                 matches: 0,
                 last_error: None,
                 in_config: true,
+                last_worker: None,
             });
         }
     }
@@ -76,6 +87,9 @@ pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) 
                 );
                 if let Some(e) = &s.effective_url {
                     line.push_str(&format!("  (moved permanently to {})", sanitize(e)));
+                }
+                if let Some(w) = &s.last_worker {
+                    line.push_str(&format!("  (by {})", sanitize(w)));
                 }
                 writeln!(out, "{}", fit(&line, terminal_width().max(100)))?;
             }

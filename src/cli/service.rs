@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 
 use super::*;
-use crate::config::{ConfigSource, FeedSettings, Settings};
+use crate::config::{ConfigSource, Database, FeedSettings, Settings};
 use crate::schedule::Schedule;
 use crate::service::poll::{self, Outcome, Runtime, Summary};
 use crate::text::sanitize;
@@ -27,6 +27,9 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
                 sanitize(&known.join(", "))
             }
         )));
+    }
+    if matches!(settings.backend, Database::Postgres { .. }) {
+        return poll_postgres(settings, args, err).await;
     }
     let mut store = open_store(&settings)?;
     store
@@ -52,9 +55,49 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
         crate::service::alerts::now(),
     )
     .await;
+    let summary = print_summary(&mut reports, err)?;
+    if sent.sent + sent.failed + sent.held + sent.dropped > 0 {
+        writeln!(
+            err,
+            "alerts: {} sent, {} failed (retried later), {} held, {} dropped",
+            sent.sent, sent.failed, sent.held, sent.dropped
+        )?;
+    }
+    Ok(summary)
+}
+
+/// `newswatch poll` with a PostgreSQL `[storage] url`: the same cycle, through
+/// [`crate::store::postgres::poll::PgStore`], without leases (see `store::postgres::poll`).
+async fn poll_postgres(
+    settings: Settings,
+    args: &PollArgs,
+    err: &mut dyn Write,
+) -> Result<Summary> {
+    if let Some(reason) = crate::service::cluster::unported(&settings, false) {
+        bail!(UsageError(reason));
+    }
+    let opened = {
+        let settings = settings.clone();
+        let worker = settings.cluster.worker_id();
+        tokio::task::spawn_blocking(move || crate::service::cluster::open(&settings, worker, false))
+            .await
+            .context("internal error")?
+            .context("cannot use the database")?
+    };
+    let runtime = Arc::new(Runtime::new(settings).map_err(|e| UsageError(e.to_string()))?);
+    let store = Arc::new(Mutex::new(opened));
+    let mut reports = poll::poll_all(&runtime, &store, args.feed.as_deref()).await;
+    // The connection is closed on a blocking thread (the sync client must not be dropped on
+    // the async one).
+    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+    print_summary(&mut reports, err)
+}
+
+/// The failures and the one-line summary of a poll, on stderr.
+fn print_summary(reports: &mut [poll::FeedReport], err: &mut dyn Write) -> Result<Summary> {
     reports.sort_by(|a, b| a.feed.cmp(&b.feed));
-    let summary = Summary::of(&reports);
-    for r in &reports {
+    let summary = Summary::of(reports);
+    for r in reports.iter() {
         if let Outcome::Failed { reason, .. } = &r.outcome {
             writeln!(err, "failed: {}: {}", sanitize(&r.feed), sanitize(reason))?;
         }
@@ -71,19 +114,17 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
         plural(summary.new_entries, "new item", "new items"),
         plural(summary.new_matches, "new match", "new matches")
     )?;
-    if sent.sent + sent.failed + sent.held + sent.dropped > 0 {
-        writeln!(
-            err,
-            "alerts: {} sent, {} failed (retried later), {} held, {} dropped",
-            sent.sent, sent.failed, sent.held, sent.dropped
-        )?;
-    }
     Ok(summary)
 }
 
 /// `newswatch run`: the daemon, with SIGTERM/SIGINT to stop and SIGHUP to reload.
 pub async fn run(source: ConfigSource, settings: Settings) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    if let Some(reason) = crate::service::cluster::unported(&settings, true)
+        .filter(|_| matches!(settings.backend, Database::Postgres { .. }))
+    {
+        bail!(UsageError(reason));
+    }
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
@@ -102,7 +143,11 @@ pub async fn run(source: ConfigSource, settings: Settings) -> Result<()> {
             }
         }
     });
-    crate::service::daemon::run(source, settings, shutdown, control_rx).await?;
+    if matches!(settings.backend, Database::Postgres { .. }) {
+        crate::service::cluster::run(source, settings, shutdown, control_rx).await?;
+    } else {
+        crate::service::daemon::run(source, settings, shutdown, control_rx).await?;
+    }
     Ok(())
 }
 
@@ -180,7 +225,7 @@ fn check_postgres(url: &str, password: Option<&str>, out: &mut dyn Write) -> Res
     )?;
     writeln!(
         out,
-        "  note        only `check` and `migrate` use PostgreSQL so far; the other commands need storage.path"
+        "  note        `check`, `migrate`, `poll`, `run` (polling only) and `feeds` use PostgreSQL so far; the other commands need storage.path"
     )?;
     Ok(())
 }
@@ -296,6 +341,12 @@ pub fn check(source: &ConfigSource, settings: &Settings, out: &mut dyn Write) ->
     writeln!(out, "\nstorage:")?;
     writeln!(out, "  database    {}", settings.backend.describe())?;
     if let crate::config::Database::Postgres { url, password } = &settings.backend {
+        writeln!(
+            out,
+            "  workers     leases of {} on due feeds; this one is {}",
+            humantime::format_duration(settings.cluster.lease),
+            sanitize(&settings.cluster.worker_id())
+        )?;
         check_postgres(url.expose(), password.as_ref().map(|p| p.expose()), out)?;
     }
     let forever = |d: Option<std::time::Duration>, off: &str| {

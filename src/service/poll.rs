@@ -23,8 +23,8 @@ use crate::pipeline::normalise::to_plain_text;
 use crate::pipeline::parse;
 use crate::pipeline::stories::{DocFreq, DocTerms};
 use crate::store::{
-    CommitCounts, EntryRecord, EntryText, FeedState, FeedWrite, FetchFacts, KnownEntries,
-    MatchedEntry, Reader, Store, StoreError,
+    CommitCounts, EntryReader, EntryRecord, EntryText, FeedState, FeedWrite, FetchFacts,
+    KnownEntries, MatchedEntry, PollStore, Store, StoreError,
 };
 
 /// Longest summary or content kept in the database per entry (characters beyond are cut).
@@ -83,16 +83,31 @@ pub struct Runtime {
 /// a cold poll kept ~1.4 of the 2 cores busy.
 #[derive(Default)]
 struct ReadPool {
-    idle: Mutex<Vec<Reader>>,
+    idle: Mutex<Vec<Box<dyn EntryReader>>>,
+    /// The backend has no second connection for reads ([`PollStore::reader`] gave none):
+    /// lookups go through the store's own, under its lock.
+    shared: std::sync::atomic::AtomicBool,
     doc_freq: std::sync::OnceLock<Arc<Mutex<DocFreq>>>,
 }
 
 impl ReadPool {
-    fn known(
+    fn known<S: PollStore>(
         &self,
-        store: &SharedStore,
+        store: &Shared<S>,
         feed_id: i64,
     ) -> Result<(KnownEntries, Arc<Mutex<DocFreq>>), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.shared.load(Ordering::Relaxed) {
+            let mut s = lock(store);
+            let df = match self.doc_freq.get() {
+                Some(df) => df.clone(),
+                None => {
+                    let df = s.doc_freq()?;
+                    self.doc_freq.get_or_init(|| df).clone()
+                }
+            };
+            return Ok((s.known_entries(feed_id)?, df));
+        }
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let (reader, df) = match (idle, self.doc_freq.get()) {
             (Some(r), Some(df)) => (r, df.clone()),
@@ -108,7 +123,13 @@ impl ReadPool {
                 };
                 let reader = match idle {
                     Some(r) => r,
-                    None => s.reader()?,
+                    None => match s.reader()? {
+                        Some(r) => r,
+                        None => {
+                            self.shared.store(true, Ordering::Relaxed);
+                            return Ok((s.known_entries(feed_id)?, df));
+                        }
+                    },
                 };
                 (reader, df)
             }
@@ -254,17 +275,21 @@ impl Summary {
     }
 }
 
-/// The writer connection, shared by the feeds of a cycle (one writer at a time).
-pub type SharedStore = Arc<Mutex<Store>>;
+/// The writer connection, shared by the feeds of a cycle (one writer at a time): any
+/// [`PollStore`] (SQLite's [`Store`] or PostgreSQL's `PgStore`).
+pub type Shared<S> = Arc<Mutex<S>>;
+
+/// The SQLite writer connection (what the SQLite daemon and the commands share).
+pub type SharedStore = Shared<Store>;
 
 /// Decides a feed's next due time once its poll ended (the daemon's scheduler); `poll` alone
 /// records none.
 pub type DuePolicy = dyn Fn(&FeedSettings, &FeedReport, u32) -> Option<DateTime<Utc>> + Send + Sync;
 
 /// Poll every configured feed once (or only `only`), with bounded concurrency.
-pub async fn poll_all(
+pub async fn poll_all<S: PollStore>(
     runtime: &Arc<Runtime>,
-    store: &SharedStore,
+    store: &Shared<S>,
     only: Option<&str>,
 ) -> Vec<FeedReport> {
     // Borrowed from the runtime, not cloned: one copy of each feed's settings (issue 18).
@@ -302,7 +327,7 @@ fn stories_on() -> bool {
 }
 
 /// After a cycle: place the matches it stored into stories (see [`Store::place_stories`]).
-pub async fn place_stories(store: &SharedStore) {
+pub async fn place_stories<S: PollStore>(store: &Shared<S>) {
     if !stories_on() {
         return;
     }
@@ -320,9 +345,9 @@ pub async fn place_stories(store: &SharedStore) {
 ///
 /// `state` is the feed's stored state when the caller has loaded it already (a full cycle
 /// loads every feed's at once); `None` loads it here.
-pub async fn poll_feed(
+pub async fn poll_feed<S: PollStore>(
     runtime: &Arc<Runtime>,
-    store: &SharedStore,
+    store: &Shared<S>,
     feed: &FeedSettings,
     state: Option<FeedState>,
     due: Option<&DuePolicy>,
@@ -364,9 +389,9 @@ pub async fn poll_feed(
     .await
 }
 
-async fn poll_feed_inner(
+async fn poll_feed_inner<S: PollStore>(
     runtime: &Arc<Runtime>,
-    store: &SharedStore,
+    store: &Shared<S>,
     feed: &FeedSettings,
     state: Option<FeedState>,
     due: Option<&DuePolicy>,
@@ -679,8 +704,8 @@ fn failed(reason: String) -> Outcome {
     }
 }
 
-async fn record_failure(
-    store: &SharedStore,
+async fn record_failure<S: PollStore>(
+    store: &Shared<S>,
     feed: &FeedSettings,
     feed_id: &i64,
     report: &mut FeedReport,
@@ -711,7 +736,7 @@ async fn record_failure(
     }
 }
 
-fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
+fn lock<S>(store: &Shared<S>) -> std::sync::MutexGuard<'_, S> {
     // A panic while holding the lock cannot leave a half-written transaction (rusqlite rolls
     // back on drop), so a poisoned lock is still usable.
     store.lock().unwrap_or_else(|p| p.into_inner())
@@ -723,9 +748,9 @@ fn lock(store: &SharedStore) -> std::sync::MutexGuard<'_, Store> {
 /// writes queued meanwhile, until the queue is empty. While one group is being written the
 /// next one gathers, so groups grow with the load and nothing waits for a timer. Measured: 304s group well (a warm poll -8% CPU); a cold poll's groups stay at one
 /// to three feeds, as the writer keeps up with two parsing threads (BENCHMARKS.md).
-async fn write_grouped(
+async fn write_grouped<S: PollStore>(
     runtime: &Arc<Runtime>,
-    store: &SharedStore,
+    store: &Shared<S>,
     write: FeedWrite,
 ) -> Result<CommitCounts, StoreError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -751,7 +776,7 @@ async fn write_grouped(
 }
 
 /// The writer task: write the queued writes, group by group, until none is left.
-fn write_queued(rt: &Runtime, store: &SharedStore) {
+fn write_queued<S: PollStore>(rt: &Runtime, store: &Shared<S>) {
     // Should a write panic, the next write must find no writer at work (and start one), and
     // the writes queued now must not wait for ever: their channels close ("writer stopped").
     struct Unwinding<'a>(&'a Mutex<WriteQueue>);
@@ -793,9 +818,9 @@ fn write_queued(rt: &Runtime, store: &SharedStore) {
 }
 
 /// Run a store operation on a blocking thread.
-async fn with_store<T: Send + 'static>(
-    store: &SharedStore,
-    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+async fn with_store<S: PollStore, T: Send + 'static>(
+    store: &Shared<S>,
+    f: impl FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let store = store.clone();
     match tokio::task::spawn_blocking(move || f(&mut lock(&store))).await {

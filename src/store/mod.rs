@@ -15,11 +15,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod alerts;
 pub mod archive;
+pub mod backend;
 pub mod copy;
 pub mod postgres;
 pub mod review;
 pub mod stories;
 pub mod web;
+
+pub use backend::{EntryReader, PollStore};
 
 use crate::pipeline::dedup::Identity;
 use crate::pipeline::fetch::Validators;
@@ -38,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_stories.sql"),
     include_str!("../../migrations/sqlite/0007_effective_time_index.sql"),
     include_str!("../../migrations/sqlite/0008_alerts.sql"),
+    include_str!("../../migrations/sqlite/0009_leases.sql"),
 ];
 
 /// Why the database could not be used.
@@ -361,6 +365,9 @@ pub struct FeedStatus {
     pub last_error: Option<String>,
     /// False once the feed was removed from the config.
     pub in_config: bool,
+    /// The worker that last polled it (PostgreSQL workers, `[cluster] worker`; `None` on
+    /// SQLite, which has one poller).
+    pub last_worker: Option<String>,
 }
 
 /// Bring the schema to the latest version, recorded in `PRAGMA user_version`.
@@ -678,7 +685,7 @@ impl Store {
                f.last_http_status, f.consecutive_failures, f.next_due_at,
                (SELECT count(*) FROM sightings s WHERE s.feed_id = f.id),
                (SELECT count(DISTINCT s.item_id) FROM sightings s WHERE s.feed_id = f.id AND s.item_id IS NOT NULL),
-               f.last_error, f.in_config
+               f.last_error, f.in_config, f.last_worker
              FROM feeds f ORDER BY f.in_config DESC, f.name",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -697,6 +704,7 @@ impl Store {
                 matches: r.get(11)?,
                 last_error: r.get(12)?,
                 in_config: r.get(13)?,
+                last_worker: r.get(14)?,
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()

@@ -28,13 +28,13 @@ use crate::pipeline::stories::{DocFreq, Evidence, Features, Report, StoryIndex, 
 /// The clustering state a [`Store`] keeps beside its connection.
 #[derive(Debug, Default)]
 pub(crate) struct StoryState {
-    settings: StorySettings,
+    pub(crate) settings: StorySettings,
     /// The stories of the window, as of `generation`; `None` until first needed.
-    index: Option<StoryIndex>,
+    pub(crate) index: Option<StoryIndex>,
     /// The index holds the stored items whose time is at or after this.
-    loaded_since: Option<DateTime<Utc>>,
-    generation: i64,
-    doc_freq: Option<Arc<Mutex<DocFreq>>>,
+    pub(crate) loaded_since: Option<DateTime<Utc>>,
+    pub(crate) generation: i64,
+    pub(crate) doc_freq: Option<Arc<Mutex<DocFreq>>>,
 }
 
 /// What one [`Store::place_stories`] pass did.
@@ -163,30 +163,30 @@ fn host(link: Option<&str>) -> Option<String> {
     url::Url::parse(link?).ok()?.host_str().map(str::to_string)
 }
 
-/// The engine's view of one stored item.
-struct ItemText {
-    id: i64,
-    story: i64,
+/// The engine's view of one stored item (read by both backends).
+pub(crate) struct ItemText {
+    pub(crate) id: i64,
+    pub(crate) story: i64,
     /// Never placed before: a new report (not an edit or another feed's copy).
-    new: bool,
+    pub(crate) new: bool,
     /// Found by `backfill`: never alerts from a placement.
-    backfilled: bool,
-    title: String,
-    summary: String,
-    content: String,
-    link: Option<String>,
-    published: Option<String>,
-    first_seen: String,
+    pub(crate) backfilled: bool,
+    pub(crate) title: String,
+    pub(crate) summary: String,
+    pub(crate) content: String,
+    pub(crate) link: Option<String>,
+    pub(crate) published: Option<String>,
+    pub(crate) first_seen: String,
 }
 
 impl ItemText {
     /// Published time when believable, else first-seen time.
-    fn time(&self) -> DateTime<Utc> {
+    pub(crate) fn time(&self) -> DateTime<Utc> {
         let when = effective_time(self.published.as_deref(), &self.first_seen);
         parse_ts(when).unwrap_or_else(Utc::now)
     }
 
-    fn features(&self, df: &DocFreq) -> Features {
+    pub(crate) fn features(&self, df: &DocFreq) -> Features {
         let time = self.time();
         let body = if self.content.is_empty() {
             &self.summary

@@ -1,8 +1,8 @@
-//! The PostgreSQL backend (issue 17), so far its foundation: connecting (TLS through rustls,
-//! never OpenSSL), the schema (`migrations/postgres/`, numbered like `migrations/sqlite/` and
-//! holding the same tables, columns and value representation) and `newswatch migrate`'s copy
-//! between the two backends ([`crate::store::copy`]). Polling, the web and the other commands
-//! still store in SQLite only.
+//! The PostgreSQL backend (issue 17): connecting (TLS through rustls, never OpenSSL), the
+//! schema (`migrations/postgres/`, numbered like `migrations/sqlite/` and holding the same
+//! tables, columns and value representation), `newswatch migrate`'s copy between the two
+//! backends ([`crate::store::copy`]) and the poll path with feed leases ([`poll`]). The web
+//! and the other commands still store in SQLite only.
 //!
 //! The client is the synchronous `postgres` crate, which drives its own small tokio runtime.
 //! It must not be called from a thread that is running a tokio runtime (it panics there, as
@@ -19,6 +19,8 @@ use postgres::{Client, Config};
 
 use super::StoreError;
 
+pub mod poll;
+
 /// The schema, as ordered migrations. Append only; `MIGRATIONS[n]` and SQLite's `n`th
 /// migration bring both backends to the same version.
 const MIGRATIONS: &[&str] = &[
@@ -30,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0006_stories.sql"),
     include_str!("../../../migrations/postgres/0007_effective_time_index.sql"),
     include_str!("../../../migrations/postgres/0008_alerts.sql"),
+    include_str!("../../../migrations/postgres/0009_leases.sql"),
 ];
 
 /// The schema version this newswatch writes (the same number on both backends).

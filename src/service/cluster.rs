@@ -1,0 +1,333 @@
+//! `newswatch run` on PostgreSQL: one of several workers sharing a database. There is no
+//! schedule in memory (as the SQLite daemon keeps): the due times live in `feeds.next_due_at`
+//! and each worker claims due feeds in small batches with a lease
+//! ([`PgStore::claim_due`], `SELECT … FOR UPDATE SKIP LOCKED`), polls them through the same
+//! [`poll::poll_feed`] as every other poll, and writes each result with its next due time,
+//! which ends the lease. Between claims a worker sleeps until the earliest due time or lease
+//! end (a worker killed with kill -9 holds its feeds until their leases run out), capped at
+//! [`MAX_IDLE`] so that feeds another worker's config added are noticed.
+//!
+//! Polling is all a worker does so far: what the SQLite daemon also does (`[web]`, `[digest]`,
+//! `[[alerts]]`, `[output]` files) is refused at start ([`unported`]); archive pruning and
+//! `[archive] backfill_new_rules` are skipped with one log line each.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, ConfigSource, Database, FeedSettings, Settings};
+use crate::service::daemon::{Control, DaemonError, SHUTDOWN_GRACE, next_due};
+use crate::service::poll::{self, FeedReport, Runtime, Shared};
+use crate::store::StoreError;
+use crate::store::postgres::poll::PgStore;
+
+/// Most feeds claimed in one statement: small batches keep the claim short and spread the
+/// due feeds over the workers instead of the first one taking them all.
+pub const CLAIM_BATCH: usize = 16;
+
+/// Longest sleep between looks for due feeds (other workers may have added feeds).
+pub const MAX_IDLE: Duration = Duration::from_secs(10);
+
+/// Shortest sleep: due feeds held back by their host's limit (`[http] per_host`, counted over
+/// every worker's leases) are looked at again this often, or when one of this worker's
+/// fetches ends.
+const MIN_SLEEP: Duration = Duration::from_millis(50);
+
+/// The first setting of `settings` that polling on PostgreSQL cannot honour yet, as a
+/// one-line reason; `run` says whether the daemon's other work counts too.
+pub fn unported(settings: &Settings, run: bool) -> Option<String> {
+    let not_yet = |what: &str| {
+        Some(format!(
+            "{what}: not available with PostgreSQL storage yet (only polling is); remove it, or use storage.path (SQLite)"
+        ))
+    };
+    if !settings.alerts.is_empty() {
+        return not_yet("[[alerts]]");
+    }
+    if run {
+        if settings.web.is_some() {
+            return not_yet("[web]");
+        }
+        if settings.digest.is_some() {
+            return not_yet("[digest]");
+        }
+        if settings.output.atom.is_some() {
+            return not_yet("output.atom");
+        }
+        if settings.output.json_feed.is_some() {
+            return not_yet("output.json_feed");
+        }
+    }
+    None
+}
+
+/// Open the PostgreSQL database `settings` names for polling as `worker` (leasing feeds when
+/// `leasing`), with the feeds and rules of the config recorded. Blocking: call it from a
+/// blocking thread (or from `main`'s).
+pub fn open(settings: &Settings, worker: String, leasing: bool) -> Result<PgStore, StoreError> {
+    let Database::Postgres { url, password } = &settings.backend else {
+        return Err(StoreError::Postgres {
+            target: settings.backend.describe(),
+            reason: "internal error: not a PostgreSQL database".into(),
+        });
+    };
+    let mut store = PgStore::open(
+        url.expose(),
+        password.as_ref().map(|p| p.expose()),
+        worker,
+        leasing,
+    )?;
+    store.set_archive(settings.archive.keep.is_some());
+    store.set_story_settings(settings.stories.clone());
+    store.sync_feeds(settings.feeds.iter().map(FeedSettings::name_url))?;
+    let versions: Vec<(String, String)> = settings
+        .rules
+        .iter()
+        .map(|r| (r.name.clone(), r.query.to_string()))
+        .collect();
+    store.register_rules(&versions, Utc::now())?;
+    Ok(store)
+}
+
+/// Run a store call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    store: &Shared<PgStore>,
+    f: impl FnOnce(&mut PgStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || {
+        f(&mut store.lock().unwrap_or_else(|p| p.into_inner()))
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Corrupt(format!("internal error: {e}"))),
+    }
+}
+
+/// What the daemon does on SQLite that a worker skips, said once at start.
+fn log_skipped(settings: &Settings) {
+    if settings.archive.keep.is_some() || settings.keep_matches.is_some() {
+        tracing::warn!(
+            "archive.keep / storage.keep_matches: pruning is not done on PostgreSQL yet; entries are archived (and indexed as written) but never pruned"
+        );
+    }
+    if settings.archive.backfill_new_rules {
+        tracing::warn!(
+            "archive.backfill_new_rules: not done on PostgreSQL yet; new rules apply to new entries only"
+        );
+    }
+}
+
+/// Run a worker until `shutdown` is cancelled; `control` carries reload requests.
+pub async fn run(
+    source: ConfigSource,
+    settings: Settings,
+    shutdown: CancellationToken,
+    mut control: mpsc::Receiver<Control>,
+) -> Result<(), DaemonError> {
+    let worker = settings.cluster.worker_id();
+    let opened = {
+        let (settings, worker) = (settings.clone(), worker.clone());
+        tokio::task::spawn_blocking(move || open(&settings, worker, true))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("internal error: {e}")))??
+    };
+    let target = opened.target().to_string();
+    let store: Shared<PgStore> = Arc::new(Mutex::new(opened));
+    log_skipped(&settings);
+    let metrics = Arc::new(crate::service::metrics::Metrics::new());
+    let mut runtime = Arc::new(Runtime::new(settings)?.with_metrics(metrics));
+    let mut by_name = index(&runtime);
+    tracing::info!(
+        feeds = runtime.settings.feeds.len(),
+        rules = runtime.settings.rules.len(),
+        database = %target,
+        worker = %worker,
+        lease_s = runtime.settings.cluster.lease.as_secs_f64(),
+        "worker started"
+    );
+    let lease = runtime.settings.cluster.lease;
+    if let Some(f) = runtime
+        .settings
+        .feeds
+        .iter()
+        .find(|f| f.fetch.connect_timeout + f.fetch.timeout >= lease)
+    {
+        tracing::warn!(
+            feed = %f.name,
+            "cluster.lease is not longer than this feed's connect + fetch timeout: a fetch that slow outlives its lease, is not stored, and another worker polls the feed again"
+        );
+    }
+    let tracker = TaskTracker::new();
+    let tasks_stop = CancellationToken::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    let mut wave_done = false;
+
+    loop {
+        let free = runtime.settings.concurrency.saturating_sub(in_flight.len());
+        let mut sleep = MAX_IDLE;
+        if free > 0 {
+            let want = free.min(CLAIM_BATCH);
+            let (lease, per_host) = (runtime.settings.cluster.lease, runtime.settings.per_host);
+            match blocking(&store, move |s| {
+                s.claim_due(want, per_host, lease, Utc::now())
+            })
+            .await
+            {
+                Ok(claims) => {
+                    let full = claims.len() == want;
+                    for claim in claims {
+                        let Some(feed) = by_name
+                            .get(&claim.state.name)
+                            .and_then(|&i| runtime.settings.feeds.get(i))
+                            .cloned()
+                        else {
+                            // Another worker's config has it, this one's not: its lease runs out.
+                            tracing::warn!(feed = %claim.state.name, "claimed a feed this worker's config does not have");
+                            continue;
+                        };
+                        let id = claim.state.id;
+                        in_flight.insert(id);
+                        let (runtime, store, done, stop) = (
+                            runtime.clone(),
+                            store.clone(),
+                            done_tx.clone(),
+                            tasks_stop.clone(),
+                        );
+                        tracker.spawn(async move {
+                            let rt = runtime.clone();
+                            let policy = move |f: &FeedSettings, r: &FeedReport, failures: u32| {
+                                Some(next_due(&rt.settings, f, r, failures, Utc::now()))
+                            };
+                            tokio::select! {
+                                _ = poll::poll_feed(&runtime, &store, &feed, Some(claim.state), Some(&policy)) => {}
+                                _ = stop.cancelled() => {
+                                    tracing::info!(feed = %feed.name, "fetch abandoned at shutdown");
+                                }
+                            }
+                            let _ = done.send(id);
+                        });
+                    }
+                    if full && free > want {
+                        sleep = Duration::ZERO; // more may be due: claim again at once
+                    } else {
+                        sleep = match blocking(&store, |s| s.next_wake(Utc::now())).await {
+                            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+                            Ok(None) => MAX_IDLE,
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot read due times");
+                                Duration::from_secs(1)
+                            }
+                        }
+                        .clamp(MIN_SLEEP, MAX_IDLE);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim due feeds");
+                    sleep = Duration::from_secs(1);
+                }
+            }
+        }
+        if wave_done && in_flight.is_empty() {
+            wave_done = false;
+            poll::place_stories(&store).await;
+        }
+
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(id) = done_rx.recv() => {
+                in_flight.remove(&id);
+                wave_done = true;
+            }
+            Some(Control::Reload) = control.recv() => {
+                match reload(&source, &runtime, &store).await {
+                    Ok(new) => {
+                        runtime = new;
+                        by_name = index(&runtime);
+                        tracing::info!(feeds = runtime.settings.feeds.len(), rules = runtime.settings.rules.len(), "config reloaded");
+                    }
+                    Err(reason) => tracing::error!(%reason, "config reload failed; keeping the running config"),
+                }
+            }
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+
+    tracing::info!(in_flight = in_flight.len(), "stopping");
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tasks_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    }
+    match blocking(&store, |s| s.release_leases()).await {
+        Ok(n) if n > 0 => tracing::info!(released = n, "leases released"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot release leases (they run out by themselves)"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Configured feed name → its index in the settings.
+fn index(runtime: &Runtime) -> HashMap<String, usize> {
+    runtime
+        .settings
+        .feeds
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.clone(), i))
+        .collect()
+}
+
+/// Load the config again; on success record its feeds and rules and build its runtime.
+async fn reload(
+    source: &ConfigSource,
+    current: &Runtime,
+    store: &Shared<PgStore>,
+) -> Result<Arc<Runtime>, String> {
+    let settings = config::load(source).map_err(|e| e.to_string())?;
+    if settings.backend != current.settings.backend {
+        return Err("storage changed (restart the worker to switch databases)".into());
+    }
+    if let Some(reason) = unported(&settings, true) {
+        return Err(reason);
+    }
+    let runtime = Runtime::new(settings)
+        .map_err(|e| e.to_string())?
+        .with_metrics(current.metrics.clone());
+    let feeds: Vec<(String, String)> = runtime
+        .settings
+        .feeds
+        .iter()
+        .map(|f| (f.name.clone(), f.url.to_string()))
+        .collect();
+    let versions: Vec<(String, String)> = runtime
+        .settings
+        .rules
+        .iter()
+        .map(|r| (r.name.clone(), r.query.to_string()))
+        .collect();
+    let (archive, stories) = (
+        runtime.settings.archive.keep.is_some(),
+        runtime.settings.stories.clone(),
+    );
+    blocking(store, move |s| {
+        s.set_archive(archive);
+        s.set_story_settings(stories);
+        s.sync_feeds(feeds.iter().map(|(n, u)| (n.as_str(), u.as_str())))?;
+        s.register_rules(&versions, Utc::now())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Arc::new(runtime))
+}
