@@ -2,9 +2,9 @@
 //! store — with bounded concurrency (global and per host).
 //!
 //! A feed's failure is a message, not an abort: it is recorded on that feed, logged with the
-//! feed's name, and the cycle goes on. Each feed's results are written atomically: in a
-//! savepoint of their own, inside the transaction that writes whatever other feeds finished
-//! meanwhile ([`Store::write_feeds`]); a feed whose write fails is rolled back alone.
+//! feed's name, and the cycle goes on. Each feed's results are written atomically, in the
+//! transaction that writes whatever other feeds finished meanwhile ([`Store::write_feeds`]);
+//! a feed whose write fails is rolled back alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -607,9 +607,8 @@ impl Store {
         Ok(counts)
     }
 
-    /// Several feeds' results in one transaction, each feed in a savepoint of its own: a feed
-    /// whose writes fail is rolled back alone (its result is the error) and the others are
-    /// kept. The same rows as one [`Store::commit_feed`] or [`Store::record_unchanged`] per
+    /// Several feeds' results in one transaction: a feed whose writes fail is rolled back
+    /// alone (its result is the error) and the others are kept. The same rows as one [`Store::commit_feed`] or [`Store::record_unchanged`] per
     /// feed, for one commit instead of many: each commit rewrites every B-tree page it touched
     /// into the WAL, so a cold poll's thousand small commits wrote the shared index pages a
     /// thousand times over. `Err` only when the transaction itself could not be begun or
@@ -797,7 +796,7 @@ fn write_one(tx: &Connection, archive: bool, write: &FeedWrite) -> Result<Commit
     }
 }
 
-/// The rows of [`Store::commit_feed`], inside the caller's transaction or savepoint.
+/// The rows of [`Store::commit_feed`], inside the caller's transaction.
 fn commit_one(
     tx: &Connection,
     archive: bool,
