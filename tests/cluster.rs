@@ -407,6 +407,22 @@ fn pg_three_workers_fetch_each_due_feed_once_and_take_over_a_killed_workers_leas
     let workers_seen = db.count("(SELECT DISTINCT last_worker FROM feeds) w");
     assert!(workers_seen >= 2, "{workers_seen}");
 
+    // Document frequencies: each worker adds its own counts to the shared copy, so it holds
+    // every entry's once — never more than the 2,000 entries, and more than any one worker's
+    // share (a worker killed before it placed loses its unsaved counts).
+    let blob: Vec<u8> = pg
+        .client()
+        .query_one("SELECT doc_freq FROM story_state WHERE id = 1", &[])
+        .expect("doc_freq")
+        .get(0);
+    let docs = newswatch::pipeline::stories::DocFreq::from_bytes(&blob)
+        .expect("blob")
+        .docs();
+    assert!(
+        docs > 1000 && docs <= 2 * FEEDS as u32,
+        "documents counted: {docs}"
+    );
+
     // `feeds --format json` names the worker that last polled each feed.
     let (code, out, err) = project.run(&["feeds", "--format", "json"]);
     assert_eq!(code, 0, "{err}");
@@ -414,7 +430,7 @@ fn pg_three_workers_fetch_each_due_feed_once_and_take_over_a_killed_workers_leas
     assert_eq!(feeds.len(), FEEDS);
     assert!(feeds.iter().all(|f| f["last_worker"].is_string()));
     eprintln!(
-        "cluster: {FEEDS} feeds, 3 workers: every feed fetched in {:.1}s; {} orphaned leases taken over {:.1}s after kill -9; {fetches} fetches, at most {most} at once; {:.1}s in all",
+        "cluster: {FEEDS} feeds, 3 workers: every feed fetched in {:.1}s; {} orphaned leases taken over {:.1}s after kill -9; {fetches} fetches, at most {most} at once; {docs} documents counted; {:.1}s in all",
         cold.as_secs_f64(),
         orphans.len(),
         recovered.as_secs_f64(),

@@ -112,6 +112,9 @@ pub struct PgStore {
     /// Keep every polled entry's text in the archive (`[archive] keep`).
     archive: bool,
     stories: StoryState,
+    /// The document frequencies as last read from or written to the database: what this
+    /// worker counted since is its own, to add to what other workers saved meanwhile.
+    df_base: Option<DocFreq>,
     /// This worker's id (`last_worker`, and `lease_owner` when leasing).
     worker: String,
     /// Whether writes need this worker's lease (`run`), or not (`poll`).
@@ -160,6 +163,7 @@ impl PgStore {
             stmts: Statements::default(),
             archive: true,
             stories: StoryState::default(),
+            df_base: None,
             worker,
             leasing,
         })
@@ -508,6 +512,7 @@ impl PollStore for PgStore {
             }),
             None => DocFreq::new(),
         };
+        self.df_base = Some(df.clone());
         let df = Arc::new(Mutex::new(df));
         self.stories.doc_freq = Some(df.clone());
         Ok(df)
@@ -1229,7 +1234,7 @@ fn item_text(r: &postgres::Row) -> std::result::Result<ItemText, postgres::Error
 /// is refused on PostgreSQL so far.
 fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
     let df = store.doc_freq()?;
-    let df = df.lock().unwrap_or_else(|p| p.into_inner());
+    let mut df = df.lock().unwrap_or_else(|p| p.into_inner());
     let t = store.target.clone();
     let Some(db) = store.db.as_mut() else {
         return Err(StoreError::Postgres {
@@ -1241,11 +1246,24 @@ fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
     let mut tx = db.client().transaction().at(&t)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STORY_LOCK])
         .at(&t)?;
-    let generation: i64 = tx
-        .query_one("SELECT generation FROM story_state WHERE id = 1", &[])
-        .at(&t)?
-        .try_get(0)
-        .at(&t)?;
+    let (generation, stored): (i64, Option<Vec<u8>>) = {
+        let r = tx
+            .query_one(
+                "SELECT generation, doc_freq FROM story_state WHERE id = 1",
+                &[],
+            )
+            .at(&t)?;
+        (r.try_get(0).at(&t)?, r.try_get(1).at(&t)?)
+    };
+    // Other workers' counts since this one last read or wrote them, added to this one's (a
+    // no-op for a single process: the stored copy is then the one this worker wrote).
+    if let (Some(base), Some(stored)) = (
+        store.df_base.as_ref(),
+        stored.and_then(|b| DocFreq::from_bytes(&b).ok()),
+    ) {
+        df.merge_since(base, &stored);
+    }
+    store.df_base = Some(df.clone());
     let pending: Vec<ItemText> = tx
         .query(
             &format!("{ITEM_TEXT} WHERE story_pending = 1 ORDER BY id"),
