@@ -333,6 +333,33 @@ fn pg_three_workers_fetch_each_due_feed_once_and_take_over_a_killed_workers_leas
         Duration::from_secs(20),
         || (0..FEEDS).all(|i| hits(i) > before[&i]),
     );
+    // The server drops every connection (a restart, a failover): the two workers reconnect
+    // and go on; a feed whose write met the dead connection is retried at its next due time.
+    pg.client()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .expect("terminate");
+    let before: HashMap<usize, usize> = (0..FEEDS).map(|i| (i, hits(i))).collect();
+    wait_until(
+        "every feed polled again after the connections were dropped, none failing",
+        Duration::from_secs(30),
+        || {
+            (0..FEEDS).all(|i| hits(i) > before[&i])
+                && db.count(
+                    "feeds WHERE consecutive_failures > 0 AND last_error NOT LIKE '%deadlock detected%'",
+                ) == 0
+        },
+    );
+    assert!(
+        workers[1..]
+            .iter()
+            .all(|w| w.log().contains("reconnected to PostgreSQL")),
+        "{}",
+        log(&workers)
+    );
     for w in workers.iter_mut().skip(1) {
         let status = w.stop(Duration::from_secs(15));
         assert!(status.success(), "{}", log(&workers));
