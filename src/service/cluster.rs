@@ -33,6 +33,10 @@ pub const CLAIM_BATCH: usize = 16;
 /// Longest sleep between looks for due feeds (other workers may have added feeds).
 pub const MAX_IDLE: Duration = Duration::from_secs(10);
 
+/// Longest a busy worker (one whose fetches never all end at once) goes without placing the
+/// matches it stored into stories.
+pub const PLACE_EVERY: Duration = Duration::from_secs(5);
+
 /// Shortest sleep: due feeds held back by their host's limit (`[http] per_host`, counted over
 /// every worker's leases) are looked at again this often, or when one of this worker's
 /// fetches ends.
@@ -169,6 +173,7 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
     let mut in_flight: HashSet<i64> = HashSet::new();
     let mut wave_done = false;
+    let mut last_placed = std::time::Instant::now();
 
     loop {
         let free = runtime.settings.concurrency.saturating_sub(in_flight.len());
@@ -235,8 +240,12 @@ pub async fn run(
                 }
             }
         }
-        if wave_done && in_flight.is_empty() {
+        // Stories are placed when this worker's fetches are done, or every PLACE_EVERY when it
+        // never runs dry (a busy worker among many feeds): placing also saves the document
+        // frequencies it counted, which a kill -9 would otherwise lose.
+        if wave_done && (in_flight.is_empty() || last_placed.elapsed() >= PLACE_EVERY) {
             wave_done = false;
+            last_placed = std::time::Instant::now();
             poll::place_stories(&store).await;
         }
 

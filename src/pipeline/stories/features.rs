@@ -345,6 +345,32 @@ impl DocFreq {
         }
     }
 
+    /// Fold in what others counted: `self` (which was `base` when last synchronised) becomes
+    /// `stored` (the shared copy, which others may have added to since `base`) plus what
+    /// `self` counted since `base`. Several processes counting into one shared copy this way
+    /// (each under the shared copy's lock) count every document once. When nothing was added
+    /// elsewhere (`stored` is `base`), `self` is unchanged. Should `self` have halved since
+    /// `base`, its own counts are the best estimate left: the larger of each.
+    pub fn merge_since(&mut self, base: &DocFreq, stored: &DocFreq) {
+        if self.docs < base.docs {
+            for (c, s) in self.counts.iter_mut().zip(&stored.counts) {
+                *c = (*c).max(*s);
+            }
+            self.docs = self.docs.max(stored.docs);
+            return;
+        }
+        for ((c, b), s) in self.counts.iter_mut().zip(&base.counts).zip(&stored.counts) {
+            *c = s.saturating_add(c.saturating_sub(*b));
+        }
+        self.docs = stored.docs.saturating_add(self.docs - base.docs);
+        if self.docs >= Self::HALF_LIFE_DOCS {
+            self.docs /= 2;
+            for c in &mut self.counts {
+                *c /= 2;
+            }
+        }
+    }
+
     /// Documents observed.
     pub fn docs(&self) -> u32 {
         self.docs

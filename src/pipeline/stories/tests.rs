@@ -541,3 +541,27 @@ fn boilerplate_shared_by_many_sites_is_not_a_quotation() {
     }
     assert_eq!(stories.len(), 60);
 }
+
+/// Workers sharing one database each count their own entries and fold in the others' before
+/// placing (issue 17): every document is counted once, and with no other writer nothing
+/// changes.
+#[test]
+fn doc_freq_merged_by_two_counters_counts_each_document_once() {
+    let mut base = DocFreq::new();
+    base.observe_text("GCHQ report", "");
+    let (mut a, mut b) = (base.clone(), base.clone());
+    a.observe_text("GCHQ Warrington", "");
+    b.observe_text("GCHQ Leeds", "");
+    b.observe_text("Leeds council", "");
+    // a places first: the stored copy is still base, so a stays as it is.
+    let before = a.to_bytes();
+    a.merge_since(&base, &base);
+    assert_eq!(a.to_bytes(), before);
+    // b places next, over a's saved copy.
+    b.merge_since(&base, &a);
+    assert_eq!(b.docs(), 4);
+    assert_eq!(b.df(term_hash("GCHQ")), 3);
+    assert_eq!(b.df(term_hash("Leeds")), 2);
+    assert_eq!(b.df(term_hash("Warrington")), 1);
+    assert_eq!(b.df(term_hash("report")), 1);
+}

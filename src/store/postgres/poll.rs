@@ -108,10 +108,17 @@ pub struct PgStore {
     /// Always `Some` until dropped (see the `Drop` impl).
     db: Option<PgDb>,
     target: String,
+    /// Where to connect again when the connection is lost (never printed: it may hold the
+    /// password).
+    url: String,
+    password: Option<String>,
     stmts: Statements,
     /// Keep every polled entry's text in the archive (`[archive] keep`).
     archive: bool,
     stories: StoryState,
+    /// The document frequencies as last read from or written to the database: what this
+    /// worker counted since is its own, to add to what other workers saved meanwhile.
+    df_base: Option<DocFreq>,
     /// This worker's id (`last_worker`, and `lease_owner` when leasing).
     worker: String,
     /// Whether writes need this worker's lease (`run`), or not (`poll`).
@@ -157,9 +164,12 @@ impl PgStore {
         Ok(PgStore {
             target: db.target().to_string(),
             db: Some(db),
+            url: url.to_string(),
+            password: password.map(str::to_string),
             stmts: Statements::default(),
             archive: true,
             stories: StoryState::default(),
+            df_base: None,
             worker,
             leasing,
         })
@@ -190,6 +200,7 @@ impl PgStore {
 
     /// The connection and the statement cache, split so both can be borrowed.
     fn parts(&mut self) -> Result<(&mut postgres::Client, &mut Statements)> {
+        self.reconnect_if_lost()?;
         match self.db.as_mut() {
             Some(db) => Ok((db.client(), &mut self.stmts)),
             None => Err(StoreError::Postgres {
@@ -197,6 +208,23 @@ impl PgStore {
                 reason: "connection closed".into(),
             }),
         }
+    }
+
+    /// A connection the server closed (restarted, failed over, `pg_terminate_backend`) is
+    /// opened again on the next call, so a worker outlives its server's restarts: the call
+    /// that met the closed connection failed (its feed is retried), the next one reconnects.
+    /// A failed reconnect is this call's error; the next call tries again.
+    fn reconnect_if_lost(&mut self) -> Result<()> {
+        if self.db.as_mut().is_some_and(|db| !db.client().is_closed()) {
+            return Ok(());
+        }
+        tracing::warn!(target = %self.target, "connection to PostgreSQL lost: reconnecting");
+        let db = PgDb::connect(&self.url, self.password.as_deref())?;
+        // Prepared statements belonged to the old connection.
+        self.stmts = Statements::default();
+        self.db = Some(db);
+        tracing::info!(target = %self.target, "reconnected to PostgreSQL");
+        Ok(())
     }
 
     /// Make the feeds table agree with the config (as [`crate::store::Store::sync_feeds`]),
@@ -508,6 +536,7 @@ impl PollStore for PgStore {
             }),
             None => DocFreq::new(),
         };
+        self.df_base = Some(df.clone());
         let df = Arc::new(Mutex::new(df));
         self.stories.doc_freq = Some(df.clone());
         Ok(df)
@@ -1229,8 +1258,9 @@ fn item_text(r: &postgres::Row) -> std::result::Result<ItemText, postgres::Error
 /// is refused on PostgreSQL so far.
 fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
     let df = store.doc_freq()?;
-    let df = df.lock().unwrap_or_else(|p| p.into_inner());
+    let mut df = df.lock().unwrap_or_else(|p| p.into_inner());
     let t = store.target.clone();
+    store.reconnect_if_lost()?;
     let Some(db) = store.db.as_mut() else {
         return Err(StoreError::Postgres {
             target: t,
@@ -1241,11 +1271,36 @@ fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
     let mut tx = db.client().transaction().at(&t)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STORY_LOCK])
         .at(&t)?;
-    let generation: i64 = tx
-        .query_one("SELECT generation FROM story_state WHERE id = 1", &[])
-        .at(&t)?
-        .try_get(0)
-        .at(&t)?;
+    let (generation, stored): (i64, Option<Vec<u8>>) = {
+        let r = tx
+            .query_one(
+                "SELECT generation, doc_freq FROM story_state WHERE id = 1",
+                &[],
+            )
+            .at(&t)?;
+        (r.try_get(0).at(&t)?, r.try_get(1).at(&t)?)
+    };
+    // Other workers' counts since this one last read or wrote them, added to this one's (a
+    // no-op for a single process: the stored copy is then the one this worker wrote). Merged
+    // into a copy that replaces this worker's only once the placement is committed: a failed
+    // placement leaves both as they were, to merge again next time.
+    let merged: Option<DocFreq> = match (
+        store.df_base.as_ref(),
+        stored.and_then(|b| DocFreq::from_bytes(&b).ok()),
+    ) {
+        (Some(base), Some(stored)) => {
+            let mut m = df.clone();
+            m.merge_since(base, &stored);
+            Some(m)
+        }
+        _ => None,
+    };
+    let synced = |store_base: &mut Option<DocFreq>, df: &mut DocFreq, merged: Option<DocFreq>| {
+        if let Some(m) = merged {
+            *df = m;
+        }
+        *store_base = Some(df.clone());
+    };
     let pending: Vec<ItemText> = tx
         .query(
             &format!("{ITEM_TEXT} WHERE story_pending = 1 ORDER BY id"),
@@ -1258,16 +1313,18 @@ fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
         .at(&t)?;
     let mut placed = Placed::default();
     if pending.is_empty() {
-        save_doc_freq(&mut tx, &t, &df, false)?;
+        save_doc_freq(&mut tx, &t, merged.as_ref().unwrap_or(&df), false)?;
         tx.commit().at(&t)?;
+        synced(&mut store.df_base, &mut df, merged);
         return Ok(placed);
     }
+    let dfv: &DocFreq = merged.as_ref().unwrap_or(&df);
     let times: Vec<DateTime<Utc>> = pending.iter().map(ItemText::time).collect();
     let oldest = times.iter().copied().min().unwrap_or(now).min(now);
     let since = oldest - state.settings.window - chrono::Duration::days(1);
     let covered = state.loaded_since.is_some_and(|s| s <= since);
     if state.index.is_none() || state.generation != generation || !covered {
-        state.index = Some(load_window(&mut tx, &t, &state.settings, &df, since)?);
+        state.index = Some(load_window(&mut tx, &t, &state.settings, dfv, since)?);
         state.loaded_since = Some(since);
     }
     let Some(index) = state.index.as_mut() else {
@@ -1294,7 +1351,7 @@ fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
         )
         .at(&t)?;
     for item in &pending {
-        let features = item.features(&df);
+        let features = item.features(dfv);
         let blob = features.to_bytes();
         let alone = index
             .story_of(item.id)
@@ -1327,9 +1384,10 @@ fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
     if let Some(s) = state.loaded_since.as_mut() {
         *s = (*s).max(oldest - state.settings.window);
     }
-    save_doc_freq(&mut tx, &t, &df, true)?;
+    save_doc_freq(&mut tx, &t, dfv, true)?;
     state.generation = generation + 1;
     tx.commit().at(&t)?;
+    synced(&mut store.df_base, &mut df, merged);
     Ok(placed)
 }
 
