@@ -746,8 +746,9 @@ fn lock<S>(store: &Shared<S>) -> std::sync::MutexGuard<'_, S> {
 /// feed's write joins the queue and, unless one is already at work, a blocking writer task
 /// starts; it writes every queued write in one transaction ([`Store::write_feeds`]), then the
 /// writes queued meanwhile, until the queue is empty. While one group is being written the
-/// next one gathers, so groups grow with the load and nothing waits for a timer. Measured: 304s group well (a warm poll -8% CPU); a cold poll's groups stay at one
-/// to three feeds, as the writer keeps up with two parsing threads (BENCHMARKS.md).
+/// next one gathers, so groups grow with the load and nothing waits for a timer. Measured
+/// (BENCHMARKS.md): 304s group well (a warm poll -8% CPU); a cold poll's groups are small, as
+/// the writer keeps up with two parsing threads.
 async fn write_grouped<S: PollStore>(
     runtime: &Arc<Runtime>,
     store: &Shared<S>,
