@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigSource, Database, FeedSettings, Settings};
-use crate::service::daemon::{Control, DaemonError, SHUTDOWN_GRACE, next_due};
+use crate::service::daemon::{Control, DaemonError, drain, next_due};
 use crate::service::poll::{self, FeedReport, Runtime, Shared};
 use crate::store::StoreError;
 use crate::store::postgres::poll::PgStore;
@@ -275,14 +275,7 @@ pub async fn run(
     }
 
     tracing::info!(in_flight = in_flight.len(), "stopping");
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tasks_stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
-    }
+    drain(&tracker, &tasks_stop).await;
     match blocking(&store, |s| s.release_leases()).await {
         Ok(n) if n > 0 => tracing::info!(released = n, "leases released"),
         Ok(_) => {}

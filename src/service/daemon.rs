@@ -26,6 +26,19 @@ use crate::store::{Store, StoreError};
 
 /// How long in-flight fetches get to finish after a stop request before they are abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// At a stop: let the in-flight fetches finish for [`SHUTDOWN_GRACE`], then abandon what is
+/// left (`tasks_stop`); a feed's results are committed whole or not at all.
+pub async fn drain(tracker: &TaskTracker, tasks_stop: &CancellationToken) {
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tasks_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    }
+}
 /// Longest sleep of the scheduling loop when nothing is due (it wakes earlier on events).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -390,15 +403,7 @@ pub async fn run(
 
     tracing::info!(in_flight = in_flight.len(), "stopping");
     liveness.stopped();
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        // Abandon what is left; a feed's results are committed whole or not at all.
-        tasks_stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
-    }
+    drain(&tracker, &tasks_stop).await;
     if let Some(web) = web {
         // Cancelled with `shutdown`; bounded by the server's own grace period.
         let _ = web.await;

@@ -76,11 +76,12 @@ pub struct Runtime {
 }
 
 /// What the parsing threads read from the store, without waiting for the writer: each feed's
-/// known entries through [`Reader`] connections (WAL: the last committed state; a feed is
-/// polled once at a time, so its own sightings are always committed), and the store's
-/// document frequencies, taken once. Before these, a parsing thread took the store's lock for
-/// its lookup and, holding a CPU permit, waited while the writer wrote other feeds' groups:
-/// a cold poll kept ~1.4 of the 2 cores busy.
+/// known entries through the store's reader connections ([`PollStore::reader`]; SQLite's WAL
+/// shows them the last committed state, and a feed is polled once at a time, so its own
+/// sightings are always committed), and the store's document frequencies, taken once. Before
+/// this, a parsing thread took the store's lock for its lookup and, holding a CPU permit,
+/// waited while the writer wrote other feeds' groups. A backend without readers (PostgreSQL)
+/// is looked up under the lock, as before.
 #[derive(Default)]
 struct ReadPool {
     idle: Mutex<Vec<Box<dyn EntryReader>>>,
@@ -97,22 +98,17 @@ impl ReadPool {
         feed_id: i64,
     ) -> Result<(KnownEntries, Arc<Mutex<DocFreq>>), StoreError> {
         use std::sync::atomic::Ordering;
-        if self.shared.load(Ordering::Relaxed) {
-            let mut s = lock(store);
-            let df = match self.doc_freq.get() {
-                Some(df) => df.clone(),
-                None => {
-                    let df = s.doc_freq()?;
-                    self.doc_freq.get_or_init(|| df).clone()
-                }
-            };
-            return Ok((s.known_entries(feed_id)?, df));
-        }
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let shared = self.shared.load(Ordering::Relaxed);
+        let idle = if shared {
+            None
+        } else {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        };
         let (reader, df) = match (idle, self.doc_freq.get()) {
             (Some(r), Some(df)) => (r, df.clone()),
             (idle, _) => {
-                // First use (per thread): the only time the store's lock is taken here.
+                // A thread's first lookup (or every lookup where the backend has no reader):
+                // the only time the store's lock is taken here.
                 let mut s = lock(store);
                 let df = match self.doc_freq.get() {
                     Some(df) => df.clone(),
@@ -122,14 +118,13 @@ impl ReadPool {
                     }
                 };
                 let reader = match idle {
-                    Some(r) => r,
-                    None => match s.reader()? {
-                        Some(r) => r,
-                        None => {
-                            self.shared.store(true, Ordering::Relaxed);
-                            return Ok((s.known_entries(feed_id)?, df));
-                        }
-                    },
+                    Some(r) => Some(r),
+                    None if shared => None,
+                    None => s.reader()?,
+                };
+                let Some(reader) = reader else {
+                    self.shared.store(true, Ordering::Relaxed);
+                    return Ok((s.known_entries(feed_id)?, df));
                 };
                 (reader, df)
             }

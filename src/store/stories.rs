@@ -207,7 +207,9 @@ impl ItemText {
     }
 }
 
-const ITEM_TEXT: &str = "SELECT id, story_id, title, summary, content, link, published_at,
+/// What placement reads of an item (`items` rows, both backends).
+pub(crate) const ITEM_TEXT: &str =
+    "SELECT id, story_id, title, summary, content, link, published_at,
        first_seen_at, story_features IS NULL, backfilled FROM items";
 
 fn item_text(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemText> {

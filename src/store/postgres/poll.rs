@@ -30,7 +30,7 @@ use super::{PgDb, one_line};
 use crate::pipeline::fetch::Validators;
 use crate::pipeline::matcher::item_body;
 use crate::pipeline::stories::{DocFreq, Features, StoryIndex, StorySettings};
-use crate::store::stories::{ItemText, Placed, StoryState};
+use crate::store::stories::{ITEM_TEXT, ItemText, Placed, StoryState};
 use crate::store::{
     CommitCounts, EntryRecord, EntryText, FeedState, FeedStatus, FeedWrite, FetchFacts,
     MatchedEntry, PollStore, Result, StoreError, parse_ts, ts,
@@ -877,6 +877,23 @@ fn fetched_feed(
     Ok(())
 }
 
+/// The stored item with canonical URL `canon`, if any.
+fn item_by_url(
+    tx: &mut Transaction<'_>,
+    st: &mut Statements,
+    t: &str,
+    canon: &str,
+) -> Result<Option<i64>> {
+    let q = st
+        .get(tx, "SELECT id FROM items WHERE canonical_url = $1")
+        .at(t)?;
+    tx.query_opt(&q, &[&canon])
+        .at(t)?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .at(t)
+}
+
 /// Store one matched entry as an item with its rules (as `store::store_match`).
 #[allow(clippy::too_many_arguments)] // the SQLite version's MatchPlace, spelled out
 fn store_match(
@@ -893,15 +910,7 @@ fn store_match(
     if item_id.is_none()
         && let Some(canon) = canonical_url
     {
-        let q = st
-            .get(tx, "SELECT id FROM items WHERE canonical_url = $1")
-            .at(t)?;
-        item_id = tx
-            .query_opt(&q, &[&canon])
-            .at(t)?
-            .map(|r| r.try_get(0))
-            .transpose()
-            .at(t)?;
+        item_id = item_by_url(tx, st, t, canon)?;
     }
     let authors = serde_json::to_string(&text.authors).unwrap_or_else(|_| "[]".into());
     let published = text.published.map(ts);
@@ -913,15 +922,7 @@ fn store_match(
         // Another worker stored the same canonical URL first (committed while this insert
         // waited on the unique index): join its item, as the copy of a known item does.
         if let Some(canon) = canonical_url {
-            let q = st
-                .get(tx, "SELECT id FROM items WHERE canonical_url = $1")
-                .at(t)?;
-            item_id = tx
-                .query_opt(&q, &[&canon])
-                .at(t)?
-                .map(|r| r.try_get(0))
-                .transpose()
-                .at(t)?;
+            item_id = item_by_url(tx, st, t, canon)?;
         }
     }
     let (id, new) = match (inserted, item_id) {
@@ -1233,9 +1234,7 @@ fn archive_put(
     Ok(())
 }
 
-const ITEM_TEXT: &str = "SELECT id, story_id, title, summary, content, link, published_at,
-       first_seen_at, story_features IS NULL, backfilled FROM items";
-
+/// A row of [`ITEM_TEXT`] (the same query as SQLite's: its SQL is portable).
 fn item_text(r: &postgres::Row) -> std::result::Result<ItemText, postgres::Error> {
     Ok(ItemText {
         id: r.try_get(0)?,
