@@ -292,8 +292,15 @@ fn pg_three_workers_fetch_each_due_feed_once_and_take_over_a_killed_workers_leas
             "feeds WHERE lease_owner LIKE '{owner_like}' AND lease_until > to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
         ))
     };
+    // Frozen while its leases are counted (SIGSTOP), so that it cannot finish those feeds
+    // between the count and the kill; thawed again when it holds too few.
     wait_until("the victim holds leases", Duration::from_secs(20), || {
-        leased_by_victim() >= 3
+        workers[0].signal("STOP");
+        let enough = leased_by_victim() >= 3;
+        if !enough {
+            workers[0].signal("CONT");
+        }
+        enough
     });
     workers[0].signal("KILL");
     let _ = workers[0].child.wait();
