@@ -52,7 +52,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             cli::check(&source, &settings, &mut out)
         }
         Command::Query(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::query(&settings, args, &mut out)
         }
         Command::Run => {
@@ -65,11 +65,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             cli::digest(&settings, args, chrono::Utc::now(), &mut out)
         }
         Command::Show(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::show(&settings, args, &mut out)
         }
         Command::Mark(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::mark(&settings, args, &mut out)
         }
         Command::Search(args) => {
@@ -91,11 +91,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
         },
         Command::Story(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::story(&settings, args, &mut out)
         }
         Command::Stats(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::stats(&settings, args, chrono::Utc::now(), &mut out)
         }
         Command::Poll(args) => {
@@ -126,7 +126,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             cli::export(&settings, args, &mut out)
         }
         Command::Serve(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             let rt = newswatch::service::poll::build_runtime()?;
             rt.block_on(cli::serve(settings, args))
         }

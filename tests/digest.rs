@@ -207,7 +207,7 @@ pub fn golden_store(path: &Path) -> Store {
             },
         ],
     );
-    newswatch::store::review::mark(&s, &dismissed[1..], "dismissed").expect("dismiss");
+    newswatch::store::review::mark(&mut s, &dismissed[1..], "dismissed").expect("dismiss");
     // Feed health: "gone" never succeeded; "flaky" failed but succeeded within 24 h.
     let gone = s.feed_state("gone").expect("state").expect("gone").id;
     s.record_failure(gone, "HTTP 404", Some(404), None, t("2015-11-09T06:00:00Z"))
@@ -696,7 +696,7 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     let skewed = mk(&mut s, "2015-11-10T06:00:00Z", "skewed");
     let d = mk(&mut s, "2015-11-11T09:00:00Z", "d");
     let dismissed = mk(&mut s, "2015-11-12T09:00:00Z", "dismissed");
-    newswatch::store::review::mark(&s, &[dismissed], "dismissed").expect("dismiss");
+    newswatch::store::review::mark(&mut s, &[dismissed], "dismissed").expect("dismiss");
     let e = mk(&mut s, "2015-11-13T06:59:00Z", "e");
     let run2 = digest::write_scheduled(
         &s,
@@ -755,7 +755,7 @@ fn digest_scheduled_catches_up_after_downtime_without_gap_or_repeat() {
     );
 
     // The record: contiguous id cuts.
-    let runs = digest::scheduled_runs(&s).expect("runs");
+    let runs = digest::scheduled_runs(&mut s).expect("runs");
     assert_eq!(runs.len(), 3);
     assert_eq!(runs[1].after_item_id, runs[0].last_item_id);
     assert_eq!(runs[2].after_item_id, runs[1].last_item_id);

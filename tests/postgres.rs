@@ -442,7 +442,7 @@ fn url_config(url: &str, extra: &str) -> String {
 fn check_and_other_commands_with_a_postgres_url() {
     // No server needed for the refusals and the config errors.
     let project = Project::new(&url_config("postgres://nw@127.0.0.1:1/newsdb", ""));
-    for cmd in [&["query"][..], &["digest"], &["serve"]] {
+    for cmd in [&["digest"][..], &["search", "x"], &["export"]] {
         let (code, _, err) = project.run(cmd);
         assert_eq!(code, 2, "{cmd:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -452,7 +452,16 @@ fn check_and_other_commands_with_a_postgres_url() {
         );
     }
     // Polling works on PostgreSQL: here the server is unreachable, one line naming it.
-    for cmd in [&["poll"][..], &["feeds"], &["run"]] {
+    for cmd in [
+        &["poll"][..],
+        &["feeds"],
+        &["run"],
+        &["query"],
+        &["mark", "1", "--read"],
+        &["story", "show", "1"],
+        &["stats"],
+        &["serve"],
+    ] {
         let (code, _, err) = project.run(cmd);
         assert_eq!(code, 1, "{cmd:?}: {err}");
         assert!(

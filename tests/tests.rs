@@ -16,6 +16,7 @@ mod faults;
 mod fetch;
 mod hostile;
 mod identity;
+mod pg_review;
 mod postgres;
 mod review;
 mod security;

@@ -29,8 +29,8 @@ pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Resu
         None => None,
     };
     let tz = settings.schedule.timezone;
-    let store = open_for_read(settings)?;
-    check_names(settings, &store, &args.select.names)?;
+    let mut store = open_review(settings, true)?;
+    check_names(settings, &mut store, &args.select.names)?;
     // With an expression, filter in Rust first, then apply the limit; with --stories the
     // limit counts stories, so every report row is needed.
     let limit = if filter_matcher.is_some() || args.stories {
@@ -42,7 +42,7 @@ pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Resu
         statuses: args.status.iter().map(|s| s.as_str().to_string()).collect(),
         ..args.select.filter(limit)
     };
-    let mut rows = store.matches(&filter).context("cannot read matches")?;
+    let mut rows = crate::store::matches(&mut store, &filter).context("cannot read matches")?;
     if args.stories {
         if let Some(m) = &filter_matcher {
             rows.retain(|r| {
@@ -80,9 +80,7 @@ pub fn query(settings: &Settings, args: &QueryArgs, out: &mut dyn Write) -> Resu
         rows.truncate(args.limit);
         total
     } else if rows.len() == args.limit {
-        store
-            .count_matches(&filter)
-            .context("cannot count matches")?
+        crate::store::count_matches(&mut store, &filter).context("cannot count matches")?
     } else {
         rows.len()
     };

@@ -120,8 +120,12 @@ pub fn parse_limit(s: &str) -> Result<usize, String> {
 
 /// Fail with a usage error, listing the known names, when a `--rule` or `--feed` names no
 /// rule or feed of the config or the database (so a typo is never an empty result).
-pub(crate) fn check_names(settings: &Settings, store: &Store, names: &NameArgs) -> Result<()> {
-    let known = crate::store::review::known_names(store).context("cannot read names")?;
+pub(crate) fn check_names(
+    settings: &Settings,
+    db: &mut dyn crate::store::sql::Db,
+    names: &NameArgs,
+) -> Result<()> {
+    let known = crate::store::review::known_names(db).context("cannot read names")?;
     let check = |kind: &str, asked: &[String], config: Vec<&str>, db: &[String]| -> Result<()> {
         let mut all: Vec<&str> = config;
         all.extend(db.iter().map(String::as_str));
@@ -163,7 +167,7 @@ pub(crate) fn check_names_in(settings: &Settings, names: &NameArgs) -> Result<()
     if names.rule.is_empty() && names.feed.is_empty() {
         return Ok(());
     }
-    check_names(settings, &open_for_read(settings)?, names)
+    check_names(settings, &mut open_for_read(settings)?, names)
 }
 
 /// An error and its causes on one line, `: `-separated, each cause said once: many error
@@ -220,6 +224,23 @@ fn open_for_read(settings: &Settings) -> Result<Store> {
     } else {
         Store::open(std::path::Path::new(":memory:")).context("cannot open an empty database")
     }
+}
+
+pub(crate) use crate::store::sql::AnyDb as ReviewDb;
+
+/// Open the database `[storage]` names for a reviewing command. With `read_only`, an SQLite
+/// file that does not exist yet is not created (an empty in-memory database stands in). A
+/// PostgreSQL database is brought to the current schema, as `poll` would.
+pub(crate) fn open_review(settings: &Settings, read_only: bool) -> Result<ReviewDb> {
+    if let config::Database::Postgres { url, password } = &settings.backend {
+        return ReviewDb::postgres(url.expose(), password.as_ref().map(|p| p.expose()))
+            .context("cannot use the database");
+    }
+    Ok(ReviewDb::Sqlite(if read_only {
+        open_for_read(settings)?
+    } else {
+        open_store(settings)?
+    }))
 }
 
 /// `items` as one pretty JSON array (`ndjson == false`) or one compact object per line.

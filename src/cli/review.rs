@@ -27,8 +27,8 @@ pub fn digest(
         },
         (None, None) => Period::last(chrono::Duration::hours(24), now),
     };
-    let store = open_for_read(settings)?;
-    check_names(settings, &store, &args.names)?;
+    let mut store = open_for_read(settings)?;
+    check_names(settings, &mut store, &args.names)?;
     let opts = digest::DigestOptions {
         rules: args.names.rule.clone(),
         feeds: args.names.feed.clone(),
@@ -45,8 +45,8 @@ pub fn digest(
 
 /// `newswatch show`.
 pub fn show(settings: &Settings, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
-    let store = open_for_read(settings)?;
-    let Some(m) = review::show(&store, args.id).context("cannot read the match")? else {
+    let mut store = open_review(settings, true)?;
+    let Some(m) = review::show(&mut store, args.id).context("cannot read the match")? else {
         bail!("no match with id {}", args.id);
     };
     if args.format == ReviewFormat::Json {
@@ -153,11 +153,13 @@ pub fn mark(settings: &Settings, args: &MarkArgs, out: &mut dyn Write) -> Result
             "mark: give match ids, or --story ID for every report of a story".into()
         ));
     }
-    let outcome = if settings.database.exists() {
-        let store = open_store(settings)?;
+    let on_pg = matches!(settings.backend, crate::config::Database::Postgres { .. });
+    let outcome = if on_pg || settings.database.exists() {
+        let mut store = open_review(settings, false)?;
         let mut ids = args.ids.clone();
         for &story in &args.story {
-            let items = store.story_items(story).context("cannot read the story")?;
+            let items = crate::store::stories::story_items(&mut store, story)
+                .context("cannot read the story")?;
             if items.is_empty() {
                 bail!(UsageError(format!(
                     "--story {story}: no story with that id"
@@ -165,7 +167,7 @@ pub fn mark(settings: &Settings, args: &MarkArgs, out: &mut dyn Write) -> Result
             }
             ids.extend(items);
         }
-        review::mark(&store, &ids, status).context("cannot change status")?
+        review::mark(&mut store, &ids, status).context("cannot change status")?
     } else if !args.story.is_empty() {
         bail!(UsageError(format!(
             "--story {}: no story with that id (nothing stored yet)",
@@ -198,10 +200,10 @@ pub fn stats(
     out: &mut dyn Write,
 ) -> Result<()> {
     let tz = settings.schedule.timezone;
-    let store = open_for_read(settings)?;
-    check_names(settings, &store, &args.names)?;
+    let mut store = open_review(settings, true)?;
+    check_names(settings, &mut store, &args.names)?;
     let st = review::stats(
-        &store,
+        &mut store,
         args.since.min(now),
         &args.names.rule,
         &args.names.feed,
@@ -274,8 +276,11 @@ pub fn stats(
         }
         writeln!(out, "{}", line.trim_end())?;
     }
-    for line in super::alerts::failing_lines(&store, settings)? {
-        writeln!(out, "\n{line}")?;
+    // Alerts are delivered from SQLite only so far (`run` on PostgreSQL refuses `[[alerts]]`).
+    if let ReviewDb::Sqlite(store) = &store {
+        for line in super::alerts::failing_lines(store, settings)? {
+            writeln!(out, "\n{line}")?;
+        }
     }
     Ok(())
 }

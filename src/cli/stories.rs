@@ -86,8 +86,10 @@ pub fn story(settings: &Settings, args: &StoryArgs, out: &mut dyn Write) -> Resu
     let tz = settings.schedule.timezone;
     match &args.command {
         StoryCommand::Show { id, format } => {
-            let store = open_for_read(settings)?;
-            let Some(s) = store.story(*id).context("cannot read the story")? else {
+            let mut store = open_review(settings, true)?;
+            let Some(s) =
+                crate::store::stories::story(&mut store, *id).context("cannot read the story")?
+            else {
                 bail!(UsageError(format!("no story with id {id}")));
             };
             if *format == ReviewFormat::Json {
@@ -131,17 +133,17 @@ pub fn story(settings: &Settings, args: &StoryArgs, out: &mut dyn Write) -> Resu
             Ok(())
         }
         StoryCommand::Split { item } => {
-            let mut store = open_store(settings)?;
-            let to = store
-                .story_split(*item, Utc::now())
+            let mut store = open_review(settings, false)?;
+            let threshold = settings.stories.threshold;
+            let to = crate::store::stories::story_split(&mut store, *item, threshold, Utc::now())
                 .map_err(usage_if_not_found)?;
             writeln!(out, "match {item} is now in story {to}.")?;
             Ok(())
         }
         StoryCommand::Merge { a, b } => {
-            let mut store = open_store(settings)?;
-            store
-                .story_merge(*a, *b, Utc::now())
+            let mut store = open_review(settings, false)?;
+            let threshold = settings.stories.threshold;
+            crate::store::stories::story_merge(&mut store, *a, *b, threshold, Utc::now())
                 .map_err(usage_if_not_found)?;
             writeln!(out, "story {b} joined story {a}.")?;
             Ok(())

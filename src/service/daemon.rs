@@ -422,8 +422,8 @@ fn first_digest_due(
     let digest = settings.digest.as_ref()?;
     let schedule = Schedule::parse(&digest.schedule).ok()?;
     let last_run = {
-        let guard = store.lock().unwrap_or_else(|p| p.into_inner());
-        crate::outputs::digest::scheduled_runs(&guard)
+        let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        crate::outputs::digest::scheduled_runs(&mut *guard)
             .ok()
             .and_then(|runs| runs.last().map(|r| r.period_end))
     };

@@ -18,6 +18,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::sql::{Db, Dialect, Sqlite, value};
 use super::{EntryText, MatchPlace, MatchedEntry, Result, Store, StoreError, store_match, ts};
 use crate::pipeline::dedup;
 use crate::pipeline::matcher::query::{Expr, Pat, Term};
@@ -297,6 +298,44 @@ fn insert(
 /// A `count(*)` read as u64.
 fn count(r: &rusqlite::Row<'_>) -> rusqlite::Result<u64> {
     Ok(r.get::<_, i64>(0)?.max(0) as u64)
+}
+
+/// Entries, oldest entry, unindexed entries and bytes on disk of the archive (either backend).
+pub fn archive_stats(db: &mut dyn Db) -> Result<ArchiveStats> {
+    let r = db
+        .row("SELECT count(*), min(first_seen_at) FROM archive", &[])?
+        .ok_or_else(|| StoreError::Corrupt("no archive count".into()))?;
+    let (entries, oldest): (i64, Option<String>) = (r.get(0)?, r.get(1)?);
+    let bytes: Option<i64> = match db.dialect() {
+        Dialect::Sqlite => db
+            .row(
+                "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'archive%'",
+                &[],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?
+            .flatten(),
+        Dialect::Postgres => Some(value(
+            db,
+            "SELECT pg_total_relation_size('archive') + pg_total_relation_size('archive_fts')",
+            &[],
+        )?),
+    };
+    // PostgreSQL's poller writes each row's tsvector with the row: nothing trails.
+    let unindexed: i64 = match db.dialect() {
+        Dialect::Sqlite => value(
+            db,
+            "SELECT count(*) FROM archive WHERE id > (SELECT indexed_upto FROM archive_index WHERE id = 1)",
+            &[],
+        )?,
+        Dialect::Postgres => 0,
+    };
+    Ok(ArchiveStats {
+        entries: entries.max(0) as u64,
+        oldest,
+        unindexed: unindexed.max(0) as u64,
+        bytes: bytes.unwrap_or(0).max(0) as u64,
+    })
 }
 
 /// Remove row `id` from the full-text index if it was indexed.
@@ -605,26 +644,7 @@ impl Store {
 
     /// Entries, oldest entry, unindexed entries and bytes on disk of the archive.
     pub fn archive_stats(&self) -> Result<ArchiveStats> {
-        let (entries, oldest): (u64, Option<String>) = self.conn.query_row(
-            "SELECT count(*), min(first_seen_at) FROM archive",
-            [],
-            |r| Ok((count(r)?, r.get(1)?)),
-        )?;
-        let bytes: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'archive%'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        Ok(ArchiveStats {
-            entries,
-            oldest,
-            unindexed: self.archive_unindexed()?,
-            bytes: bytes.unwrap_or(0).max(0) as u64,
-        })
+        archive_stats(&mut Sqlite(&self.conn))
     }
 
     /// Record the rule versions now in force (`(name, canonical query)`); returns those seen

@@ -19,6 +19,7 @@ pub mod backend;
 pub mod copy;
 pub mod postgres;
 pub mod review;
+pub mod sql;
 pub mod stories;
 pub mod web;
 
@@ -265,24 +266,57 @@ pub struct MatchRow {
     pub content: String,
 }
 
-/// The columns of a [`MatchRow`] (read by [`match_row`]), from `items i`; column 15 is the
-/// row's [`EFFECTIVE_TIME_SQL`] (the sort key), for keyset pages.
-pub(crate) fn match_select() -> &'static str {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// [`EFFECTIVE_TIME_SQL`] in `d`'s SQL.
+pub fn effective_time_sql(d: sql::Dialect) -> &'static str {
+    static PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        EFFECTIVE_TIME_SQL.replace(
+            "strftime('%Y-%m-%dT%H:%M:%fZ', i.first_seen_at, '+1 day')",
+            &sql::Dialect::Postgres.plus_day("i.first_seen_at"),
+        )
+    });
+    match d {
+        sql::Dialect::Sqlite => EFFECTIVE_TIME_SQL,
+        sql::Dialect::Postgres => &PG,
+    }
+}
+
+/// The columns of a [`MatchRow`] (read by [`match_row`]), from `items i`, in `d`'s SQL;
+/// column 15 is the row's [`EFFECTIVE_TIME_SQL`] (the sort key), for keyset pages.
+pub(crate) fn match_select(d: sql::Dialect) -> &'static str {
+    fn build(d: sql::Dialect) -> String {
         format!(
             "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.snippet, i.status,
                i.summary, i.content,
-               (SELECT json_group_array(name) FROM (SELECT DISTINCT f.name AS name FROM sightings s
-                  JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name)),
-               (SELECT json_group_array(rule) FROM (SELECT rule FROM item_rules WHERE item_id = i.id ORDER BY rule)),
-               (SELECT json_group_array(DISTINCT t.value) FROM item_rules r, json_each(r.terms) t WHERE r.item_id = i.id),
+               {feeds},
+               {rules},
+               {terms},
                COALESCE(i.story_id, 0), (SELECT count(*) FROM items o WHERE o.story_id = i.story_id),
                COALESCE((SELECT st.updated_at FROM stories st WHERE st.id = i.story_id), i.updated_at),
-               {EFFECTIVE_TIME_SQL}
-             FROM items i"
+               {eff}
+             FROM items i",
+            feeds = d.json_list(
+                "name",
+                "SELECT DISTINCT f.name AS name FROM sightings s
+                  JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id",
+                "name"
+            ),
+            rules = d.json_list(
+                "rule",
+                "SELECT rule FROM item_rules WHERE item_id = i.id",
+                "rule"
+            ),
+            terms = d.item_terms("i.id"),
+            eff = effective_time_sql(d),
         )
-    });
-    &SQL
+    }
+    static SQLITE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| build(sql::Dialect::Sqlite));
+    static PG: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| build(sql::Dialect::Postgres));
+    match d {
+        sql::Dialect::Sqlite => &SQLITE,
+        sql::Dialect::Postgres => &PG,
+    }
 }
 
 /// A [`match_select`] row whose JSON lists are still text ([`RawMatch::finish`] parses them).
@@ -296,7 +330,7 @@ pub(crate) struct RawMatch {
 }
 
 /// Read one [`match_select`] row.
-pub(crate) fn match_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawMatch> {
+pub(crate) fn match_row(r: &sql::Row) -> Result<RawMatch> {
     Ok(RawMatch {
         row: MatchRow {
             id: r.get(0)?,
@@ -679,35 +713,7 @@ impl Store {
 
     /// Every feed's status, configured ones first, by name.
     pub fn feed_statuses(&self) -> Result<Vec<FeedStatus>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT f.name, f.url, f.effective_url, f.title, f.last_fetch_at, f.last_success_at, f.last_status,
-               f.last_http_status, f.consecutive_failures, f.next_due_at,
-               (SELECT count(*) FROM sightings s WHERE s.feed_id = f.id),
-               (SELECT count(DISTINCT s.item_id) FROM sightings s WHERE s.feed_id = f.id AND s.item_id IS NOT NULL),
-               f.last_error, f.in_config, f.last_worker
-             FROM feeds f ORDER BY f.in_config DESC, f.name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(FeedStatus {
-                name: r.get(0)?,
-                url: r.get(1)?,
-                effective_url: r.get(2)?,
-                title: r.get(3)?,
-                last_fetch_at: r.get(4)?,
-                last_success_at: r.get(5)?,
-                last_status: r.get(6)?,
-                last_http_status: r.get(7)?,
-                consecutive_failures: r.get(8)?,
-                next_due_at: r.get(9)?,
-                items: r.get(10)?,
-                matches: r.get(11)?,
-                last_error: r.get(12)?,
-                in_config: r.get(13)?,
-                last_worker: r.get(14)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
+        feed_statuses(&mut sql::Sqlite(&self.conn))
     }
 
     /// Set a feed's next due time (the daemon's scheduler).
@@ -720,34 +726,80 @@ impl Store {
 
     /// How many stored matches pass `filter`, ignoring its limit.
     pub fn count_matches(&self, filter: &MatchFilter) -> Result<usize> {
-        let (cond, args) = filter_sql(filter);
-        let n: i64 = self.conn.query_row(
-            &format!("SELECT count(*) FROM items i WHERE 1 = 1{cond}"),
-            rusqlite::params_from_iter(args),
-            |r| r.get(0),
-        )?;
-        Ok(usize::try_from(n).unwrap_or(0))
+        count_matches(&mut sql::Sqlite(&self.conn), filter)
     }
 
     /// Stored matches, newest first by [`EFFECTIVE_TIME_SQL`] (then by id).
     pub fn matches(&self, filter: &MatchFilter) -> Result<Vec<MatchRow>> {
-        let mut sql = format!("{} WHERE 1 = 1", match_select());
-        let (cond, mut args) = filter_sql(filter);
-        sql.push_str(&cond);
-        sql.push_str(&format!(" ORDER BY {EFFECTIVE_TIME_SQL} DESC, i.id DESC"));
-        if let Some(limit) = filter.limit {
-            // Bound as a parameter, saturated: SQLite's LIMIT is a signed 64-bit integer.
-            args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-            sql.push_str(&format!(" LIMIT ?{}", args.len()));
-        }
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), match_row)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row?.finish()?);
-        }
-        Ok(out)
+        matches(&mut sql::Sqlite(&self.conn), filter)
     }
+}
+
+/// Every feed's status, configured ones first, by name (either backend).
+pub fn feed_statuses(db: &mut dyn sql::Db) -> Result<Vec<FeedStatus>> {
+    db.rows(
+        "SELECT f.name, f.url, f.effective_url, f.title, f.last_fetch_at, f.last_success_at, f.last_status,
+           f.last_http_status, f.consecutive_failures, f.next_due_at,
+           (SELECT count(*) FROM sightings s WHERE s.feed_id = f.id),
+           (SELECT count(DISTINCT s.item_id) FROM sightings s WHERE s.feed_id = f.id AND s.item_id IS NOT NULL),
+           f.last_error, f.in_config, f.last_worker
+         FROM feeds f ORDER BY f.in_config DESC, f.name",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(FeedStatus {
+            name: r.get(0)?,
+            url: r.get(1)?,
+            effective_url: r.get(2)?,
+            title: r.get(3)?,
+            last_fetch_at: r.get(4)?,
+            last_success_at: r.get(5)?,
+            last_status: r.get(6)?,
+            last_http_status: r.get(7)?,
+            consecutive_failures: r.get(8)?,
+            next_due_at: r.get(9)?,
+            items: r.get(10)?,
+            matches: r.get(11)?,
+            last_error: r.get(12)?,
+            in_config: r.get(13)?,
+            last_worker: r.get(14)?,
+        })
+    })
+    .collect()
+}
+
+/// How many stored matches pass `filter`, ignoring its limit (either backend).
+pub fn count_matches(db: &mut dyn sql::Db, filter: &MatchFilter) -> Result<usize> {
+    let (cond, args) = filter_sql(db.dialect(), filter);
+    let n: i64 = sql::value(
+        db,
+        &format!("SELECT count(*) FROM items i WHERE 1 = 1{cond}"),
+        &args,
+    )?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Stored matches, newest first by [`EFFECTIVE_TIME_SQL`] (then by id), on either backend.
+pub fn matches(db: &mut dyn sql::Db, filter: &MatchFilter) -> Result<Vec<MatchRow>> {
+    let d = db.dialect();
+    let mut sql = format!("{} WHERE 1 = 1", match_select(d));
+    let (cond, mut args) = filter_sql(d, filter);
+    sql.push_str(&cond);
+    sql.push_str(&format!(
+        " ORDER BY {} DESC, i.id DESC",
+        effective_time_sql(d)
+    ));
+    if let Some(limit) = filter.limit {
+        // Bound as a parameter, saturated: SQL's LIMIT is a signed 64-bit integer.
+        args.push(sql::Val::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" LIMIT ?{}", args.len()));
+    }
+    let mut out = Vec::new();
+    for row in db.rows(&sql, &args)? {
+        out.push(match_row(&row)?.finish()?);
+    }
+    Ok(out)
 }
 
 /// Where a matched entry is being stored: which feed carries it, what identifies it across
@@ -1072,10 +1124,10 @@ fn join_copy(
 }
 
 /// The `AND …` conditions (over `items i`) and their arguments for `filter`, limit aside.
-fn filter_sql(filter: &MatchFilter) -> (String, Vec<rusqlite::types::Value>) {
+fn filter_sql(d: sql::Dialect, filter: &MatchFilter) -> (String, Vec<sql::Val>) {
     let mut sql = String::new();
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let marks = |values: Vec<rusqlite::types::Value>, args: &mut Vec<_>| -> String {
+    let mut args: Vec<sql::Val> = Vec::new();
+    let marks = |values: Vec<sql::Val>, args: &mut Vec<_>| -> String {
         let mut m = Vec::new();
         for v in values {
             args.push(v);
@@ -1104,7 +1156,7 @@ fn filter_sql(filter: &MatchFilter) -> (String, Vec<rusqlite::types::Value>) {
     }
     if let Some(since) = filter.published_since {
         let m = marks(vec![ts(since).into()], &mut args);
-        sql.push_str(&format!(" AND {EFFECTIVE_TIME_SQL} >= {m}"));
+        sql.push_str(&format!(" AND {} >= {m}", effective_time_sql(d)));
     }
     if let Some(since) = filter.first_seen_since {
         let m = marks(vec![ts(since).into()], &mut args);
@@ -1118,7 +1170,10 @@ fn filter_sql(filter: &MatchFilter) -> (String, Vec<rusqlite::types::Value>) {
         sql.push_str(&format!(" AND i.status IN ({m})"));
     }
     if !filter.ids.is_empty() {
-        let m = marks(filter.ids.iter().map(|&id| id.into()).collect(), &mut args);
+        let m = marks(
+            filter.ids.iter().map(|&id| sql::Val::Int(id)).collect(),
+            &mut args,
+        );
         sql.push_str(&format!(" AND i.id IN ({m})"));
     }
     (sql, args)

@@ -7,11 +7,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::store::sql::{self, Db, Val};
+use crate::store::{MatchFilter, StoreError, parse_ts};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
-
-use crate::store::{MatchFilter, Store, StoreError, parse_ts};
 
 /// The review statuses a match can have.
 pub const STATUSES: [&str; 4] = ["new", "read", "starred", "dismissed"];
@@ -74,74 +73,65 @@ pub struct MatchDetail {
 }
 
 /// Everything stored about match `id`, or `None`.
-pub fn show(store: &Store, id: i64) -> Result<Option<MatchDetail>> {
-    let conn = store.conn();
-    let row = conn
-        .query_row(
-            "SELECT id, title, link, guid, published_at, first_seen_at, updated_at, status, authors,
-                    snippet, summary, content, COALESCE(story_id, 0),
-                    (SELECT count(*) FROM items o WHERE o.story_id = items.story_id),
-                    story_pinned, story_evidence
-             FROM items WHERE id = ?1",
-            [id],
-            |r| {
-                Ok(MatchDetail {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    // Only http(s) links leave newswatch, whatever a feed gave.
-                    link: crate::text::outgoing_link(r.get(2)?),
-                    guid: r.get(3)?,
-                    published: r.get(4)?,
-                    first_seen: r.get(5)?,
-                    updated: r.get(6)?,
-                    status: r.get(7)?,
-                    authors: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
-                    feeds: Vec::new(),
-                    rules: Vec::new(),
-                    snippet: r.get(9)?,
-                    summary: r.get(10)?,
-                    content: r.get(11)?,
-                    story: r.get(12)?,
-                    story_size: r.get(13)?,
-                    story_pinned: r.get::<_, i64>(14)? != 0,
-                    story_evidence: r
-                        .get::<_, Option<String>>(15)?
-                        .and_then(|e| serde_json::from_str(&e).ok()),
-                })
-            },
-        )
-        .optional()?;
-    let Some(mut m) = row else {
+pub fn show(db: &mut dyn Db, id: i64) -> Result<Option<MatchDetail>> {
+    let row = db.row(
+        "SELECT id, title, link, guid, published_at, first_seen_at, updated_at, status, authors,
+                snippet, summary, content, COALESCE(story_id, 0),
+                (SELECT count(*) FROM items o WHERE o.story_id = items.story_id),
+                story_pinned, story_evidence
+         FROM items WHERE id = ?1",
+        &[Val::Int(id)],
+    )?;
+    let Some(r) = row else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare(
-        "SELECT f.name, f.url, f.title, MIN(s.first_seen_at) FROM sightings s
-         JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = ?1
-         GROUP BY f.id ORDER BY MIN(s.first_seen_at), f.name",
-    )?;
-    m.feeds = stmt
-        .query_map([id], |r| {
+    let mut m = MatchDetail {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        // Only http(s) links leave newswatch, whatever a feed gave.
+        link: crate::text::outgoing_link(r.get(2)?),
+        guid: r.get(3)?,
+        published: r.get(4)?,
+        first_seen: r.get(5)?,
+        updated: r.get(6)?,
+        status: r.get(7)?,
+        authors: serde_json::from_str(&r.get::<String>(8)?).unwrap_or_default(),
+        feeds: Vec::new(),
+        rules: Vec::new(),
+        snippet: r.get(9)?,
+        summary: r.get(10)?,
+        content: r.get(11)?,
+        story: r.get(12)?,
+        story_size: r.get(13)?,
+        story_pinned: r.get::<i64>(14)? != 0,
+        story_evidence: r
+            .get::<Option<String>>(15)?
+            .and_then(|e| serde_json::from_str(&e).ok()),
+    };
+    m.feeds = db
+        .rows(
+            "SELECT f.name, f.url, f.title, MIN(s.first_seen_at) FROM sightings s
+             JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = ?1
+             GROUP BY f.id, f.name, f.url, f.title ORDER BY MIN(s.first_seen_at), f.name",
+            &[Val::Int(id)],
+        )?
+        .iter()
+        .map(|r| {
             Ok(FeedRef {
                 name: r.get(0)?,
                 url: r.get(1)?,
                 title: r.get(2)?,
                 first_seen: r.get(3)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare(
+        })
+        .collect::<crate::store::Result<_>>()?;
+    let rules = db.rows(
         "SELECT rule, terms, first_matched_at FROM item_rules WHERE item_id = ?1 ORDER BY rule",
+        &[Val::Int(id)],
     )?;
-    let rules = stmt
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    for (rule, terms, first_matched) in rules {
+    for r in rules {
+        let (rule, terms, first_matched): (String, String, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?);
         let terms: Vec<String> = serde_json::from_str(&terms)
             .map_err(|e| StoreError::Corrupt(format!("item {id} rule {rule}: {e}")))?;
         m.rules.push(RuleHit {
@@ -165,34 +155,36 @@ pub struct MarkOutcome {
 }
 
 /// Set the status of every existing match in `ids` (one transaction); report unknown ids.
-pub fn mark(store: &Store, ids: &[i64], status: &str) -> Result<MarkOutcome> {
+pub fn mark(db: &mut dyn Db, ids: &[i64], status: &str) -> Result<MarkOutcome> {
     if !STATUSES.contains(&status) {
         return Err(ReviewError::UnknownStatus(status.to_string()));
     }
-    let tx = rusqlite::Transaction::new_unchecked(store.conn(), TransactionBehavior::Immediate)?;
-    let mut out = MarkOutcome::default();
-    let mut seen = HashSet::new();
-    for &id in ids {
-        if !seen.insert(id) {
-            continue;
-        }
-        let current: Option<String> = tx
-            .query_row("SELECT status FROM items WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
-        match current {
-            None => out.not_found.push(id),
-            Some(s) if s == status => out.unchanged.push(id),
-            Some(_) => {
-                tx.execute(
-                    "UPDATE items SET status = ?2 WHERE id = ?1",
-                    params![id, status],
-                )?;
-                out.changed.push(id);
+    Ok(sql::transaction(db, |tx| {
+        let mut out = MarkOutcome::default();
+        let mut seen = HashSet::new();
+        for &id in ids {
+            if !seen.insert(id) {
+                continue;
+            }
+            let current: Option<String> =
+                match tx.row("SELECT status FROM items WHERE id = ?1", &[Val::Int(id)])? {
+                    Some(r) => Some(r.get(0)?),
+                    None => None,
+                };
+            match current {
+                None => out.not_found.push(id),
+                Some(s) if s == status => out.unchanged.push(id),
+                Some(_) => {
+                    tx.exec(
+                        "UPDATE items SET status = ?2 WHERE id = ?1",
+                        &[Val::Int(id), Val::from(status)],
+                    )?;
+                    out.changed.push(id);
+                }
             }
         }
-    }
-    tx.commit()?;
-    Ok(out)
+        Ok(out)
+    })?)
 }
 
 /// A name and a count.
@@ -242,19 +234,22 @@ pub struct Stats {
 /// Statistics of matches first seen at or after `since`, optionally only those of any of
 /// `rules` and seen in any of `feeds` (empty: all).
 pub fn stats(
-    store: &Store,
+    db: &mut dyn Db,
     since: DateTime<Utc>,
     rules: &[String],
     feeds: &[String],
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<Stats> {
-    let rows = store.matches(&MatchFilter {
-        first_seen_since: Some(since),
-        rules: rules.to_vec(),
-        feeds: feeds.to_vec(),
-        ..MatchFilter::default()
-    })?;
+    let rows = crate::store::matches(
+        db,
+        &MatchFilter {
+            first_seen_since: Some(since),
+            rules: rules.to_vec(),
+            feeds: feeds.to_vec(),
+            ..MatchFilter::default()
+        },
+    )?;
     let mut per_rule: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_feed: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_day: BTreeMap<chrono::NaiveDate, usize> = BTreeMap::new();
@@ -298,17 +293,19 @@ pub fn stats(
             .map(|(name, count)| Count { name, count })
             .collect()
     };
-    let mut stmt = store.conn().prepare(
-        "SELECT name, url, in_config, last_status, last_http_status, last_fetch_at, last_success_at,
-                consecutive_failures, last_error
-         FROM feeds ORDER BY in_config DESC, name",
-    )?;
-    let feeds = stmt
-        .query_map([], |r| {
+    let feeds = db
+        .rows(
+            "SELECT name, url, in_config, last_status, last_http_status, last_fetch_at, last_success_at,
+                    consecutive_failures, last_error
+             FROM feeds ORDER BY in_config DESC, name",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
             Ok(FeedHealth {
                 name: r.get(0)?,
                 url: r.get(1)?,
-                in_config: r.get::<_, i64>(2)? != 0,
+                in_config: r.get::<i64>(2)? != 0,
                 last_status: r.get(3)?,
                 last_http_status: r.get(4)?,
                 last_fetch: r.get(5)?,
@@ -316,8 +313,8 @@ pub fn stats(
                 consecutive_failures: r.get(7)?,
                 last_error: r.get(8)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })
+        .collect::<crate::store::Result<Vec<_>>>()?;
     Ok(Stats {
         since,
         until: now,
@@ -339,16 +336,16 @@ pub fn stats(
             .collect(),
         per_status: counts(per_status),
         feeds,
-        archive: store.archive_stats()?,
+        archive: crate::store::archive::archive_stats(db)?,
     })
 }
 
 /// `true` if any stored match has rule `name`.
-pub fn rule_is_known(store: &Store, name: &str) -> Result<bool> {
-    Ok(store.conn().query_row(
+pub fn rule_is_known(db: &mut dyn Db, name: &str) -> Result<bool> {
+    Ok(sql::value(
+        db,
         "SELECT EXISTS (SELECT 1 FROM item_rules WHERE rule = ?1)",
-        [name],
-        |r| r.get(0),
+        &[Val::from(name)],
     )?)
 }
 
@@ -360,13 +357,13 @@ pub struct KnownNames {
 }
 
 /// Every rule name in `item_rules` and feed name in `feeds`, sorted.
-pub fn known_names(store: &Store) -> Result<KnownNames> {
-    let list = |sql: &str| -> Result<Vec<String>> {
-        let mut stmt = store.conn().prepare(sql)?;
-        let names = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(names)
+pub fn known_names(db: &mut dyn Db) -> Result<KnownNames> {
+    let mut list = |sql: &str| -> Result<Vec<String>> {
+        Ok(db
+            .rows(sql, &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<crate::store::Result<Vec<String>>>()?)
     };
     Ok(KnownNames {
         rules: list("SELECT DISTINCT rule FROM item_rules ORDER BY rule")?,

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use std::collections::BTreeSet;
 
+use super::sql::{self, Db, Dialect, Sqlite, Val};
 use super::{MatchRow, Result, Store, StoreError, effective_time, parse_ts, ts};
 use crate::pipeline::stories::{DocFreq, Evidence, Features, Report, StoryIndex, StorySettings};
 
@@ -152,10 +153,6 @@ pub fn group(rows: &[MatchRow], limit: usize) -> Vec<StoryRow> {
             })
         })
         .collect()
-}
-
-fn sqlite_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Sqlite(e)
 }
 
 /// The host of a link, for telling an outlet's own boilerplate from shared wording.
@@ -310,7 +307,7 @@ impl Store {
                 // story still (a story's id does not change because its only report was edited).
                 item.story
             } else {
-                next_story_id(&tx)?
+                next_story_id(&mut Sqlite(&tx))?
             };
             index.set_new_story_id(fresh);
             let p = index.place(item.id, features);
@@ -357,67 +354,112 @@ impl Store {
         Ok(placed)
     }
 
-    /// Take report `item` out of its story into one of its own, pinned there (re-scoring never
-    /// moves it back). Returns the new story id.
+    /// [`story_split`] on this database.
     pub fn story_split(&mut self, item: i64, now: DateTime<Utc>) -> Result<i64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let story: Option<i64> = tx
-            .query_row("SELECT story_id FROM items WHERE id = ?1", [item], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .flatten();
+        let threshold = self.stories.settings.threshold;
+        story_split(self, item, threshold, now)
+    }
+
+    /// [`story_merge`] on this database.
+    pub fn story_merge(&mut self, a: i64, b: i64, now: DateTime<Utc>) -> Result<()> {
+        let threshold = self.stories.settings.threshold;
+        story_merge(self, a, b, threshold, now)
+    }
+
+    /// [`story_heads`] on this database.
+    pub fn story_heads(&self, stories: &[i64]) -> Result<std::collections::HashMap<i64, MatchRow>> {
+        story_heads(&mut Sqlite(&self.conn), stories)
+    }
+
+    /// [`story_items`] on this database.
+    pub fn story_items(&self, story: i64) -> Result<Vec<i64>> {
+        story_items(&mut Sqlite(&self.conn), story)
+    }
+
+    /// [`story`] on this database.
+    pub fn story(&self, id: i64) -> Result<Option<StoryDetail>> {
+        story(&mut Sqlite(&self.conn), id)
+    }
+}
+
+/// Inside a write transaction of a manual story decision: on PostgreSQL, wait for the lock
+/// that serialises placement (workers placing stories, other people's `split`/`merge`).
+fn lock_placement(tx: &mut dyn Db) -> Result<()> {
+    if tx.dialect() == Dialect::Postgres {
+        tx.rows(
+            "SELECT pg_advisory_xact_lock(?1)",
+            &[Val::Int(super::postgres::poll::STORY_LOCK)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Take report `item` out of its story into one of its own, pinned there (re-scoring never
+/// moves it back). Returns the new story id. `threshold` is recorded in its evidence.
+pub fn story_split(db: &mut dyn Db, item: i64, threshold: f32, now: DateTime<Utc>) -> Result<i64> {
+    sql::transaction(db, |tx| {
+        lock_placement(tx)?;
+        let story: Option<i64> = match tx.row(
+            "SELECT story_id FROM items WHERE id = ?1",
+            &[Val::Int(item)],
+        )? {
+            Some(r) => r.get(0)?,
+            None => None,
+        };
         let Some(story) = story else {
             return Err(StoreError::NotFound(format!("no match with id {item}")));
         };
-        let others: i64 = tx.query_row(
+        let others: i64 = sql::value(
+            tx,
             "SELECT count(*) FROM items WHERE story_id = ?1 AND id <> ?2",
-            params![story, item],
-            |r| r.get(0),
+            &[Val::Int(story), Val::Int(item)],
         )?;
         let to = if others == 0 {
             story
         } else {
-            let to = next_story_id(&tx)?;
-            tx.execute(
+            let to = next_story_id(tx)?;
+            tx.exec(
                 "INSERT INTO stories (id, first_seen_at, updated_at)
                  SELECT ?1, first_seen_at, ?2 FROM items WHERE id = ?3",
-                params![to, ts(now), item],
+                &[Val::Int(to), Val::Text(ts(now)), Val::Int(item)],
             )?;
-            tx.execute(
+            tx.exec(
                 "UPDATE stories SET updated_at = ?2 WHERE id = ?1",
-                params![story, ts(now)],
+                &[Val::Int(story), Val::Text(ts(now))],
             )?;
             to
         };
         let evidence = serde_json::to_string(&Evidence {
             story: Some(to),
             manual: true,
-            threshold: self.stories.settings.threshold,
+            threshold,
             ..Evidence::default()
         })
         .ok();
-        tx.execute(
+        tx.exec(
             "UPDATE items SET story_id = ?2, story_pinned = 1, story_evidence = ?3 WHERE id = ?1",
-            params![item, to, evidence],
+            &[Val::Int(item), Val::Int(to), Val::from(evidence)],
         )?;
-        bump(&tx)?;
-        tx.commit()?;
+        bump(tx)?;
         Ok(to)
-    }
+    })
+}
 
-    /// Join story `b` into story `a`: every report of both is pinned in `a`.
-    pub fn story_merge(&mut self, a: i64, b: i64, now: DateTime<Utc>) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// Join story `b` into story `a`: every report of both is pinned in `a`.
+pub fn story_merge(
+    db: &mut dyn Db,
+    a: i64,
+    b: i64,
+    threshold: f32,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sql::transaction(db, |tx| {
+        lock_placement(tx)?;
         for id in [a, b] {
-            let exists: bool = tx.query_row(
+            let exists: bool = sql::value(
+                tx,
                 "SELECT EXISTS (SELECT 1 FROM stories WHERE id = ?1)",
-                [id],
-                |r| r.get(0),
+                &[Val::Int(id)],
             )?;
             if !exists {
                 return Err(StoreError::NotFound(format!("no story with id {id}")));
@@ -427,133 +469,144 @@ impl Store {
             let evidence = serde_json::to_string(&Evidence {
                 story: Some(a),
                 manual: true,
-                threshold: self.stories.settings.threshold,
+                threshold,
                 ..Evidence::default()
             })
             .ok();
-            tx.execute(
+            tx.exec(
                 "UPDATE items SET story_id = ?1, story_evidence = ?3 WHERE story_id = ?2",
-                params![a, b, evidence],
+                &[Val::Int(a), Val::Int(b), Val::from(evidence)],
             )?;
-            tx.execute(
-                "UPDATE stories SET updated_at = ?2,
-                   first_seen_at = min(first_seen_at, (SELECT first_seen_at FROM stories WHERE id = ?3))
-                 WHERE id = ?1",
-                params![a, ts(now), b],
+            let first = tx.dialect().least(
+                "first_seen_at",
+                "(SELECT first_seen_at FROM stories WHERE id = ?3)",
+            );
+            tx.exec(
+                &format!(
+                    "UPDATE stories SET updated_at = ?2, first_seen_at = {first} WHERE id = ?1"
+                ),
+                &[Val::Int(a), Val::Text(ts(now)), Val::Int(b)],
             )?;
-            tx.execute("DELETE FROM stories WHERE id = ?1", [b])?;
+            tx.exec("DELETE FROM stories WHERE id = ?1", &[Val::Int(b)])?;
         }
-        tx.execute("UPDATE items SET story_pinned = 1 WHERE story_id = ?1", [a])?;
-        bump(&tx)?;
-        tx.commit()?;
-        Ok(())
-    }
+        tx.exec(
+            "UPDATE items SET story_pinned = 1 WHERE story_id = ?1",
+            &[Val::Int(a)],
+        )?;
+        bump(tx)
+    })
+}
 
-    /// For each of `stories`: its fullest report standing for it (with the outlets and rules
-    /// of all its reports), as alerts and exports show a story.
-    pub fn story_heads(&self, stories: &[i64]) -> Result<std::collections::HashMap<i64, MatchRow>> {
-        let mut ids = Vec::new();
-        for &s in stories {
-            ids.extend(self.story_items(s)?);
-        }
-        let mut out = std::collections::HashMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let rows = self.matches(&super::MatchFilter {
+/// For each of `stories`: its fullest report standing for it (with the outlets and rules
+/// of all its reports), as alerts and exports show a story.
+pub fn story_heads(
+    db: &mut dyn Db,
+    stories: &[i64],
+) -> Result<std::collections::HashMap<i64, MatchRow>> {
+    let mut ids = Vec::new();
+    for &s in stories {
+        ids.extend(story_items(db, s)?);
+    }
+    let mut out = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = super::matches(
+        db,
+        &super::MatchFilter {
             ids,
             ..super::MatchFilter::default()
-        })?;
-        for g in group(&rows, usize::MAX) {
-            let Some(head) = g
-                .rows
-                .iter()
-                .find(|r| r.title == g.headline && r.link == g.link)
-                .or(g.rows.first())
-            else {
-                continue;
-            };
-            let mut head = head.clone();
-            head.feeds = g.outlets.clone();
-            head.rules = g.rules.clone();
-            out.insert(g.story, head);
-        }
-        Ok(out)
-    }
-
-    /// The match ids of a story's reports (empty: no such story).
-    pub fn story_items(&self, story: i64) -> Result<Vec<i64>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id FROM items WHERE story_id = ?1 ORDER BY id")?;
-        let ids = stmt
-            .query_map([story], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
-        Ok(ids)
-    }
-
-    /// A story and its reports, oldest first; `None` when there is no such story.
-    pub fn story(&self, id: i64) -> Result<Option<StoryDetail>> {
-        let head: Option<(String, String)> = self
-            .conn
-            .query_row(
-                "SELECT first_seen_at, updated_at FROM stories WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((first_seen, updated)) = head else {
-            return Ok(None);
+        },
+    )?;
+    for g in group(&rows, usize::MAX) {
+        let Some(head) = g
+            .rows
+            .iter()
+            .find(|r| r.title == g.headline && r.link == g.link)
+            .or(g.rows.first())
+        else {
+            continue;
         };
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.status, i.story_pinned,
-               i.story_evidence,
-               (SELECT json_group_array(name) FROM (SELECT DISTINCT f.name AS name FROM sightings s
-                  JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id ORDER BY f.name))
-             FROM items i WHERE i.story_id = ?1 ORDER BY i.first_seen_at, i.id",
-        )?;
-        let reports = stmt
-            .query_map([id], |r| {
-                let evidence: Option<String> = r.get(7)?;
-                let feeds: String = r.get(8)?;
-                Ok(StoryReport {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    link: crate::text::outgoing_link(r.get(2)?),
-                    published: r.get(3)?,
-                    first_seen: r.get(4)?,
-                    status: r.get(5)?,
-                    pinned: r.get::<_, i64>(6)? != 0,
-                    evidence: evidence.and_then(|e| serde_json::from_str(&e).ok()),
-                    feeds: serde_json::from_str(&feeds).unwrap_or_default(),
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(sqlite_err)?;
-        Ok(Some(StoryDetail {
-            id,
-            first_seen,
-            updated,
-            reports,
-        }))
+        let mut head = head.clone();
+        head.feeds = g.outlets.clone();
+        head.rules = g.rules.clone();
+        out.insert(g.story, head);
     }
+    Ok(out)
+}
+
+/// The match ids of a story's reports (empty: no such story).
+pub fn story_items(db: &mut dyn Db, story: i64) -> Result<Vec<i64>> {
+    db.rows(
+        "SELECT id FROM items WHERE story_id = ?1 ORDER BY id",
+        &[Val::Int(story)],
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// A story and its reports, oldest first; `None` when there is no such story.
+pub fn story(db: &mut dyn Db, id: i64) -> Result<Option<StoryDetail>> {
+    let Some(head) = db.row(
+        "SELECT first_seen_at, updated_at FROM stories WHERE id = ?1",
+        &[Val::Int(id)],
+    )?
+    else {
+        return Ok(None);
+    };
+    let (first_seen, updated): (String, String) = (head.get(0)?, head.get(1)?);
+    let feeds = db.dialect().json_list(
+        "name",
+        "SELECT DISTINCT f.name AS name FROM sightings s
+          JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = i.id",
+        "name",
+    );
+    let reports = db
+        .rows(
+            &format!(
+                "SELECT i.id, i.title, i.link, i.published_at, i.first_seen_at, i.status, i.story_pinned,
+                   i.story_evidence, {feeds}
+                 FROM items i WHERE i.story_id = ?1 ORDER BY i.first_seen_at, i.id"
+            ),
+            &[Val::Int(id)],
+        )?
+        .iter()
+        .map(|r| {
+            let evidence: Option<String> = r.get(7)?;
+            let feeds: String = r.get(8)?;
+            Ok(StoryReport {
+                id: r.get(0)?,
+                title: r.get(1)?,
+                link: crate::text::outgoing_link(r.get(2)?),
+                published: r.get(3)?,
+                first_seen: r.get(4)?,
+                status: r.get(5)?,
+                pinned: r.get::<i64>(6)? != 0,
+                evidence: evidence.and_then(|e| serde_json::from_str(&e).ok()),
+                feeds: serde_json::from_str(&feeds).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(StoryDetail {
+        id,
+        first_seen,
+        updated,
+        reports,
+    }))
 }
 
 /// The id a new story gets: above every story id in use (inside a write transaction, so no
-/// other process can take it meanwhile).
-fn next_story_id(tx: &Transaction<'_>) -> Result<i64> {
-    Ok(
-        tx.query_row("SELECT COALESCE(max(id), 0) + 1 FROM stories", [], |r| {
-            r.get(0)
-        })?,
-    )
+/// other process can take it meanwhile; on PostgreSQL under the placement lock).
+fn next_story_id(tx: &mut dyn Db) -> Result<i64> {
+    sql::value(tx, "SELECT COALESCE(max(id), 0) + 1 FROM stories", &[])
 }
 
 /// A manual decision changed stories: every process's window must be reloaded.
-fn bump(tx: &Transaction<'_>) -> Result<()> {
-    tx.execute(
+fn bump(tx: &mut dyn Db) -> Result<()> {
+    tx.exec(
         "UPDATE story_state SET generation = generation + 1 WHERE id = 1",
-        [],
+        &[],
     )?;
     Ok(())
 }

@@ -8,10 +8,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params_from_iter;
-
+use super::sql::{Db, Dialect, Sqlite, Val, value};
 use super::{
-    EFFECTIVE_TIME_SQL, MatchFilter, MatchRow, Result, Store, filter_sql, match_row, match_select,
+    MatchFilter, MatchRow, Result, Store, effective_time_sql, filter_sql, match_row, match_select,
 };
 
 /// Where a page starts: strictly after this (sort time, id) key, in newest-first order.
@@ -52,124 +51,136 @@ pub struct WebCounts {
 pub const EFFECTIVE_TIME_INDEX: &str = "items_effective_time";
 
 impl Store {
-    /// Up to `limit` matches passing `filter` (its own limit ignored), newest first, starting
-    /// after `after`.
+    /// [`match_page`] on this database.
     pub fn match_page(
         &self,
         filter: &MatchFilter,
         after: Option<&PageKey>,
         limit: usize,
     ) -> Result<MatchPage> {
-        let (cond, mut args) = filter_sql(filter);
-        let mut sql = format!("{} WHERE 1 = 1{cond}", match_select());
-        if let Some(key) = after {
-            args.push(key.time.clone().into());
-            let t = args.len();
-            args.push(key.id.into());
-            let id = args.len();
-            sql.push_str(&format!(
-                " AND ({EFFECTIVE_TIME_SQL}, i.id) < (?{t}, ?{id})"
-            ));
-        }
-        // One more than asked: tells whether there is a next page.
-        args.push(
-            i64::try_from(limit.saturating_add(1))
-                .unwrap_or(i64::MAX)
-                .into(),
-        );
-        sql.push_str(&format!(
-            " ORDER BY {EFFECTIVE_TIME_SQL} DESC, i.id DESC LIMIT ?{}",
-            args.len()
-        ));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), match_row)?;
-        let mut page = MatchPage::default();
-        let mut last_key = None;
-        for row in rows {
-            let raw = row?;
-            if page.rows.len() == limit {
-                page.next = last_key.take();
-                break;
-            }
-            let time = raw.time.clone();
-            let m = raw.finish()?;
-            last_key = Some(PageKey { time, id: m.id });
-            page.rows.push(m);
-        }
-        Ok(page)
+        match_page(&mut Sqlite(self.conn()), filter, after, limit)
     }
 
-    /// Each outlet's own link for the items `ids` (from the archive, which keeps every feed's
-    /// copy), by item id; feeds whose copy is no longer archived are listed without a link.
+    /// [`outlet_links`] on this database.
     pub fn outlet_links(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<OutletLink>>> {
-        let mut out: HashMap<i64, Vec<OutletLink>> = HashMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
-        let sql = format!(
-            "SELECT s.item_id, f.name,
-               (SELECT a.link FROM archive a WHERE a.feed_id = s.feed_id AND a.item_id = s.item_id
-                ORDER BY a.id DESC LIMIT 1)
-             FROM sightings s JOIN feeds f ON f.id = s.feed_id
-             WHERE s.item_id IN ({})
-             GROUP BY s.item_id, s.feed_id ORDER BY s.item_id, f.name",
-            marks.join(", ")
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(ids.iter()), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, feed, link) = row?;
-            let link = crate::text::outgoing_link(link);
-            out.entry(id).or_default().push(OutletLink { feed, link });
-        }
-        Ok(out)
+        outlet_links(&mut Sqlite(self.conn()), ids)
     }
 
-    /// Stored matches in all and per rule.
+    /// [`web_counts`] on this database.
     pub fn web_counts(&self) -> Result<WebCounts> {
-        let items: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM items", [], |r| r.get(0))?;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT rule, count(*) FROM item_rules GROUP BY rule ORDER BY rule")?;
-        let per_rule = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let stories: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM stories", [], |r| r.get(0))?;
-        Ok(WebCounts {
-            items: items.max(0) as u64,
-            stories: stories.max(0) as u64,
-            per_rule,
-        })
+        web_counts(&mut Sqlite(self.conn()))
     }
 
-    /// Whether the database accepts a write right now: an IMMEDIATE transaction (the write
-    /// lock, waiting up to the busy timeout) rolled back at once.
+    /// [`check_writable`] on this database.
     pub fn check_writable(&self) -> Result<()> {
-        let tx = rusqlite::Transaction::new_unchecked(
-            &self.conn,
-            rusqlite::TransactionBehavior::Immediate,
-        )?;
-        tx.rollback()?;
-        Ok(())
+        check_writable(&mut Sqlite(self.conn()))
     }
+}
+
+/// Up to `limit` matches passing `filter` (its own limit ignored), newest first, starting
+/// after `after`.
+pub fn match_page(
+    db: &mut dyn Db,
+    filter: &MatchFilter,
+    after: Option<&PageKey>,
+    limit: usize,
+) -> Result<MatchPage> {
+    let d = db.dialect();
+    let eff = effective_time_sql(d);
+    let (cond, mut args) = filter_sql(d, filter);
+    let mut sql = format!("{} WHERE 1 = 1{cond}", match_select(d));
+    if let Some(key) = after {
+        args.push(Val::Text(key.time.clone()));
+        let t = args.len();
+        args.push(Val::Int(key.id));
+        let id = args.len();
+        sql.push_str(&format!(" AND ({eff}, i.id) < (?{t}, ?{id})"));
+    }
+    // One more than asked: tells whether there is a next page.
+    args.push(Val::Int(
+        i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX),
+    ));
+    sql.push_str(&format!(
+        " ORDER BY {eff} DESC, i.id DESC LIMIT ?{}",
+        args.len()
+    ));
+    let mut page = MatchPage::default();
+    let mut last_key = None;
+    for row in db.rows(&sql, &args)? {
+        let raw = match_row(&row)?;
+        if page.rows.len() == limit {
+            page.next = last_key.take();
+            break;
+        }
+        let time = raw.time.clone();
+        let m = raw.finish()?;
+        last_key = Some(PageKey { time, id: m.id });
+        page.rows.push(m);
+    }
+    Ok(page)
+}
+
+/// Each outlet's own link for the items `ids` (from the archive, which keeps every feed's
+/// copy), by item id; feeds whose copy is no longer archived are listed without a link.
+pub fn outlet_links(db: &mut dyn Db, ids: &[i64]) -> Result<HashMap<i64, Vec<OutletLink>>> {
+    let mut out: HashMap<i64, Vec<OutletLink>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "SELECT s.item_id, f.name,
+           (SELECT a.link FROM archive a WHERE a.feed_id = s.feed_id AND a.item_id = s.item_id
+            ORDER BY a.id DESC LIMIT 1)
+         FROM sightings s JOIN feeds f ON f.id = s.feed_id
+         WHERE s.item_id IN ({})
+         GROUP BY s.item_id, s.feed_id, f.name ORDER BY s.item_id, f.name",
+        marks.join(", ")
+    );
+    let args: Vec<Val> = ids.iter().map(|&id| Val::Int(id)).collect();
+    for r in db.rows(&sql, &args)? {
+        let id: i64 = r.get(0)?;
+        let feed: String = r.get(1)?;
+        let link = crate::text::outgoing_link(r.get(2)?);
+        out.entry(id).or_default().push(OutletLink { feed, link });
+    }
+    Ok(out)
+}
+
+/// Stored matches in all and per rule.
+pub fn web_counts(db: &mut dyn Db) -> Result<WebCounts> {
+    let items: i64 = value(db, "SELECT count(*) FROM items", &[])?;
+    let per_rule = db
+        .rows(
+            "SELECT rule, count(*) FROM item_rules GROUP BY rule ORDER BY rule",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?.max(0) as u64)))
+        .collect::<Result<Vec<_>>>()?;
+    let stories: i64 = value(db, "SELECT count(*) FROM stories", &[])?;
+    Ok(WebCounts {
+        items: items.max(0) as u64,
+        stories: stories.max(0) as u64,
+        per_rule,
+    })
+}
+
+/// Whether the database accepts a write right now: a write transaction (SQLite: the write
+/// lock, waiting up to the busy timeout; PostgreSQL: read-write, which a standby refuses)
+/// rolled back at once.
+pub fn check_writable(db: &mut dyn Db) -> Result<()> {
+    db.batch(match db.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN READ WRITE",
+    })?;
+    db.batch("ROLLBACK")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::EFFECTIVE_TIME_SQL;
 
     /// The index of migration 0007 must be the very expression queries order by, or SQLite
     /// silently stops using it.

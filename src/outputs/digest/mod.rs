@@ -781,25 +781,29 @@ pub struct DigestRun {
 }
 
 /// Every scheduled digest written so far, oldest first.
-pub fn scheduled_runs(store: &Store) -> Result<Vec<DigestRun>> {
-    let mut stmt = store.conn().prepare(
+pub fn scheduled_runs(db: &mut dyn crate::store::sql::Db) -> Result<Vec<DigestRun>> {
+    let rows = db.rows(
         "SELECT id, period_start, period_end, after_item_id, last_item_id, items, files
          FROM digest_runs ORDER BY id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, String>(6)?,
-        ))
-    })?;
+    let rows = rows
+        .iter()
+        .map(|r| -> crate::store::Result<_> {
+            Ok((
+                r.get::<i64>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<i64>(3)?,
+                r.get::<i64>(4)?,
+                r.get::<i64>(5)?,
+                r.get::<String>(6)?,
+            ))
+        })
+        .collect::<crate::store::Result<Vec<_>>>()?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, start, end, after, last, items, files) = row?;
+        let (id, start, end, after, last, items, files) = row;
         let time = |s: &str| {
             parse_ts(s)
                 .ok_or_else(|| StoreError::Corrupt(format!("digest run {id}: bad time {s:?}")))

@@ -36,8 +36,15 @@ async fn page(app: &AppState, query: Option<String>) -> Result<MatchPage, Failur
                 .into(),
         ));
     }
-    app.db(move |s, _| Ok(s.match_page(&p.filter(), p.cursor.as_ref(), p.limit)?))
-        .await
+    app.db(move |s, _| {
+        Ok(crate::store::web::match_page(
+            s,
+            &p.filter(),
+            p.cursor.as_ref(),
+            p.limit,
+        )?)
+    })
+    .await
 }
 
 #[derive(Serialize)]
@@ -215,7 +222,12 @@ pub(crate) async fn run_search(app: &AppState, query: Option<String>) -> Result<
         limit: Some(p.limit),
     };
     app.db(move |s, _| {
-        let r = s.search_archive(&query, &filter)?;
+        let Some(st) = s.sqlite() else {
+            return Err(Failure::BadRequest(
+                "search is not available on PostgreSQL yet (newswatch search, too)".into(),
+            ));
+        };
+        let r = st.search_archive(&query, &filter)?;
         Ok(Hits {
             truncated: r.truncated,
             hits: r.hits.into_iter().map(Hit::from).collect(),
@@ -238,7 +250,7 @@ pub(crate) async fn feeds(State(app): State<AppState>) -> Response {
                 feeds: Vec<crate::store::FeedStatus>,
             }
             Ok(Feeds {
-                feeds: s.feed_statuses()?,
+                feeds: crate::store::feed_statuses(s)?,
             })
         })
         .await,

@@ -37,8 +37,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::config::Database;
 use crate::config::{Settings, WebSettings};
 use crate::service::metrics::{DbMetrics, Liveness, Metrics};
+use crate::store::sql::AnyDb;
 use crate::store::{Store, StoreError};
 
 pub use auth::is_loopback;
@@ -86,25 +88,62 @@ pub enum WebError {
     Store(#[from] StoreError),
 }
 
-/// Connections to the database for requests, opened on demand and kept for reuse.
+/// Connections to the database for requests, opened on demand and kept for reuse: SQLite
+/// connections to the file, or PostgreSQL ones (a `serve` keeps no state of its own, so
+/// several can run against one PostgreSQL database behind a proxy).
 struct Pool {
+    backend: Database,
     path: PathBuf,
-    idle: Mutex<Vec<Store>>,
+    idle: Mutex<Vec<AnyDb>>,
 }
 
 impl Pool {
-    fn take(&self) -> Result<Store, StoreError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match idle {
-            Some(s) => Ok(s),
-            None => Store::open(&self.path),
+    fn open(backend: &Database, path: &std::path::Path) -> Result<AnyDb, StoreError> {
+        match backend {
+            Database::Postgres { url, password } => {
+                AnyDb::postgres(url.expose(), password.as_ref().map(|p| p.expose()))
+            }
+            Database::Sqlite(_) => Store::open(path).map(AnyDb::Sqlite),
         }
     }
 
-    fn give(&self, store: Store) {
+    fn take(&self) -> Result<AnyDb, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            // A PostgreSQL connection the server closed (restart, failover) is replaced.
+            Some(AnyDb::Postgres(mut p)) => {
+                if p.client().is_closed() {
+                    tracing::warn!(target = %p.target(), "web: PostgreSQL connection lost, reconnecting");
+                    Pool::open(&self.backend, &self.path)
+                } else {
+                    Ok(AnyDb::Postgres(p))
+                }
+            }
+            Some(s) => Ok(s),
+            None => Pool::open(&self.backend, &self.path),
+        }
+    }
+
+    fn give(&self, store: AnyDb) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < POOL_IDLE {
             idle.push(store);
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // A PostgreSQL client owns a small tokio runtime, which must not be dropped on a
+        // thread that runs async code (tokio panics there): close those on a thread of
+        // their own.
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if tokio::runtime::Handle::try_current().is_ok()
+            && idle.iter().any(|c| matches!(c, AnyDb::Postgres(_)))
+        {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(idle));
         }
     }
 }
@@ -215,12 +254,12 @@ impl App {
     /// Run `f` with a database connection of the pool, on the blocking pool.
     async fn db<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Store, &App) -> Result<T, Failure> + Send + 'static,
+        f: impl FnOnce(&mut AnyDb, &App) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Failure> {
         let app = self.clone();
         tokio::task::spawn_blocking(move || {
-            let store = app.pool.take()?;
-            let out = f(&store, &app);
+            let mut store = app.pool.take()?;
+            let out = f(&mut store, &app);
             app.pool.give(store);
             out
         })
@@ -248,8 +287,9 @@ impl Server {
     ) -> Result<Server, WebError> {
         let auth = auth::Auth::new(web)?;
         let path = settings.database.clone();
-        let store = tokio::task::spawn_blocking(move || -> Result<Store, StoreError> {
-            Store::open(&path)
+        let backend = settings.backend.clone();
+        let store = tokio::task::spawn_blocking(move || -> Result<AnyDb, StoreError> {
+            Pool::open(&backend, &path)
         })
         .await
         .map_err(|e| WebError::Token(format!("start-up task failed: {e}")))??;
@@ -267,6 +307,7 @@ impl Server {
         let app = Arc::new(App {
             settings: settings.clone(),
             pool: Pool {
+                backend: settings.backend.clone(),
                 path: settings.database.clone(),
                 idle: Mutex::new(vec![store]),
             },
@@ -406,8 +447,7 @@ async fn healthz(State(app): State<AppState>) -> Response {
     };
     let db = app
         .db(|s, _| {
-            s.check_writable()
-                .map_err(|e| Failure::Internal(e.to_string()))
+            crate::store::web::check_writable(s).map_err(|e| Failure::Internal(e.to_string()))
         })
         .await;
     let mode = if app.liveness.is_some() {
@@ -445,10 +485,14 @@ async fn healthz(State(app): State<AppState>) -> Response {
 async fn metrics(State(app): State<AppState>) -> Response {
     let db = app
         .db(|s, app| {
-            let counts = s.web_counts()?;
-            let archive = s.archive_stats()?;
-            let alerts_failing = s
-                .alert_failing(chrono::Utc::now())?
+            let counts = crate::store::web::web_counts(s)?;
+            let archive = crate::store::archive::archive_stats(s)?;
+            // Alerts are delivered from SQLite only so far.
+            let failing = match s.sqlite() {
+                Some(st) => st.alert_failing(chrono::Utc::now())?,
+                None => Vec::new(),
+            };
+            let alerts_failing = failing
                 .into_iter()
                 .map(|f| {
                     let since =
@@ -456,8 +500,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
                     (f.alert, since)
                 })
                 .collect();
-            let feeds = s
-                .feed_statuses()?
+            let feeds = crate::store::feed_statuses(s)?
                 .into_iter()
                 .filter(|f| f.in_config)
                 .map(|f| {

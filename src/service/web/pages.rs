@@ -256,14 +256,14 @@ pub(crate) async fn review(State(app): State<AppState>, RawQuery(query): RawQuer
             if !want {
                 return Ok((names, Vec::new(), None, Default::default()));
             }
-            let page = s.match_page(&p.filter(), p.cursor.as_ref(), p.limit)?;
+            let page = crate::store::web::match_page(s, &p.filter(), p.cursor.as_ref(), p.limit)?;
             let ids: Vec<i64> = page.rows.iter().map(|m| m.id).collect();
-            let links = s.outlet_links(&ids)?;
+            let links = crate::store::web::outlet_links(s, &ids)?;
             // A story's buttons act on all of its reports, also those on other pages.
             let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
             for m in &page.rows {
                 if let std::collections::hash_map::Entry::Vacant(e) = members.entry(m.story) {
-                    e.insert(s.story_items(m.story)?);
+                    e.insert(crate::store::stories::story_items(s, m.story)?);
                 }
             }
             Ok((names, page.rows, page.next, (links, members)))
@@ -385,7 +385,14 @@ pub(crate) async fn feeds(State(app): State<AppState>) -> Response {
     };
     let since = crate::service::alerts::now() - crate::service::alerts::FAILING_REPORT_AFTER;
     let listing = app
-        .db(move |s, _| Ok((s.feed_statuses()?, s.alert_failing(since)?)))
+        .db(move |s, _| {
+            // Alerts are delivered from SQLite only so far.
+            let failing = match s.sqlite() {
+                Some(st) => st.alert_failing(since)?,
+                None => Vec::new(),
+            };
+            Ok((crate::store::feed_statuses(s)?, failing))
+        })
         .await;
     match listing {
         Ok((list, failing)) => html(

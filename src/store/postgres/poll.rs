@@ -38,7 +38,7 @@ use crate::store::{
 
 /// Key of the transaction-scoped advisory lock that serialises story placement between
 /// workers ("nwstory" in ASCII): one placement at a time sees and places the pending items.
-const STORY_LOCK: i64 = 0x6e77_7374_6f72_7900;
+pub(crate) const STORY_LOCK: i64 = 0x6e77_7374_6f72_7900;
 
 /// Key of the transaction-scoped advisory lock that serialises claims ("nwclaim"), so that
 /// each claim counts every host's live leases exactly.
