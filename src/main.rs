@@ -73,7 +73,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             cli::mark(&settings, args, &mut out)
         }
         Command::Search(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::search(&settings, args, &mut out)
         }
         Command::Backfill(args) => {

@@ -486,6 +486,28 @@ fn search_agrees_with_the_matcher_on_every_corpus_entry_for_random_queries() {
         .map(|r| r.expect("row"))
         .collect();
 
+    // The same archive in PostgreSQL (copied with `newswatch migrate`, ids and all), when a
+    // server is configured: its search must agree too.
+    let pg_db = crate::postgres::TestDb::create("searchprop");
+    let mut pg = pg_db.as_ref().map(|db| {
+        let from = dir.path().join("a.db");
+        let out = crate::support::bin()
+            .args([
+                "migrate",
+                "--from",
+                from.to_str().expect("path"),
+                "--to",
+                &db.url,
+            ])
+            .output()
+            .expect("migrate");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        newswatch::store::sql::AnyDb::postgres(&db.url, None).expect("connect")
+    });
     let mut rng = Rng(0x00c0_ffee_1234_5678);
     let word = |rng: &mut Rng| -> String {
         let w = words[rng.below(words.len())].clone();
@@ -534,8 +556,25 @@ fn search_agrees_with_the_matcher_on_every_corpus_entry_for_random_queries() {
             .map(|h| h.row.id)
             .collect();
         assert_eq!(got, expected, "case {case}: {expr:?}");
+        if let Some(pg) = pg.as_mut() {
+            let got: BTreeSet<i64> =
+                newswatch::store::archive::search_archive(pg, &q, &SearchFilter::default())
+                    .expect("search on PostgreSQL")
+                    .hits
+                    .iter()
+                    .map(|h| h.row.id)
+                    .collect();
+            assert_eq!(got, expected, "PostgreSQL, case {case}: {expr:?}");
+        }
         agreed += 1;
     }
-    eprintln!("search == matcher for {agreed} random queries over {total} corpus entries");
+    eprintln!(
+        "search == matcher for {agreed} random queries over {total} corpus entries ({})",
+        if pg.is_some() {
+            "SQLite and PostgreSQL"
+        } else {
+            "SQLite; PostgreSQL SKIPPED"
+        }
+    );
     assert!(agreed >= 60, "{agreed}");
 }

@@ -73,11 +73,15 @@ pub fn search(settings: &Settings, args: &SearchArgs, out: &mut dyn Write) -> Re
             feed: args.feed.clone(),
         },
     )?;
-    let hits = if settings.database.exists() {
-        let mut store = open_store(settings)?;
+    let on_pg = matches!(settings.backend, crate::config::Database::Postgres { .. });
+    let hits = if on_pg || settings.database.exists() {
+        let mut db = open_review(settings, true)?;
         // Catch the index up first (cheap when the daemon keeps it current); whatever is left
         // is scanned directly, so nothing is missed either way. A read-only database is fine.
-        if let Err(e) = store.index_archive(SEARCH_INDEX_BUDGET) {
+        // (PostgreSQL's rows are indexed as they are written.)
+        if let ReviewDb::Sqlite(store) = &mut db
+            && let Err(e) = store.index_archive(SEARCH_INDEX_BUDGET)
+        {
             tracing::debug!(error = %e, "cannot index the archive now");
         }
         let filter = SearchFilter {
@@ -85,8 +89,7 @@ pub fn search(settings: &Settings, args: &SearchArgs, out: &mut dyn Write) -> Re
             feeds: args.feed.clone(),
             limit: Some(args.limit),
         };
-        let result = store
-            .search_archive(&q, &filter)
+        let result = crate::store::archive::search_archive(&mut db, &q, &filter)
             .context("cannot search the archive")?;
         if result.scanned_unindexed > 0 {
             eprintln!(

@@ -167,7 +167,7 @@ pub(crate) fn check_names_in(settings: &Settings, names: &NameArgs) -> Result<()
     if names.rule.is_empty() && names.feed.is_empty() {
         return Ok(());
     }
-    check_names(settings, &mut open_for_read(settings)?, names)
+    check_names(settings, &mut open_review(settings, true)?, names)
 }
 
 /// An error and its causes on one line, `: `-separated, each cause said once: many error

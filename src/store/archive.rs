@@ -18,7 +18,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::sql::{Db, Dialect, Sqlite, value};
+use super::sql::{Db, Dialect, Sqlite, Val, value};
 use super::{EntryText, MatchPlace, MatchedEntry, Result, Store, StoreError, store_match, ts};
 use crate::pipeline::dedup;
 use crate::pipeline::matcher::query::{Expr, Pat, Term};
@@ -143,63 +143,141 @@ fn fts_text(text: &str) -> String {
     out
 }
 
+/// How a full-text query is written: FTS5's syntax for SQLite, `tsquery`'s for PostgreSQL.
+#[derive(Clone, Copy)]
+enum Syntax {
+    Fts5,
+    TsQuery,
+}
+
+impl Syntax {
+    fn and(self) -> &'static str {
+        match self {
+            Syntax::Fts5 => " AND ",
+            Syntax::TsQuery => " & ",
+        }
+    }
+
+    fn or(self) -> &'static str {
+        match self {
+            Syntax::Fts5 => " OR ",
+            Syntax::TsQuery => " | ",
+        }
+    }
+
+    fn phrase(self, t: &Term, title: bool) -> String {
+        match self {
+            Syntax::Fts5 => phrase(t, title),
+            Syntax::TsQuery => ts_phrase(t, title),
+        }
+    }
+}
+
 /// An FTS5 query whose matches include every entry `q` matches (see the module docs).
 pub(crate) fn fts_query(q: &Query) -> String {
-    let narrowed = narrow(q.root(), false);
+    full_text_query(q, Syntax::Fts5).unwrap_or_else(|| "\"\"".to_string())
+}
+
+/// How PostgreSQL finds the candidates of a search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TsPlan {
+    /// Rows whose tsvector matches this `tsquery` (text to cast with `::tsquery`): a superset
+    /// of what the query matches, over the tsvectors
+    /// [`crate::store::copy::tsvector_literal`] writes.
+    Query(String),
+    /// Every row: a term has no word the index holds (longer than a lexeme may be).
+    ScanAll,
+    /// No row can match.
+    Nothing,
+}
+
+/// The [`TsPlan`] of `q`.
+pub(crate) fn ts_query(q: &Query) -> TsPlan {
+    fn unindexable(e: &Expr) -> bool {
+        let term = |t: &Term| {
+            t.pats.iter().all(|p| {
+                let (Pat::Folded(w) | Pat::Exact(w)) = p;
+                let w = fold_cow(w);
+                w.is_empty() || w.len() > crate::store::copy::MAX_LEXEME
+            })
+        };
+        match e {
+            Expr::Term(t) => term(t),
+            Expr::Near(a, b, _) => term(a) || term(b),
+            Expr::Not(i) | Expr::Title(i) => unindexable(i),
+            Expr::And(items) | Expr::Or(items) => items.iter().any(unindexable),
+        }
+    }
+    if unindexable(q.root()) {
+        return TsPlan::ScanAll;
+    }
+    match full_text_query(q, Syntax::TsQuery) {
+        Some(t) => TsPlan::Query(t),
+        None => TsPlan::Nothing,
+    }
+}
+
+fn full_text_query(q: &Query, syn: Syntax) -> Option<String> {
+    let narrowed = narrow(q.root(), false, syn);
     // A rule also needs one of its positive terms present (matcher semantics), which bounds
     // queries like `a OR NOT b` that narrow to nothing by themselves.
     let mut positive = Vec::new();
-    positive_terms(q.root(), false, false, &mut positive);
+    positive_terms(q.root(), false, false, syn, &mut positive);
     let any_positive = match positive.len() {
         0 => None,
         1 => positive.pop(),
-        _ => Some(format!("({})", positive.join(" OR "))),
+        _ => Some(format!("({})", positive.join(syn.or()))),
     };
     match (narrowed, any_positive) {
-        (Some(n), Some(p)) if n != p => format!("({n}) AND {p}"),
-        (Some(n), _) => n,
-        (None, Some(p)) => p,
+        (Some(n), Some(p)) if n != p => Some(format!("({n}){}{p}", syn.and())),
+        (Some(n), _) => Some(n),
+        (None, Some(p)) => Some(p),
         // A parsed query always has a positive term; an impossible query finds nothing.
-        (None, None) => "\"\"".to_string(),
+        (None, None) => None,
     }
 }
 
-/// `Some(fts)` for a sub-query that narrows, `None` for "anything" (what NOT leaves).
-fn narrow(e: &Expr, title: bool) -> Option<String> {
+/// `Some(query)` for a sub-query that narrows, `None` for "anything" (what NOT leaves).
+fn narrow(e: &Expr, title: bool, syn: Syntax) -> Option<String> {
     match e {
-        Expr::Term(t) => Some(phrase(t, title)),
+        Expr::Term(t) => Some(syn.phrase(t, title)),
         // Both terms present narrows; the matcher checks the distance.
-        Expr::Near(a, b, _) => Some(format!("({} AND {})", phrase(a, title), phrase(b, title))),
+        Expr::Near(a, b, _) => Some(format!(
+            "({}{}{})",
+            syn.phrase(a, title),
+            syn.and(),
+            syn.phrase(b, title)
+        )),
         Expr::Not(_) => None,
-        Expr::Title(inner) => narrow(inner, true),
+        Expr::Title(inner) => narrow(inner, true, syn),
         Expr::And(items) => {
-            let parts: Vec<String> = items.iter().filter_map(|i| narrow(i, title)).collect();
+            let parts: Vec<String> = items.iter().filter_map(|i| narrow(i, title, syn)).collect();
             match parts.len() {
                 0 => None,
                 1 => parts.into_iter().next(),
-                _ => Some(format!("({})", parts.join(" AND "))),
+                _ => Some(format!("({})", parts.join(syn.and()))),
             }
         }
         Expr::Or(items) => {
-            let parts: Option<Vec<String>> = items.iter().map(|i| narrow(i, title)).collect();
-            parts.map(|p| format!("({})", p.join(" OR ")))
+            let parts: Option<Vec<String>> = items.iter().map(|i| narrow(i, title, syn)).collect();
+            parts.map(|p| format!("({})", p.join(syn.or())))
         }
     }
 }
 
-fn positive_terms(e: &Expr, negated: bool, title: bool, out: &mut Vec<String>) {
+fn positive_terms(e: &Expr, negated: bool, title: bool, syn: Syntax, out: &mut Vec<String>) {
     match e {
-        Expr::Term(t) if !negated => out.push(phrase(t, title)),
+        Expr::Term(t) if !negated => out.push(syn.phrase(t, title)),
         Expr::Near(a, b, _) if !negated => {
-            out.push(phrase(a, title));
-            out.push(phrase(b, title));
+            out.push(syn.phrase(a, title));
+            out.push(syn.phrase(b, title));
         }
         Expr::Term(_) | Expr::Near(..) => {}
-        Expr::Not(inner) => positive_terms(inner, !negated, title, out),
-        Expr::Title(inner) => positive_terms(inner, negated, true, out),
+        Expr::Not(inner) => positive_terms(inner, !negated, title, syn, out),
+        Expr::Title(inner) => positive_terms(inner, negated, true, syn, out),
         Expr::And(items) | Expr::Or(items) => {
             for i in items {
-                positive_terms(i, negated, title, out);
+                positive_terms(i, negated, title, syn, out);
             }
         }
     }
@@ -222,6 +300,48 @@ fn phrase(t: &Term, title: bool) -> String {
         s = format!("title : {s}");
     }
     s
+}
+
+/// A term as a `tsquery`: every folded word present (AND, not the phrase operator: the
+/// tsvector's positions are capped, so adjacency could miss a phrase deep in a long body; the
+/// matcher checks the phrase), each word a quoted lexeme (no tsquery syntax can come from the
+/// text), `:*` for the prefix of the last one, weight A (the title) in a title scope.
+fn ts_phrase(t: &Term, title: bool) -> String {
+    let n = t.pats.len();
+    let mut words = Vec::with_capacity(n);
+    for (i, p) in t.pats.iter().enumerate() {
+        let (Pat::Folded(w) | Pat::Exact(w)) = p;
+        let w = fold_cow(w);
+        // The index leaves out what it cannot hold (crate::store::copy::tsvector_literal),
+        // so such a word cannot narrow.
+        if w.is_empty() || w.len() > crate::store::copy::MAX_LEXEME {
+            continue;
+        }
+        let mut lexeme = String::with_capacity(w.len() + 6);
+        lexeme.push('\'');
+        for c in w.chars() {
+            match c {
+                '\'' => lexeme.push_str("''"),
+                '\\' => lexeme.push_str("\\\\"),
+                c => lexeme.push(c),
+            }
+        }
+        lexeme.push('\'');
+        let prefix = t.prefix && i + 1 == n;
+        match (prefix, title) {
+            (true, true) => lexeme.push_str(":*A"),
+            (true, false) => lexeme.push_str(":*"),
+            (false, true) => lexeme.push_str(":A"),
+            (false, false) => {}
+        }
+        words.push(lexeme);
+    }
+    match words.len() {
+        // Not reached: ts_query scans every row for such a term.
+        0 => "''".to_string(),
+        1 => words.remove(0),
+        _ => format!("({})", words.join(" & ")),
+    }
 }
 
 /// Write (or replace, for an edited entry) the archived copy of one entry. Runs inside the
@@ -335,6 +455,106 @@ pub fn archive_stats(db: &mut dyn Db) -> Result<ArchiveStats> {
         oldest,
         unindexed: unindexed.max(0) as u64,
         bytes: bytes.unwrap_or(0).max(0) as u64,
+    })
+}
+
+/// The matcher's decision on candidate `r` of a search: a hit is added to `out`; false once
+/// `limit` hits are found and another one would follow (the search stops, truncated).
+fn confirm(matcher: &Matcher, limit: Option<usize>, out: &mut SearchResult, r: ArchiveRow) -> bool {
+    let body = item_body(&r.text.summary, &r.text.content);
+    if let Some(m) = matcher.match_item(&r.text.title, &body) {
+        if limit.is_some_and(|l| out.hits.len() >= l) {
+            out.truncated = true;
+            return false;
+        }
+        let terms = m.rules.into_iter().flat_map(|r| r.terms).collect();
+        out.hits.push(SearchHit {
+            row: r,
+            snippet: m.snippet,
+            terms,
+        });
+    }
+    true
+}
+
+/// Candidates read per statement by [`search_archive`] on PostgreSQL (newest first, by id).
+const PG_SEARCH_BATCH: i64 = 500;
+
+/// Search the archive on either backend, with the same results: on SQLite as
+/// [`Store::search_archive`]; on PostgreSQL the tsvector index narrows ([`ts_query`]) and the
+/// matcher decides, in batches newest first, so a `--limit` stops early.
+pub fn search_archive(
+    db: &mut super::sql::AnyDb,
+    q: &Query,
+    filter: &SearchFilter,
+) -> Result<SearchResult> {
+    let pg = match db {
+        super::sql::AnyDb::Sqlite(store) => return store.search_archive(q, filter),
+        super::sql::AnyDb::Postgres(pg) => pg,
+    };
+    let mut out = SearchResult::default();
+    let (join, ts) = match ts_query(q) {
+        TsPlan::Nothing => return Ok(out),
+        TsPlan::ScanAll => ("", None),
+        TsPlan::Query(t) => (
+            " JOIN archive_fts x ON x.id = a.id AND x.doc @@ CAST(CAST(?1 AS TEXT) AS tsquery)",
+            Some(t),
+        ),
+    };
+    let matcher = Matcher::new(vec![("search".to_string(), q.clone())]);
+    // ?1 = tsquery (unused when scanning all), ?2 = below this id, ?3 = batch, the filter's
+    // parameters from ?4.
+    let (cond, args) = filter_sql(filter, 4);
+    let sql = format!("{ROW_SELECT}{join} WHERE a.id < ?2{cond} ORDER BY a.id DESC LIMIT ?3");
+    let sql = if ts.is_none() {
+        // No ?1 in the statement: PostgreSQL would not know its type.
+        sql.replace("a.id < ?2", "?1::text IS NULL AND a.id < ?2")
+    } else {
+        sql
+    };
+    let mut below = i64::MAX;
+    loop {
+        let mut params = vec![
+            Val::from(ts.clone()),
+            Val::Int(below),
+            Val::Int(PG_SEARCH_BATCH),
+        ];
+        params.extend(args.iter().map(|a| Val::Text(a.clone())));
+        let rows = pg.rows(&sql, &params)?;
+        let n = rows.len();
+        for r in &rows {
+            let r = archive_row(r)?;
+            below = r.id;
+            if !confirm(&matcher, filter.limit, &mut out, r) {
+                return Ok(out);
+            }
+        }
+        if (n as i64) < PG_SEARCH_BATCH {
+            return Ok(out);
+        }
+    }
+}
+
+/// A [`ROW_SELECT`] row read through [`super::sql`].
+fn archive_row(r: &super::sql::Row) -> Result<ArchiveRow> {
+    let authors: String = r.get(10)?;
+    let published: Option<String> = r.get(11)?;
+    Ok(ArchiveRow {
+        id: r.get(0)?,
+        feed: r.get(1)?,
+        feed_id: r.get(2)?,
+        entry_key: r.get(3)?,
+        item_id: r.get(4)?,
+        text: EntryText {
+            guid: r.get(5)?,
+            link: r.get(6)?,
+            title: r.get(7)?,
+            summary: r.get(8)?,
+            content: r.get(9)?,
+            authors: serde_json::from_str(&authors).unwrap_or_default(),
+            published: published.as_deref().and_then(super::parse_ts),
+        },
+        first_seen: r.get(12)?,
     })
 }
 
@@ -533,22 +753,8 @@ impl Store {
     pub fn search_archive(&self, q: &Query, filter: &SearchFilter) -> Result<SearchResult> {
         let matcher = Matcher::new(vec![("search".to_string(), q.clone())]);
         let mut out = SearchResult::default();
-        let limit = filter.limit;
         out.scanned_unindexed = self.archive_candidates(q, filter, true, |r| {
-            let body = item_body(&r.text.summary, &r.text.content);
-            if let Some(m) = matcher.match_item(&r.text.title, &body) {
-                if limit.is_some_and(|l| out.hits.len() >= l) {
-                    out.truncated = true;
-                    return Ok(false);
-                }
-                let terms = m.rules.into_iter().flat_map(|r| r.terms).collect();
-                out.hits.push(SearchHit {
-                    row: r,
-                    snippet: m.snippet,
-                    terms,
-                });
-            }
-            Ok(true)
+            Ok(confirm(&matcher, filter.limit, &mut out, r))
         })?;
         Ok(out)
     }
@@ -878,4 +1084,69 @@ fn filter_sql(f: &SearchFilter, first: usize) -> (String, Vec<String>) {
         sql.push_str(&format!(" AND f.name IN ({})", marks.join(", ")));
     }
     (sql, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(q: &str) -> TsPlan {
+        ts_query(&Query::parse(q).expect("query"))
+    }
+
+    #[test]
+    fn ts_query_narrows_like_the_fts5_query() {
+        assert_eq!(ts("GCHQ"), TsPlan::Query("'gchq'".into()));
+        assert_eq!(
+            ts("\"dark web\" OR title:nca*"),
+            TsPlan::Query("(('dark' & 'web') | 'nca':*A)".into())
+        );
+        assert_eq!(
+            ts("GCHQ NEAR/5 NCA -police"),
+            TsPlan::Query("(('gchq' & 'nca')) & ('gchq' | 'nca')".into())
+        );
+    }
+
+    /// Outside its quoted lexemes a tsquery holds only the operators, weights and brackets
+    /// newswatch writes: no text of the query can become tsquery syntax.
+    #[test]
+    fn ts_query_quotes_every_word_of_hostile_text() {
+        for q in [
+            r#"O'Brien"#,
+            r#""a\\b" OR c''d"#,
+            "x & y | !z",
+            "title:(a:* OR 'b':A)",
+            "<-> <2> !!",
+        ] {
+            let Ok(parsed) = Query::parse(q) else {
+                continue;
+            };
+            let TsPlan::Query(t) = ts_query(&parsed) else {
+                continue;
+            };
+            let mut outside = String::new();
+            let mut chars = t.chars().peekable();
+            let mut quoted = false;
+            while let Some(c) = chars.next() {
+                match (quoted, c) {
+                    (false, '\'') => quoted = true,
+                    (true, '\'') if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                    }
+                    (true, '\'') => quoted = false,
+                    (true, '\\') => {
+                        chars.next();
+                    }
+                    (true, _) => {}
+                    (false, c) => outside.push(c),
+                }
+            }
+            assert!(!quoted, "{q:?} → {t}");
+            let allowed = |c: char| " ()&|:*A".contains(c);
+            assert!(
+                outside.chars().all(allowed),
+                "{q:?} → {t} (outside: {outside:?})"
+            );
+        }
+    }
 }

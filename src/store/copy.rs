@@ -970,7 +970,7 @@ fn archive_docs(t: &Table, batch: &[Vec<Val>]) -> Result<(Vec<i64>, Vec<String>)
 }
 
 /// PostgreSQL's longest lexeme, in bytes.
-const MAX_LEXEME: usize = 2_046;
+pub(crate) const MAX_LEXEME: usize = 2_046;
 /// PostgreSQL's highest word position.
 const MAX_POSITION: usize = 16_383;
 /// PostgreSQL's most positions kept per lexeme.

@@ -222,12 +222,7 @@ pub(crate) async fn run_search(app: &AppState, query: Option<String>) -> Result<
         limit: Some(p.limit),
     };
     app.db(move |s, _| {
-        let Some(st) = s.sqlite() else {
-            return Err(Failure::BadRequest(
-                "search is not available on PostgreSQL yet (newswatch search, too)".into(),
-            ));
-        };
-        let r = st.search_archive(&query, &filter)?;
+        let r = crate::store::archive::search_archive(s, &query, &filter)?;
         Ok(Hits {
             truncated: r.truncated,
             hits: r.hits.into_iter().map(Hit::from).collect(),
