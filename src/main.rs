@@ -61,7 +61,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             rt.block_on(cli::run(source, settings))
         }
         Command::Digest(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::digest(&settings, args, chrono::Utc::now(), &mut out)
         }
         Command::Show(args) => {
@@ -122,7 +122,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
         },
         Command::Export(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::export(&settings, args, &mut out)
         }
         Command::Serve(args) => {

@@ -226,7 +226,7 @@ pub fn now() -> DateTime<Utc> {
     t("2015-11-10T07:00:00Z")
 }
 
-fn golden_digest(store: &Store) -> digest::Digest {
+fn golden_digest(store: &mut Store) -> digest::Digest {
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("date");
     digest::build(
         store,
@@ -276,8 +276,8 @@ fn assert_golden(name: &str, got: &str) {
 #[test]
 fn digest_golden_md_text_json() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = golden_store(&dir.path().join("news.db"));
-    let d = golden_digest(&store);
+    let mut store = golden_store(&dir.path().join("news.db"));
+    let d = golden_digest(&mut store);
 
     // The facts the golden files pin, asserted directly too.
     let titles: Vec<(&str, &str)> = d
@@ -350,10 +350,10 @@ fn digest_golden_md_text_json() {
 #[test]
 fn digest_rule_filter_keeps_one_section_with_also_matched() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = golden_store(&dir.path().join("news.db"));
+    let mut store = golden_store(&dir.path().join("news.db"));
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("date");
     let d = digest::build(
-        &store,
+        &mut store,
         Period::day(day, TZ).expect("p"),
         &DigestOptions {
             rules: vec!["nca".into()],
@@ -374,10 +374,10 @@ fn digest_rule_filter_keeps_one_section_with_also_matched() {
 #[test]
 fn digest_quiet_day_says_so_in_every_format() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = golden_store(&dir.path().join("news.db"));
+    let mut store = golden_store(&dir.path().join("news.db"));
     let day = NaiveDate::from_ymd_opt(2015, 11, 12).expect("date");
     let d = digest::build(
-        &store,
+        &mut store,
         Period::day(day, TZ).expect("p"),
         &DigestOptions::default(),
         TZ,
@@ -421,7 +421,7 @@ fn digest_day_follows_the_configured_time_zone() {
     let june = NaiveDate::from_ymd_opt(2015, 6, 30).expect("d");
     let now = t("2015-07-02T07:00:00Z");
     let d1 = digest::build(
-        &store,
+        &mut store,
         Period::day(july, TZ).expect("p"),
         &DigestOptions::default(),
         TZ,
@@ -429,7 +429,7 @@ fn digest_day_follows_the_configured_time_zone() {
     )
     .expect("b");
     let d0 = digest::build(
-        &store,
+        &mut store,
         Period::day(june, TZ).expect("p"),
         &DigestOptions::default(),
         TZ,
@@ -444,7 +444,7 @@ fn digest_day_follows_the_configured_time_zone() {
     );
     assert!(md.contains("published 2015-07-01 00:10 BST"), "{md}");
     let utc = digest::build(
-        &store,
+        &mut store,
         Period::day(june, chrono_tz::UTC).expect("p"),
         &DigestOptions::default(),
         chrono_tz::UTC,
@@ -535,7 +535,7 @@ fn digest_html_escapes_hostile_feed_text_and_links() {
     );
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("d");
     let d = digest::build(
-        &store,
+        &mut store,
         Period::day(day, TZ).expect("p"),
         &DigestOptions::default(),
         TZ,
@@ -607,7 +607,7 @@ fn digest_text_and_md_strip_terminal_escapes() {
     );
     let day = NaiveDate::from_ymd_opt(2015, 11, 9).expect("d");
     let d = digest::build(
-        &store,
+        &mut store,
         Period::day(day, TZ).expect("p"),
         &DigestOptions::default(),
         TZ,
@@ -883,8 +883,8 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn digest_email_arrives_with_html_and_text_parts() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = golden_store(&dir.path().join("news.db"));
-    let d = golden_digest(&store);
+    let mut store = golden_store(&dir.path().join("news.db"));
+    let d = golden_digest(&mut store);
     let smtp = SmtpServer::start();
     let pw = dir.path().join("smtp-password");
     std::fs::write(&pw, "s3cret\n").expect("pw");
@@ -930,8 +930,8 @@ fn digest_email_arrives_with_html_and_text_parts() {
 #[test]
 fn digest_email_refuses_plain_smtp_to_a_remote_host_and_reports_missing_password() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = golden_store(&dir.path().join("news.db"));
-    let d = golden_digest(&store);
+    let mut store = golden_store(&dir.path().join("news.db"));
+    let d = golden_digest(&mut store);
     let email = EmailSettings {
         host: "mail.example.org".into(),
         port: 25,
@@ -976,8 +976,8 @@ fn drain(stream: &mut std::net::TcpStream) {
 #[test]
 fn digest_webhook_retries_after_a_500_then_succeeds() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = golden_store(&dir.path().join("news.db"));
-    let d = golden_digest(&store);
+    let mut store = golden_store(&dir.path().join("news.db"));
+    let d = golden_digest(&mut store);
     let server = TestServer::start();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
@@ -1015,8 +1015,8 @@ fn digest_webhook_retries_after_a_500_then_succeeds() {
 #[test]
 fn digest_webhook_gives_up_after_bounded_attempts() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = golden_store(&dir.path().join("news.db"));
-    let d = golden_digest(&store);
+    let mut store = golden_store(&dir.path().join("news.db"));
+    let d = golden_digest(&mut store);
     let server = TestServer::start();
     server.route(
         "/hook",

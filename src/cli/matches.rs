@@ -169,8 +169,14 @@ fn print_table(rows: &[MatchRow], tz: chrono_tz::Tz, out: &mut dyn Write) -> Res
 /// `newswatch export`: stored matches as Atom 1.0 or JSON Feed 1.1.
 pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
     check_names_in(settings, &args.select.names)?;
-    let rows = if settings.database.exists() {
-        let store = open_store(settings)?;
+    let pg = match &settings.backend {
+        crate::config::Database::Postgres { url, .. } => {
+            Some(crate::store::postgres::describe_url(url.expose()))
+        }
+        crate::config::Database::Sqlite(_) => None,
+    };
+    let rows = if pg.is_some() || settings.database.exists() {
+        let mut store = open_review(settings, true)?;
         // Dismissed matches stay out of a feed unless asked for by status.
         let statuses = if args.status.is_empty() {
             crate::outputs::export::SHOWN_STATUSES
@@ -185,14 +191,18 @@ pub fn export(settings: &Settings, args: &ExportArgs, out: &mut dyn Write) -> Re
             ..args.select.filter(None)
         };
         // One entry per story: --limit counts stories.
-        let rows = store.matches(&filter).context("cannot read matches")?;
+        let rows = crate::store::matches(&mut store, &filter).context("cannot read matches")?;
         crate::outputs::export::per_story(&rows, args.limit)
     } else {
         // Nothing polled yet: an empty feed, and no database created by a read.
         Vec::new()
     };
-    let mut meta =
-        crate::outputs::export::FeedMeta::for_database(&settings.database, args.title.clone());
+    let mut meta = match &pg {
+        Some(target) => crate::outputs::export::FeedMeta::for_name(target, args.title.clone()),
+        None => {
+            crate::outputs::export::FeedMeta::for_database(&settings.database, args.title.clone())
+        }
+    };
     meta.self_link = args.self_url.clone();
     let mut buf = Vec::new();
     match args.format {

@@ -27,14 +27,14 @@ pub fn digest(
         },
         (None, None) => Period::last(chrono::Duration::hours(24), now),
     };
-    let mut store = open_for_read(settings)?;
+    let mut store = open_review(settings, true)?;
     check_names(settings, &mut store, &args.names)?;
     let opts = digest::DigestOptions {
         rules: args.names.rule.clone(),
         feeds: args.names.feed.clone(),
         ..settings.digest_options()
     };
-    let d = digest::build(&store, period, &opts, tz, now).context("cannot build the digest")?;
+    let d = digest::build(&mut store, period, &opts, tz, now).context("cannot build the digest")?;
     let text = digest::render(&d, args.format);
     match &args.out {
         Some(path) => digest::write_atomic(path, text.as_bytes())?,

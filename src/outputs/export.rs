@@ -78,7 +78,13 @@ impl FeedMeta {
     /// databases never collide in a reader.
     pub fn for_database(database: &Path, title: impl Into<String>) -> FeedMeta {
         let abs = std::path::absolute(database).unwrap_or_else(|_| database.to_path_buf());
-        let digest = Sha256::digest(abs.to_string_lossy().as_bytes());
+        FeedMeta::for_name(&abs.to_string_lossy(), title)
+    }
+
+    /// As [`FeedMeta::for_database`], for a database named otherwise (PostgreSQL's
+    /// `user@host:port/db`).
+    pub fn for_name(database: &str, title: impl Into<String>) -> FeedMeta {
+        let digest = Sha256::digest(database.as_bytes());
         let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         FeedMeta {
             title: title.into(),

@@ -63,6 +63,31 @@ impl Dialect {
         }
     }
 
+    /// The values of a JSON array of strings given as text (a parameter `p`), as a subquery
+    /// for `IN (…)`.
+    pub fn json_values(self, p: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT value FROM json_each({p})"),
+            Dialect::Postgres => {
+                format!("SELECT json_array_elements_text(CAST({p} AS TEXT)::json)")
+            }
+        }
+    }
+
+    /// RFC 3339 text `t` minus `secs` seconds (an integer parameter or expression), in
+    /// [`super::ts`]'s form.
+    pub fn minus_seconds(self, t: &str, secs: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!(
+                "strftime('%Y-%m-%dT%H:%M:%fZ', {t}, '-' || CAST({secs} AS TEXT) || ' seconds')"
+            ),
+            Dialect::Postgres => format!(
+                "to_char(({t}::timestamptz AT TIME ZONE 'UTC') - CAST({secs} AS BIGINT) * interval '1 second',
+                         'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+            ),
+        }
+    }
+
     /// The smaller of two values (SQLite's two-argument `min`, PostgreSQL's `LEAST`).
     pub fn least(self, a: &str, b: &str) -> String {
         match self {

@@ -25,6 +25,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use crate::store::sql::{Db, Sqlite, Val};
 use crate::store::{self, MatchFilter, MatchRow, Store, StoreError, parse_ts, ts};
 
 pub use deliver::{
@@ -316,7 +317,7 @@ enum Select {
 /// filters, orders and caps it. `now` is the generation time (and the reference for feed
 /// health).
 pub fn build(
-    store: &Store,
+    store: &mut dyn Db,
     period: Period,
     opts: &DigestOptions,
     tz: Tz,
@@ -326,20 +327,20 @@ pub fn build(
 }
 
 fn build_selected(
-    store: &Store,
+    store: &mut dyn Db,
     select: Select,
     period: Period,
     opts: &DigestOptions,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<Digest> {
-    let ids = select_ids(store.conn(), select, opts)?;
+    let ids = select_ids(store, select, opts)?;
     let mut rows = rows_for(store, &ids)?;
     for row in &mut rows {
-        row.feeds = feeds_in_order(store.conn(), row.id)?;
+        row.feeds = feeds_in_order(store, row.id)?;
     }
     let mut by_rule: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
-    for (row, others) in stories_of(store.conn(), rows, select)? {
+    for (row, others) in stories_of(store, rows, select)? {
         let row = &row;
         let published = row.published.as_deref().and_then(parse_ts);
         let first_seen = parse_ts(&row.first_seen)
@@ -444,7 +445,7 @@ fn build_selected(
         total: distinct.len(),
         counts,
         sections,
-        feed_problems: feed_problems(store.conn(), now)?,
+        feed_problems: feed_problems(store, now)?,
     })
 }
 
@@ -453,7 +454,7 @@ fn build_selected(
 /// reports, and its other reports. A scheduled digest leaves out a story an earlier digest
 /// already listed (a report joining later is no new story).
 fn stories_of(
-    conn: &rusqlite::Connection,
+    conn: &mut dyn Db,
     rows: Vec<MatchRow>,
     select: Select,
 ) -> Result<Vec<(MatchRow, Vec<MatchRow>)>> {
@@ -471,9 +472,11 @@ fn stories_of(
             continue;
         };
         if let Select::Ids { after, .. } = select {
-            let first: Option<i64> = conn
-                .prepare_cached("SELECT min(id) FROM items WHERE story_id = ?1")?
-                .query_row([story], |r| r.get(0))?;
+            let first: Option<i64> = crate::store::sql::value(
+                conn,
+                "SELECT min(id) FROM items WHERE story_id = ?1",
+                &[Val::Int(story)],
+            )?;
             if first.is_some_and(|id| id <= after) {
                 continue;
             }
@@ -505,13 +508,8 @@ fn stories_of(
 }
 
 /// Ids of the non-dismissed items a selection covers, ascending.
-fn select_ids(
-    conn: &rusqlite::Connection,
-    select: Select,
-    opts: &DigestOptions,
-) -> Result<Vec<i64>> {
-    // Each feed's first poll (its earliest sighting), computed once per digest: one pass over
-    // `sightings` rather than one per digested item.
+fn select_ids(conn: &mut dyn Db, select: Select, opts: &DigestOptions) -> Result<Vec<i64>> {
+    let d = conn.dialect();
     let mut sql = String::from(if opts.backlog.is_some() {
         "WITH first_poll(feed_id, at) AS MATERIALIZED
            (SELECT feed_id, MIN(first_seen_at) FROM sightings GROUP BY feed_id)
@@ -519,77 +517,84 @@ fn select_ids(
     } else {
         "SELECT id FROM items i WHERE i.status != 'dismissed'"
     });
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let mut arg = |v: rusqlite::types::Value, sql: &mut String, cond: &str| {
+    let mut args: Vec<Val> = Vec::new();
+    let mut arg = |v: Val, sql: &mut String, cond: &str| {
         args.push(v);
         sql.push_str(&cond.replace("?", &format!("?{}", args.len())));
     };
     match select {
         Select::FirstSeen(p) => {
-            arg(ts(p.start).into(), &mut sql, " AND i.first_seen_at >= ?");
-            arg(ts(p.end).into(), &mut sql, " AND i.first_seen_at < ?");
+            arg(
+                Val::Text(ts(p.start)),
+                &mut sql,
+                " AND i.first_seen_at >= ?",
+            );
+            arg(Val::Text(ts(p.end)), &mut sql, " AND i.first_seen_at < ?");
         }
         Select::Ids { after, upto, since } => {
-            arg(after.into(), &mut sql, " AND i.id > ?");
-            arg(upto.into(), &mut sql, " AND i.id <= ?");
-            // Backfilled matches belong to periods already digested: a scheduled digest
-            // never re-sends them (`digest --date` of their day shows them).
+            arg(Val::Int(after), &mut sql, " AND i.id > ?");
+            arg(Val::Int(upto), &mut sql, " AND i.id <= ?");
             sql.push_str(" AND i.backfilled = 0");
             if let Some(since) = since {
-                arg(ts(since).into(), &mut sql, " AND i.first_seen_at >= ?");
+                arg(Val::Text(ts(since)), &mut sql, " AND i.first_seen_at >= ?");
             }
         }
     }
     if !opts.rules.is_empty() {
         let list = serde_json::to_string(&opts.rules).unwrap_or_else(|_| "[]".into());
         arg(
-            list.into(),
+            Val::Text(list),
             &mut sql,
-            " AND EXISTS (SELECT 1 FROM item_rules r WHERE r.item_id = i.id
-                 AND r.rule IN (SELECT value FROM json_each(?)))",
+            &format!(
+                " AND EXISTS (SELECT 1 FROM item_rules r WHERE r.item_id = i.id
+                 AND r.rule IN ({}))",
+                d.json_values("?")
+            ),
         );
     }
     if !opts.feeds.is_empty() {
         let list = serde_json::to_string(&opts.feeds).unwrap_or_else(|_| "[]".into());
         arg(
-            list.into(),
+            Val::Text(list),
             &mut sql,
-            " AND EXISTS (SELECT 1 FROM sightings s JOIN feeds f ON f.id = s.feed_id
-                 WHERE s.item_id = i.id AND f.name IN (SELECT value FROM json_each(?)))",
+            &format!(
+                " AND EXISTS (SELECT 1 FROM sightings s JOIN feeds f ON f.id = s.feed_id
+                 WHERE s.item_id = i.id AND f.name IN ({}))",
+                d.json_values("?")
+            ),
         );
     }
     if let Some(backlog) = opts.backlog {
-        // The feed that first carried the item, and that feed's first poll (its earliest
-        // sighting): an item published more than `backlog` before it was archive, not news.
-        // The published time is the effective one (a future or pre-1990 date never counts).
         arg(
-            format!("-{} seconds", backlog.num_seconds().max(0)).into(),
+            Val::Int(backlog.num_seconds().max(0)),
             &mut sql,
             &format!(
-                " AND NOT ({eff} < (SELECT strftime('%Y-%m-%dT%H:%M:%fZ', fp.at, ?)
+                " AND NOT ({eff} < (SELECT {before}
                    FROM first_poll fp WHERE fp.feed_id = (SELECT s.feed_id FROM sightings s
                      WHERE s.item_id = i.id ORDER BY s.first_seen_at, s.feed_id LIMIT 1)))",
-                eff = store::EFFECTIVE_TIME_SQL
+                eff = store::effective_time_sql(d),
+                before = d.minus_seconds("fp.at", "?"),
             ),
         );
     }
     sql.push_str(" ORDER BY i.id");
-    let mut stmt = conn.prepare(&sql)?;
-    let ids = stmt
-        .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<i64>>>()?;
-    Ok(ids)
+    conn.rows(&sql, &args)?
+        .iter()
+        .map(|r| Ok(r.get(0)?))
+        .collect()
 }
 
-/// The match rows of `ids`, newest first (effective published time, then id).
-fn rows_for(store: &Store, ids: &[i64]) -> Result<Vec<MatchRow>> {
+fn rows_for(store: &mut dyn Db, ids: &[i64]) -> Result<Vec<MatchRow>> {
     let mut rows = Vec::with_capacity(ids.len());
     // An empty id list would mean "no id filter": never ask with one.
     for chunk in ids.chunks(500) {
-        rows.extend(store.matches(&MatchFilter {
-            ids: chunk.to_vec(),
-            ..MatchFilter::default()
-        })?);
+        rows.extend(store::matches(
+            store,
+            &MatchFilter {
+                ids: chunk.to_vec(),
+                ..MatchFilter::default()
+            },
+        )?);
     }
     rows.sort_by(|a, b| {
         let ka = store::effective_time(a.published.as_deref(), &a.first_seen);
@@ -600,35 +605,37 @@ fn rows_for(store: &Store, ids: &[i64]) -> Result<Vec<MatchRow>> {
 }
 
 /// The feeds that carried item `id`, the first to carry it first (then by name).
-fn feeds_in_order(conn: &rusqlite::Connection, id: i64) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
+fn feeds_in_order(conn: &mut dyn Db, id: i64) -> Result<Vec<String>> {
+    conn.rows(
         "SELECT f.name FROM sightings s JOIN feeds f ON f.id = s.feed_id WHERE s.item_id = ?1
-         GROUP BY f.id ORDER BY MIN(s.first_seen_at), f.name",
-    )?;
-    let names = stmt
-        .query_map([id], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(names)
+         GROUP BY f.id, f.name ORDER BY MIN(s.first_seen_at), f.name",
+        &[Val::Int(id)],
+    )?
+    .iter()
+    .map(|r| Ok(r.get(0)?))
+    .collect()
 }
 
 /// Configured feeds that are failing and have not succeeded for [`FEED_STALE_AFTER`] (or ever).
-fn feed_problems(conn: &rusqlite::Connection, now: DateTime<Utc>) -> Result<Vec<FeedProblem>> {
-    let mut stmt = conn.prepare(
+fn feed_problems(conn: &mut dyn Db, now: DateTime<Utc>) -> Result<Vec<FeedProblem>> {
+    conn.rows(
         "SELECT name, url, last_success_at, consecutive_failures, last_error FROM feeds
          WHERE in_config = 1 AND consecutive_failures > 0
            AND (last_success_at IS NULL OR last_success_at < ?1)
          ORDER BY name",
-    )?;
-    let rows = stmt.query_map([ts(now - FEED_STALE_AFTER)], |r| {
+        &[Val::Text(ts(now - FEED_STALE_AFTER))],
+    )?
+    .iter()
+    .map(|r| {
         Ok(FeedProblem {
             feed: r.get(0)?,
             url: r.get(1)?,
-            last_success: r.get::<_, Option<String>>(2)?.as_deref().and_then(parse_ts),
+            last_success: r.get::<Option<String>>(2)?.as_deref().and_then(parse_ts),
             consecutive_failures: r.get(3)?,
             last_error: r.get(4)?,
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    })
+    .collect()
 }
 
 /// What one scheduled digest run produced.
@@ -697,7 +704,7 @@ pub fn write_scheduled(
         }
     };
     let period = Period { start, end: now };
-    let digest = build_selected(store, select, period, opts, tz, now)?;
+    let digest = build_selected(&mut Sqlite(&tx), select, period, opts, tz, now)?;
 
     let mut all = vec![Format::Md];
     for f in formats {
