@@ -515,6 +515,35 @@ fn term_hash_matches_the_tokenizer_hash_and_folds_accents() {
     assert_eq!(term_hash("Théresa"), term_hash("theresa"));
 }
 
+/// The bitmap sort of buckets equals `sort_unstable` + `dedup`, and leaves the bitmap clean
+/// for the next list (short, long, repeated, extreme and out-of-range buckets).
+#[test]
+fn bucket_sort_equals_a_comparison_sort() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..200 {
+        let len = (next() % 3_000) as usize;
+        let spread = [1 << 19, 5_000, 64, 1][round % 4];
+        let mut v: Vec<u32> = (0..len).map(|_| (next() % spread) as u32).collect();
+        if round % 7 == 0 {
+            v.extend([0, (1 << 19) - 1, 0, (1 << 19) - 1]);
+        }
+        let mut want = v.clone();
+        want.sort_unstable();
+        want.dedup();
+        features::sort_dedup_buckets(&mut v);
+        assert_eq!(v, want, "round {round}");
+    }
+    let mut out_of_range: Vec<u32> = (0..100).chain([1 << 19, u32::MAX]).collect();
+    features::sort_dedup_buckets(&mut out_of_range);
+    assert_eq!(out_of_range, (0..100).collect::<Vec<u32>>());
+}
+
 #[test]
 fn boilerplate_shared_by_many_sites_is_not_a_quotation() {
     // 60 unrelated short reports from 60 sites, each ending in the same licence notice.
