@@ -14,8 +14,75 @@ pub fn term_hash(token: &str) -> u64 {
             ascii_hash_step(h, b.to_ascii_lowercase())
         })
     } else {
-        fold(token).bytes().fold(ASCII_HASH_SEED, ascii_hash_step)
+        folded_hash(token)
     }
+}
+
+/// [`term_hash`] the slow way, folding the whole token as a string (for tests).
+#[cfg(test)]
+pub(super) fn term_hash_folding(token: &str) -> u64 {
+    fold(token).bytes().fold(ASCII_HASH_SEED, ascii_hash_step)
+}
+
+/// Slots of the per-thread table of folded chars ([`folded_hash`]): a power of two.
+const FOLDED_CHARS: usize = 4_096;
+
+/// One char's folded form (lower case, decomposed, marks dropped), as UTF-8.
+#[derive(Clone, Copy)]
+struct FoldedChar {
+    /// The char (`u32::MAX`: empty slot).
+    c: u32,
+    len: u8,
+    bytes: [u8; 11],
+}
+
+/// [`term_hash`] of a token that is not all ASCII, without folding it as a string: folding
+/// (lower case, NFD, marks dropped) costs thousands of instructions per token, and CJK or
+/// Cyrillic text brings many such tokens. The fold of a token is the concatenation of the folds
+/// of its chars: lower-casing is per char, and NFD's only context, the canonical reordering of
+/// combining marks, moves only chars that the fold drops (every char of non-zero combining
+/// class is a mark; `tests::fold_is_per_char` checks this for every char). So each char's
+/// fold is computed once per thread (a direct-mapped table) and its bytes hashed.
+fn folded_hash(token: &str) -> u64 {
+    use std::cell::RefCell;
+    const EMPTY: FoldedChar = FoldedChar {
+        c: u32::MAX,
+        len: 0,
+        bytes: [0; 11],
+    };
+    thread_local! {
+        static TABLE: RefCell<Vec<FoldedChar>> = RefCell::new(vec![EMPTY; FOLDED_CHARS]);
+    }
+    let slow = || fold(token).bytes().fold(ASCII_HASH_SEED, ascii_hash_step);
+    TABLE.with(|table| {
+        let Ok(mut table) = table.try_borrow_mut() else {
+            return slow();
+        };
+        let mut h = ASCII_HASH_SEED;
+        for c in token.chars() {
+            if c.is_ascii() {
+                h = ascii_hash_step(h, (c as u8).to_ascii_lowercase());
+                continue;
+            }
+            let Some(slot) = table.get_mut(c as usize & (FOLDED_CHARS - 1)) else {
+                return slow();
+            };
+            if slot.c != c as u32 {
+                let mut buf = [0u8; 4];
+                let folded = fold(c.encode_utf8(&mut buf));
+                let Some(bytes) = slot.bytes.get_mut(..folded.len()) else {
+                    return slow(); // longer than a slot holds (no such char is known)
+                };
+                bytes.copy_from_slice(folded.as_bytes());
+                slot.len = folded.len() as u8;
+                slot.c = c as u32;
+            }
+            for &b in slot.bytes.get(..usize::from(slot.len)).unwrap_or(&[]) {
+                h = ascii_hash_step(h, b);
+            }
+        }
+        h
+    })
 }
 
 /// Mixes a term hash into another feature space (names, numbers, runs) so that the same
