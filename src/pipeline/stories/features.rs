@@ -14,8 +14,75 @@ pub fn term_hash(token: &str) -> u64 {
             ascii_hash_step(h, b.to_ascii_lowercase())
         })
     } else {
-        fold(token).bytes().fold(ASCII_HASH_SEED, ascii_hash_step)
+        folded_hash(token)
     }
+}
+
+/// [`term_hash`] the slow way, folding the whole token as a string (for tests).
+#[cfg(test)]
+pub(super) fn term_hash_folding(token: &str) -> u64 {
+    fold(token).bytes().fold(ASCII_HASH_SEED, ascii_hash_step)
+}
+
+/// Slots of the per-thread table of folded chars ([`folded_hash`]): a power of two.
+const FOLDED_CHARS: usize = 4_096;
+
+/// One char's folded form (lower case, decomposed, marks dropped), as UTF-8.
+#[derive(Clone, Copy)]
+struct FoldedChar {
+    /// The char (`u32::MAX`: empty slot).
+    c: u32,
+    len: u8,
+    bytes: [u8; 11],
+}
+
+/// [`term_hash`] of a token that is not all ASCII, without folding it as a string: folding
+/// (lower case, NFD, marks dropped) costs thousands of instructions per token, and CJK or
+/// Cyrillic text brings many such tokens. The fold of a token is the concatenation of the folds
+/// of its chars: lower-casing is per char, and NFD's only context, the canonical reordering of
+/// combining marks, moves only chars that the fold drops (every char of non-zero combining
+/// class is a mark; `tests::fold_is_per_char` checks this for every char). So each char's
+/// fold is computed once per thread (a direct-mapped table) and its bytes hashed.
+fn folded_hash(token: &str) -> u64 {
+    use std::cell::RefCell;
+    const EMPTY: FoldedChar = FoldedChar {
+        c: u32::MAX,
+        len: 0,
+        bytes: [0; 11],
+    };
+    thread_local! {
+        static TABLE: RefCell<Vec<FoldedChar>> = RefCell::new(vec![EMPTY; FOLDED_CHARS]);
+    }
+    let slow = || fold(token).bytes().fold(ASCII_HASH_SEED, ascii_hash_step);
+    TABLE.with(|table| {
+        let Ok(mut table) = table.try_borrow_mut() else {
+            return slow();
+        };
+        let mut h = ASCII_HASH_SEED;
+        for c in token.chars() {
+            if c.is_ascii() {
+                h = ascii_hash_step(h, (c as u8).to_ascii_lowercase());
+                continue;
+            }
+            let Some(slot) = table.get_mut(c as usize & (FOLDED_CHARS - 1)) else {
+                return slow();
+            };
+            if slot.c != c as u32 {
+                let mut buf = [0u8; 4];
+                let folded = fold(c.encode_utf8(&mut buf));
+                let Some(bytes) = slot.bytes.get_mut(..folded.len()) else {
+                    return slow(); // longer than a slot holds (no such char is known)
+                };
+                bytes.copy_from_slice(folded.as_bytes());
+                slot.len = folded.len() as u8;
+                slot.c = c as u32;
+            }
+            for &b in slot.bytes.get(..usize::from(slot.len)).unwrap_or(&[]) {
+                h = ascii_hash_step(h, b);
+            }
+        }
+        h
+    })
 }
 
 /// Mixes a term hash into another feature space (names, numbers, runs) so that the same
@@ -315,6 +382,11 @@ impl DocFreq {
     /// its tokens, e.g. the matcher's): the same counts as [`DocFreq::observe_text`] over the
     /// same title and body.
     pub fn add(&mut self, terms: &DocTerms) {
+        if terms.finished {
+            // Already sorted and deduplicated by `DocTerms::finish`.
+            self.count_distinct(&terms.buckets);
+            return;
+        }
         self.begin();
         self.scratch.extend_from_slice(&terms.buckets);
         self.end();
@@ -329,9 +401,16 @@ impl DocFreq {
     }
 
     fn end(&mut self) {
-        self.scratch.sort_unstable();
-        self.scratch.dedup();
-        for &b in &self.scratch {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        sort_dedup_buckets(&mut scratch);
+        self.count_distinct(&scratch);
+        self.scratch = scratch;
+    }
+
+    /// Count one document given its distinct buckets (in ascending order: one pass over the
+    /// table).
+    fn count_distinct(&mut self, buckets: &[u32]) {
+        for &b in buckets {
             if let Some(c) = self.counts.get_mut(b as usize) {
                 *c = c.saturating_add(1);
             }
@@ -469,6 +548,8 @@ pub struct DocTerms {
     buckets: Vec<u32>,
     runs: RunHasher,
     in_field: usize,
+    /// `buckets` are sorted and deduplicated ([`DocTerms::finish`]).
+    finished: bool,
 }
 
 impl DocTerms {
@@ -484,6 +565,7 @@ impl DocTerms {
             return;
         }
         self.in_field += 1;
+        self.finished = false;
         let h = ascii.unwrap_or_else(|| term_hash(text));
         self.buckets.push(DocFreq::bucket(h) as u32);
         if let Some(r) = self.runs.push(h) {
@@ -493,9 +575,70 @@ impl DocTerms {
 
     /// Sort and deduplicate the gathered buckets (outside any lock on the [`DocFreq`]).
     pub fn finish(&mut self) {
-        self.buckets.sort_unstable();
-        self.buckets.dedup();
+        sort_dedup_buckets(&mut self.buckets);
+        self.finished = true;
     }
+}
+
+/// Sort and deduplicate document-frequency buckets (each below `2^DF_BITS`), as
+/// `sort_unstable` + `dedup` would. Long lists (most entries' hundreds of words) go through a
+/// per-thread bitmap of all buckets with a summary bit per 64-bucket word: O(1) per bucket
+/// and one pass over the summary, instead of a comparison sort's `n log n`. (A bucket out of
+/// range may be dropped: the table has no counter for it either.)
+pub(super) fn sort_dedup_buckets(v: &mut Vec<u32>) {
+    use std::cell::RefCell;
+    /// Below this a comparison sort is as cheap as the bitmap's pass over its summary.
+    const SHORT: usize = 64;
+    const WORDS: usize = (1 << DF_BITS) / 64;
+    struct BucketSet {
+        bits: Vec<u64>,
+        summary: Vec<u64>,
+    }
+    thread_local! {
+        static SET: RefCell<BucketSet> = RefCell::new(BucketSet {
+            bits: vec![0; WORDS],
+            summary: vec![0; WORDS / 64],
+        });
+    }
+    let sort = |v: &mut Vec<u32>| {
+        v.sort_unstable();
+        v.dedup();
+    };
+    if v.len() < SHORT {
+        return sort(v);
+    }
+    SET.with(|set| {
+        let Ok(mut set) = set.try_borrow_mut() else {
+            return sort(v);
+        };
+        let BucketSet { bits, summary } = &mut *set;
+        for &b in v.iter() {
+            let w = (b >> 6) as usize;
+            if let Some(word) = bits.get_mut(w) {
+                *word |= 1 << (b & 63);
+            }
+            if let Some(s) = summary.get_mut(w >> 6) {
+                *s |= 1 << (w & 63);
+            }
+        }
+        v.clear();
+        // Drain in ascending order, leaving both bitmaps all zero again.
+        for (si, s) in summary.iter_mut().enumerate() {
+            let mut words = std::mem::take(s);
+            while words != 0 {
+                let w = si * 64 + words.trailing_zeros() as usize;
+                words &= words - 1;
+                let Some(word) = bits.get_mut(w) else {
+                    continue;
+                };
+                let mut set_bits = std::mem::take(word);
+                while set_bits != 0 {
+                    v.push((w * 64) as u32 + set_bits.trailing_zeros());
+                    set_bits &= set_bits - 1;
+                }
+            }
+        }
+    });
 }
 
 /// Rolling (Rabin–Karp) hash of the last [`RUN_WORDS`] term hashes, O(1) per word; yields

@@ -515,6 +515,89 @@ fn term_hash_matches_the_tokenizer_hash_and_folds_accents() {
     assert_eq!(term_hash("Théresa"), term_hash("theresa"));
 }
 
+/// `term_hash` folds char by char: the same as folding the whole token, for every script
+/// and for marks that NFD reorders, also when chars collide in the per-thread table.
+#[test]
+fn term_hash_by_chars_equals_folding_the_token() {
+    use features::term_hash_folding;
+    let words = [
+        "Théresa",
+        "ΑΘΗΝΑ",
+        "Ünïcode",
+        "İstanbul",
+        "café",
+        "GCHQ",
+        "",
+        "Йошкар-Ола",
+        "ёлка",
+        "北京市",
+        "가\u{11a8}각",
+        "a\u{308}\u{301}b",
+        "o\u{31b}\u{323}x",
+        "\u{301}\u{301}a\u{308}",
+        "ﬁnal",
+        "ＧＣＨＱ",
+        "①②",
+        "ǅemal",
+        "ΣΊΣΥΦΟΣ",
+        "ß",
+        "がぎ",
+        "\u{212b}ngström",
+        "ﷺ",
+    ];
+    for w in words {
+        assert_eq!(term_hash(w), term_hash_folding(w), "{w:?}");
+        assert_eq!(term_hash(w), term_hash_folding(w), "{w:?} (second time)");
+    }
+    // Every char (in tokens of three, so the table's slots are reused by colliding chars).
+    let all: Vec<char> = (0x80..0x11_0000u32).filter_map(char::from_u32).collect();
+    for c in all.chunks(3) {
+        let w: String = c.iter().collect();
+        assert_eq!(term_hash(&w), term_hash_folding(&w), "{w:?}");
+    }
+}
+
+/// Why folding char by char is exact: NFD reorders only chars of non-zero combining class,
+/// and the fold drops every one of them (they are all marks).
+#[test]
+fn fold_is_per_char() {
+    use unicode_normalization::char::{canonical_combining_class, is_combining_mark};
+    for c in (0..0x11_0000u32).filter_map(char::from_u32) {
+        if canonical_combining_class(c) != 0 {
+            assert!(is_combining_mark(c), "{c:?} U+{:04X}", c as u32);
+        }
+    }
+}
+
+/// The bitmap sort of buckets equals `sort_unstable` + `dedup`, and leaves the bitmap clean
+/// for the next list (short, long, repeated, extreme and out-of-range buckets).
+#[test]
+fn bucket_sort_equals_a_comparison_sort() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..200 {
+        let len = (next() % 3_000) as usize;
+        let spread = [1 << 19, 5_000, 64, 1][round % 4];
+        let mut v: Vec<u32> = (0..len).map(|_| (next() % spread) as u32).collect();
+        if round % 7 == 0 {
+            v.extend([0, (1 << 19) - 1, 0, (1 << 19) - 1]);
+        }
+        let mut want = v.clone();
+        want.sort_unstable();
+        want.dedup();
+        features::sort_dedup_buckets(&mut v);
+        assert_eq!(v, want, "round {round}");
+    }
+    let mut out_of_range: Vec<u32> = (0..100).chain([1 << 19, u32::MAX]).collect();
+    features::sort_dedup_buckets(&mut out_of_range);
+    assert_eq!(out_of_range, (0..100).collect::<Vec<u32>>());
+}
+
 #[test]
 fn boilerplate_shared_by_many_sites_is_not_a_quotation() {
     // 60 unrelated short reports from 60 sites, each ending in the same licence notice.
