@@ -81,7 +81,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             cli::backfill(&settings, args, chrono::Utc::now(), &mut out)
         }
         Command::Prune(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::prune(&settings, args, chrono::Utc::now(), &mut out)
         }
         Command::Archive(args) => match args.command {

@@ -271,6 +271,54 @@ fn pg_review_commands_and_two_web_servers_agree_with_sqlite() {
         ids, query_ids,
         "the API lists what `query` lists, in its order"
     );
+    // Prune: unmatched archived entries past `[archive] keep` go, in the same counts on both
+    // backends; matches stay (kept forever by default). The archive's times are moved back
+    // by hand (the entries were polled just now).
+    let old = "UPDATE archive SET first_seen_at = '2000-01-01T00:00:00.000Z'";
+    rusqlite::Connection::open(sqlite.path("data/news.db"))
+        .expect("open")
+        .execute_batch(old)
+        .expect("age sqlite archive");
+    db.connect()
+        .client()
+        .batch_execute(old)
+        .expect("age pg archive");
+    // The report without its cut-off time (each run computes its own "now").
+    let line = |p: &Project, args: &[&str]| -> String {
+        let (code, out, err) = p.run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let (head, rest) = out.split_once(" before ").expect("a cut-off time");
+        let (_, tail) = rest.split_once(',').expect("the matches' count");
+        format!("{head}{tail}")
+    };
+    let dry = line(&pg, &["prune", "--dry-run"]);
+    assert_eq!(line(&sqlite, &["prune", "--dry-run"]), dry);
+    assert!(
+        dry.contains("would remove") && !dry.contains("remove 0 "),
+        "{dry}"
+    );
+    let archived_before = db.count("archive");
+    assert_eq!(line(&sqlite, &["prune"]), line(&pg, &["prune"]));
+    let left = db.count("archive");
+    assert!(left < archived_before, "{left} of {archived_before}");
+    assert_eq!(
+        left,
+        db.count("archive WHERE item_id IS NOT NULL"),
+        "only matched entries stay"
+    );
+    assert_eq!(
+        db.count("archive_fts"),
+        left,
+        "their index rows went with them"
+    );
+    let (want, got) = both(&sqlite, &pg, &all);
+    assert_eq!(timeless(want), timeless(got));
+    assert_eq!(
+        pg.query_json(&["--limit", "500"]).len(),
+        ids.len(),
+        "matches are kept"
+    );
+
     let other = ids
         .iter()
         .copied()

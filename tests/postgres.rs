@@ -442,7 +442,11 @@ fn url_config(url: &str, extra: &str) -> String {
 fn check_and_other_commands_with_a_postgres_url() {
     // No server needed for the refusals and the config errors.
     let project = Project::new(&url_config("postgres://nw@127.0.0.1:1/newsdb", ""));
-    for cmd in [&["backfill"][..], &["prune"], &["alerts", "list"]] {
+    for cmd in [
+        &["backfill"][..],
+        &["archive", "rebuild"],
+        &["alerts", "list"],
+    ] {
         let (code, _, err) = project.run(cmd);
         assert_eq!(code, 2, "{cmd:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");

@@ -268,15 +268,21 @@ pub fn prune(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    if !settings.database.exists() {
+    let on_pg = matches!(settings.backend, crate::config::Database::Postgres { .. });
+    if !on_pg && !settings.database.exists() {
         writeln!(out, "prune: nothing stored yet")?;
         return Ok(());
     }
-    let mut store = open_store(settings)?;
+    let mut store = open_review(settings, false)?;
     let (archive_before, matches_before) = settings.retention(now);
-    let counts = store
-        .prune(archive_before, matches_before, args.dry_run, now)
-        .context("cannot prune")?;
+    let counts = crate::store::archive::prune(
+        &mut store,
+        archive_before,
+        matches_before,
+        args.dry_run,
+        now,
+    )
+    .context("cannot prune")?;
     writeln!(
         out,
         "prune{}: {} {} archived entries first seen before {}, {} matches{}",

@@ -458,6 +458,69 @@ pub fn archive_stats(db: &mut dyn Db) -> Result<ArchiveStats> {
     })
 }
 
+/// [`Store::prune`] on either backend: the same small transactions on PostgreSQL (whose
+/// `archive_fts` rows go with their archive rows, `ON DELETE CASCADE`).
+pub fn prune(
+    db: &mut super::sql::AnyDb,
+    archive_before: Option<DateTime<Utc>>,
+    matches_before: Option<DateTime<Utc>>,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<PruneCounts> {
+    let pg = match db {
+        super::sql::AnyDb::Sqlite(store) => {
+            return store.prune(archive_before, matches_before, dry_run, now);
+        }
+        super::sql::AnyDb::Postgres(pg) => pg,
+    };
+    let mut counts = PruneCounts::default();
+    const ARCHIVED: &str = "FROM archive WHERE first_seen_at < ?1 AND item_id IS NULL";
+    const MATCHES: &str = "FROM items WHERE first_seen_at < ?1 AND status <> 'starred'";
+    let count =
+        |pg: &mut super::postgres::PgDb, from: &str, before: DateTime<Utc>| -> Result<u64> {
+            let n: i64 = value(
+                pg,
+                &format!("SELECT count(*) {from}"),
+                &[Val::Text(ts(before))],
+            )?;
+            Ok(n.max(0) as u64)
+        };
+    if dry_run {
+        if let Some(before) = archive_before {
+            counts.archived = count(pg, ARCHIVED, before)?;
+        }
+        if let Some(before) = matches_before {
+            counts.matches = count(pg, MATCHES, before)?;
+        }
+        return Ok(counts);
+    }
+    for (before, table, from, total) in [
+        (matches_before, "items", MATCHES, &mut counts.matches),
+        (archive_before, "archive", ARCHIVED, &mut counts.archived),
+    ] {
+        let Some(before) = before else { continue };
+        loop {
+            let started = std::time::Instant::now();
+            let n = super::sql::transaction(pg, |tx| {
+                tx.exec(
+                    &format!("DELETE FROM {table} WHERE id IN (SELECT id {from} LIMIT ?2)"),
+                    &[Val::Text(ts(before)), Val::Int(PRUNE_BATCH as i64)],
+                )
+            })?;
+            counts.longest_batch = counts.longest_batch.max(started.elapsed());
+            *total += n;
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+    }
+    pg.exec(
+        "UPDATE archive_index SET pruned_at = ?1 WHERE id = 1",
+        &[Val::Text(ts(now))],
+    )?;
+    Ok(counts)
+}
+
 /// The matcher's decision on candidate `r` of a search: a hit is added to `out`; false once
 /// `limit` hits are found and another one would follow (the search stops, truncated).
 fn confirm(matcher: &Matcher, limit: Option<usize>, out: &mut SearchResult, r: ArchiveRow) -> bool {
