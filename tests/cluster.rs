@@ -599,3 +599,73 @@ fn pg_a_failing_feed_in_a_grouped_write_is_rolled_back_alone_and_a_lost_lease_wr
     assert_eq!(db.count("archive WHERE feed_id = 9999"), 0);
     drop((s, late, poll));
 }
+
+#[test]
+fn pg_the_daily_prune_runs_once_for_the_cluster() {
+    let Some(db) = TestDb::create("prune") else {
+        return;
+    };
+    let server = TestServer::start();
+    serve_fixtures(&server);
+    let base = config(&server).replace("path = \"data/news.db\"", &format!("url = \"{}\"", db.url));
+    let project = Project::new(&format!("{base}\n[schedule]\npoll = \"*/2 * * * * *\"\n"));
+    let (code, _, err) = project.run(&["poll"]);
+    assert!(code == 0 || code == 1, "{err}");
+    // Entries polled long ago (moved back by hand), and a last prune two days ago.
+    db.connect()
+        .client()
+        .batch_execute(
+            "UPDATE archive SET first_seen_at = '2000-01-01T00:00:00.000Z';
+             UPDATE archive_index SET pruned_at = '2000-01-01T00:00:00.000Z'",
+        )
+        .expect("age the archive");
+    let unmatched = db.count("archive WHERE item_id IS NULL");
+    let matched = db.count("archive WHERE item_id IS NOT NULL");
+    assert!(unmatched > 0 && matched > 0, "{unmatched} / {matched}");
+    let items = db.count("items");
+
+    let mut workers: Vec<Daemon> = (0..2).map(|_| Daemon::start(&project)).collect();
+    let logs = |ws: &[Daemon]| ws.iter().map(Daemon::log).collect::<Vec<_>>();
+    wait_until("the archive is pruned", Duration::from_secs(30), || {
+        db.count("archive WHERE item_id IS NULL") == 0
+    });
+    // Both workers have had their look (each looks after its first wave).
+    wait_until(
+        "both workers looked at the prune",
+        Duration::from_secs(30),
+        || {
+            logs(&workers)
+                .iter()
+                .all(|l| l.contains("pruned (for the cluster)") || l.contains("prune: not due"))
+        },
+    );
+    for w in &mut workers {
+        assert!(w.stop(Duration::from_secs(20)).success());
+    }
+    let all = logs(&workers);
+    let pruned: Vec<usize> = all
+        .iter()
+        .map(|l| l.matches("pruned (for the cluster)").count())
+        .collect();
+    assert_eq!(
+        pruned.iter().sum::<usize>(),
+        1,
+        "one prune for the cluster: {pruned:?}\n{}",
+        all.join("\n----\n")
+    );
+    assert_eq!(
+        db.count("archive WHERE item_id IS NOT NULL"),
+        matched,
+        "matched entries stay"
+    );
+    assert_eq!(
+        db.count("items"),
+        items,
+        "matches stay (kept forever by default)"
+    );
+    assert_eq!(db.count("archive_fts"), matched);
+    let recent = db.count(
+        "archive_index WHERE pruned_at > to_char((now() - interval '1 hour') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+    );
+    assert_eq!(recent, 1, "the prune is recorded");
+}

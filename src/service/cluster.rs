@@ -7,9 +7,10 @@
 //! end (a worker killed with kill -9 holds its feeds until their leases run out), capped at
 //! [`MAX_IDLE`] so that feeds another worker's config added are noticed.
 //!
-//! Polling is all a worker does so far: what the SQLite daemon also does (`[web]`, `[digest]`,
-//! `[[alerts]]`, `[output]` files) is refused at start ([`unported`]); archive pruning and
-//! `[archive] backfill_new_rules` are skipped with one log line each.
+//! Beside polling a worker takes its turn at the cluster's daily prune (one worker a day,
+//! under an advisory lock). What the SQLite daemon also does (`[web]`, `[digest]`,
+//! `[[alerts]]`, `[output]` files) is refused at start ([`unported`]);
+//! `[archive] backfill_new_rules` is skipped with one log line.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -114,13 +115,52 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// How often a worker asks whether the cluster's daily prune is due.
+const PRUNE_CHECK: Duration = Duration::from_secs(3600);
+
+/// How old the last prune (by any worker) must be before the next.
+const PRUNE_EVERY: chrono::Duration = chrono::Duration::hours(24);
+
+/// The cluster's daily prune, if it is this worker's turn
+/// ([`crate::store::archive::prune_once_for_cluster`]), on a connection of its own so that
+/// the worker's writes do not wait for it.
+async fn prune_if_due(settings: &Settings) {
+    let Database::Postgres { url, password } = &settings.backend else {
+        return;
+    };
+    let (url, password) = (
+        url.expose().to_string(),
+        password.as_ref().map(|p| p.expose().to_string()),
+    );
+    let (archive_before, matches_before) = settings.retention(Utc::now());
+    let done = tokio::task::spawn_blocking(move || {
+        let mut db = crate::store::postgres::PgDb::connect(&url, password.as_deref())?;
+        let out = crate::store::archive::prune_once_for_cluster(
+            &mut db,
+            archive_before,
+            matches_before,
+            PRUNE_EVERY,
+            Utc::now(),
+        );
+        drop(db);
+        out
+    })
+    .await;
+    match done {
+        Ok(Ok(Some(c))) => tracing::info!(
+            archived = c.archived,
+            matches = c.matches,
+            longest_batch_ms = c.longest_batch.as_millis() as u64,
+            "pruned (for the cluster)"
+        ),
+        Ok(Ok(None)) => tracing::debug!("prune: not due, or another worker is pruning"),
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot prune"),
+        Err(e) => tracing::error!(error = %e, "prune task failed"),
+    }
+}
+
 /// What the daemon does on SQLite that a worker skips, said once at start.
 fn log_skipped(settings: &Settings) {
-    if settings.archive.keep.is_some() || settings.keep_matches.is_some() {
-        tracing::warn!(
-            "archive.keep / storage.keep_matches: pruning is not done on PostgreSQL yet; entries are archived (and indexed as written) but never pruned"
-        );
-    }
     if settings.archive.backfill_new_rules {
         tracing::warn!(
             "archive.backfill_new_rules: not done on PostgreSQL yet; new rules apply to new entries only"
@@ -174,6 +214,8 @@ pub async fn run(
     let mut in_flight: HashSet<i64> = HashSet::new();
     let mut wave_done = false;
     let mut last_placed = std::time::Instant::now();
+    // The first look at the cluster's prune comes after this worker's first wave.
+    let mut last_prune_check: Option<std::time::Instant> = None;
 
     loop {
         let free = runtime.settings.concurrency.saturating_sub(in_flight.len());
@@ -252,6 +294,10 @@ pub async fn run(
             wave_done = false;
             last_placed = std::time::Instant::now();
             poll::place_stories(&store).await;
+            if last_prune_check.is_none_or(|t| t.elapsed() >= PRUNE_CHECK) {
+                last_prune_check = Some(std::time::Instant::now());
+                prune_if_due(&runtime.settings).await;
+            }
         }
 
         tokio::select! {

@@ -467,12 +467,63 @@ pub fn prune(
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<PruneCounts> {
-    let pg = match db {
+    match db {
         super::sql::AnyDb::Sqlite(store) => {
-            return store.prune(archive_before, matches_before, dry_run, now);
+            store.prune(archive_before, matches_before, dry_run, now)
         }
-        super::sql::AnyDb::Postgres(pg) => pg,
-    };
+        super::sql::AnyDb::Postgres(pg) => {
+            prune_pg(pg, archive_before, matches_before, dry_run, now)
+        }
+    }
+}
+
+/// Key of the session advisory lock one cluster worker holds while it prunes ("nwprune").
+const PRUNE_LOCK: i64 = 0x6e77_7072_756e_6500;
+
+/// The daily prune of a cluster of PostgreSQL workers: done by whichever worker takes the
+/// prune lock first, and only when the last prune (by any worker) is at least `every` old, so
+/// that it runs once a day for the cluster and any worker can take it over. `None`: not this
+/// worker's turn.
+pub fn prune_once_for_cluster(
+    pg: &mut super::postgres::PgDb,
+    archive_before: Option<DateTime<Utc>>,
+    matches_before: Option<DateTime<Utc>>,
+    every: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<Option<PruneCounts>> {
+    let locked: bool = value(
+        pg,
+        "SELECT pg_try_advisory_lock(?1)",
+        &[Val::Int(PRUNE_LOCK)],
+    )?;
+    if !locked {
+        return Ok(None);
+    }
+    let run = (|| -> Result<Option<PruneCounts>> {
+        let at: Option<String> =
+            value(pg, "SELECT pruned_at FROM archive_index WHERE id = 1", &[])?;
+        if at
+            .as_deref()
+            .and_then(super::parse_ts)
+            .is_some_and(|at| now - at < every)
+        {
+            return Ok(None);
+        }
+        prune_pg(pg, archive_before, matches_before, false, now).map(Some)
+    })();
+    let unlocked = pg.rows("SELECT pg_advisory_unlock(?1)", &[Val::Int(PRUNE_LOCK)]);
+    let out = run?;
+    unlocked?;
+    Ok(out)
+}
+
+fn prune_pg(
+    pg: &mut super::postgres::PgDb,
+    archive_before: Option<DateTime<Utc>>,
+    matches_before: Option<DateTime<Utc>>,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<PruneCounts> {
     let mut counts = PruneCounts::default();
     const ARCHIVED: &str = "FROM archive WHERE first_seen_at < ?1 AND item_id IS NULL";
     const MATCHES: &str = "FROM items WHERE first_seen_at < ?1 AND status <> 'starred'";
