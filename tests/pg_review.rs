@@ -378,3 +378,63 @@ fn pg_review_commands_and_two_web_servers_agree_with_sqlite() {
     assert!(api_hits >= 1);
     assert_eq!(api_hits, cli.as_array().expect("array").len());
 }
+
+#[test]
+fn pg_a_worker_serves_the_web_and_reports_its_loop() {
+    let Some(db) = TestDb::create("workerweb") else {
+        return;
+    };
+    let server = TestServer::start();
+    serve_fixtures(&server);
+    let base = config(&server).replace("path = \"data/news.db\"", &format!("url = \"{}\"", db.url));
+    let project = Project::new(&format!(
+        "{base}\n[schedule]\npoll = \"*/2 * * * * *\"\n\n[web]\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    let web = Web::start(&project, &["run"]);
+    let mut feeds = Value::Null;
+    crate::support::wait_until(
+        "the worker's first poll, seen through its web API",
+        std::time::Duration::from_secs(30),
+        || {
+            feeds = get(&web.addr, "/api/v1/feeds").json();
+            feeds["feeds"].as_array().is_some_and(|fs| {
+                fs.iter()
+                    .any(|f| f["name"] == "uknews" && f["last_worker"].is_string())
+            })
+        },
+    );
+    let h = get(&web.addr, "/healthz");
+    assert_eq!(h.status, 200, "{}", h.body);
+    let h = h.json();
+    assert_eq!(h["mode"], "run");
+    assert_eq!(h["scheduler"], "alive");
+    assert_eq!(h["database"], "writable");
+    let listed = get(&web.addr, "/api/v1/matches");
+    assert_eq!(listed.status, 200);
+    assert!(
+        !listed.json()["matches"]
+            .as_array()
+            .expect("matches")
+            .is_empty(),
+        "{}",
+        listed.body
+    );
+    let metrics = get(&web.addr, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let worker = feeds["feeds"]
+        .as_array()
+        .and_then(|fs| fs.iter().find(|f| f["name"] == "uknews"))
+        .and_then(|f| f["last_worker"].as_str())
+        .expect("uknews' worker")
+        .to_string();
+    assert!(
+        metrics.body.contains(&format!(
+            "newswatch_feed_last_worker{{feed=\"uknews\",worker=\"{worker}\"}} 1"
+        )),
+        "{}",
+        metrics.body
+    );
+    let page = get(&web.addr, "/feeds");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("uknews"), "{}", page.body);
+}

@@ -474,14 +474,14 @@ fn check_and_other_commands_with_a_postgres_url() {
         );
     }
     // What `run` does beside polling is refused by name, not skipped quietly.
-    let web = Project::new(&url_config(
+    let out_files = Project::new(&url_config(
         "postgres://nw@127.0.0.1:1/newsdb",
-        "[web]\nlisten = \"127.0.0.1:0\"\n",
+        "[output]\natom = \"matches.atom\"\n",
     ));
-    let (code, _, err) = web.run(&["run"]);
+    let (code, _, err) = out_files.run(&["run"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("[web]: not available with PostgreSQL storage yet"),
+        err.contains("output.atom: not available with PostgreSQL storage yet"),
         "{err}"
     );
     let (code, out, err) = project.run(&["check"]);

@@ -8,8 +8,8 @@
 //! [`MAX_IDLE`] so that feeds another worker's config added are noticed.
 //!
 //! Beside polling a worker takes its turn at the cluster's daily prune (one worker a day,
-//! under an advisory lock). What the SQLite daemon also does (`[web]`, `[digest]`,
-//! `[[alerts]]`, `[output]` files) is refused at start ([`unported`]);
+//! under an advisory lock) and serves `[web]` if configured. What the SQLite daemon also does
+//! (`[digest]`, `[[alerts]]`, `[output]` files) is refused at start ([`unported`]);
 //! `[archive] backfill_new_rules` is skipped with one log line.
 
 use std::collections::{HashMap, HashSet};
@@ -55,9 +55,6 @@ pub fn unported(settings: &Settings, run: bool) -> Option<String> {
         return not_yet("[[alerts]]");
     }
     if run {
-        if settings.web.is_some() {
-            return not_yet("[web]");
-        }
         if settings.digest.is_some() {
             return not_yet("[digest]");
         }
@@ -186,6 +183,28 @@ pub async fn run(
     let store: Shared<PgStore> = Arc::new(Mutex::new(opened));
     log_skipped(&settings);
     let metrics = Arc::new(crate::service::metrics::Metrics::new());
+    let liveness = Arc::new(crate::service::metrics::Liveness::default());
+    liveness.beat(Utc::now());
+    // The web server, as under the SQLite daemon (its own PostgreSQL connections; stopped
+    // with the worker); its /healthz reports this worker's loop.
+    let web = match &settings.web {
+        Some(w) => {
+            let server = crate::service::web::Server::bind(
+                &settings,
+                w,
+                metrics.clone(),
+                Some(liveness.clone()),
+            )
+            .await?;
+            let stop = shutdown.child_token();
+            Some(tokio::spawn(async move {
+                if let Err(e) = server.serve(stop).await {
+                    tracing::error!(error = %e, "web server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let mut runtime = Arc::new(Runtime::new(settings)?.with_metrics(metrics));
     let mut by_name = index(&runtime);
     tracing::info!(
@@ -300,6 +319,9 @@ pub async fn run(
             }
         }
 
+        liveness.beat(
+            Utc::now() + chrono::Duration::from_std(sleep).unwrap_or(chrono::Duration::zero()),
+        );
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(id) = done_rx.recv() => {
@@ -321,11 +343,15 @@ pub async fn run(
     }
 
     tracing::info!(in_flight = in_flight.len(), "stopping");
+    liveness.stopped();
     drain(&tracker, &tasks_stop).await;
     match blocking(&store, |s| s.release_leases()).await {
         Ok(n) if n > 0 => tracing::info!(released = n, "leases released"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot release leases (they run out by themselves)"),
+    }
+    if let Some(web) = web {
+        let _ = web.await;
     }
     tracing::info!("stopped");
     Ok(())

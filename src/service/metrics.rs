@@ -200,6 +200,9 @@ pub struct DbMetrics {
     pub archive_bytes: u64,
     /// (alert, failing since as Unix seconds): alert destinations failing now.
     pub alerts_failing: Vec<(String, i64)>,
+    /// (feed, worker): which PostgreSQL worker last polled each configured feed (none on
+    /// SQLite, which has one poller).
+    pub last_worker: Vec<(String, String)>,
 }
 
 impl DbMetrics {
@@ -224,6 +227,21 @@ impl DbMetrics {
             "Failed polls of each feed since its last success",
             failures,
         );
+        if !self.last_worker.is_empty() {
+            let by = Family::<Labels, Gauge>::default();
+            for (feed, worker) in &self.last_worker {
+                by.get_or_create(&vec![
+                    ("feed".to_string(), feed.clone()),
+                    ("worker".to_string(), worker.clone()),
+                ])
+                .set(1);
+            }
+            r.register(
+                "feed_last_worker",
+                "The worker that last polled each feed (PostgreSQL workers; always 1)",
+                by,
+            );
+        }
         let rules = Family::<Labels, Gauge>::default();
         for (rule, n) in &self.per_rule {
             rules

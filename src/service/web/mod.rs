@@ -500,9 +500,16 @@ async fn metrics(State(app): State<AppState>) -> Response {
                     (f.alert, since)
                 })
                 .collect();
-            let feeds = crate::store::feed_statuses(s)?
+            let statuses: Vec<_> = crate::store::feed_statuses(s)?
                 .into_iter()
                 .filter(|f| f.in_config)
+                .collect();
+            let last_worker = statuses
+                .iter()
+                .filter_map(|f| Some((f.name.clone(), f.last_worker.clone()?)))
+                .collect();
+            let feeds = statuses
+                .into_iter()
                 .map(|f| {
                     let last = f
                         .last_success_at
@@ -520,6 +527,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
                 archive_entries: archive.entries,
                 archive_bytes: archive.bytes,
                 alerts_failing,
+                last_worker,
             })
         })
         .await;
