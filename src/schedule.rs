@@ -128,6 +128,10 @@ pub fn backoff(name: &str, failures: u32, base: chrono::Duration) -> chrono::Dur
 impl Schedule {
     /// The last run at or before `at`, with the cron line read in `tz`.
     pub fn prev_at_or_before(&self, at: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+        // Runs are whole seconds: within a matching second, the run is that second's start,
+        // not `at` itself (which a later digest would wrongly count as not yet written).
+        use chrono::Timelike;
+        let at = at.with_nanosecond(0).unwrap_or(at);
         let local = at.with_timezone(&tz);
         self.cron
             .find_previous_occurrence(&local, true)
@@ -160,6 +164,16 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_run_is_a_whole_second_also_within_a_matching_second() {
+        let s = Schedule::parse("*/3 * * * * *").unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-12-02T18:26:57.866Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let prev = s.prev_at_or_before(at, chrono_tz::UTC).unwrap();
+        assert_eq!(prev.to_rfc3339(), "2026-12-02T18:26:57+00:00");
+    }
     use chrono::{Datelike, TimeZone, Weekday};
 
     #[test]

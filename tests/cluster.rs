@@ -669,3 +669,77 @@ fn pg_the_daily_prune_runs_once_for_the_cluster() {
     );
     assert_eq!(recent, 1, "the prune is recorded");
 }
+
+#[test]
+fn pg_two_workers_write_each_scheduled_digest_once() {
+    let Some(db) = TestDb::create("digest") else {
+        return;
+    };
+    let server = TestServer::start();
+    serve_fixtures(&server);
+    let base = config(&server).replace("path = \"data/news.db\"", &format!("url = \"{}\"", db.url));
+    // Digests every 3 seconds (cron with seconds), both workers writing to one folder.
+    let project = Project::new(&format!(
+        "{base}\n[schedule]\npoll = \"*/2 * * * * *\"\n\n[digest]\nschedule = \"*/3 * * * * *\"\ndir = \"digests\"\n"
+    ));
+    db.connect().migrate().expect("migrate");
+    let mut workers: Vec<Daemon> = (0..2).map(|_| Daemon::start(&project)).collect();
+    let runs = || db.count("digest_runs");
+    wait_until("four scheduled digests", Duration::from_secs(40), || {
+        runs() >= 4
+    });
+    for w in &mut workers {
+        assert!(w.stop(Duration::from_secs(20)).success());
+    }
+    let log = workers
+        .iter()
+        .map(Daemon::log)
+        .collect::<Vec<_>>()
+        .join("\n----\n");
+    // One run per scheduled time: consecutive runs end at least ~3 s apart (two workers
+    // writing one scheduled time would be milliseconds apart), their item ranges touch.
+    let mut pg = db.connect();
+    let rows = pg
+        .client()
+        .query(
+            "SELECT period_start, period_end, after_item_id, last_item_id, files FROM digest_runs ORDER BY id",
+            &[],
+        )
+        .expect("runs");
+    let t = |s: String| chrono::DateTime::parse_from_rfc3339(&s).expect("time");
+    for pair in rows.windows(2) {
+        let (end0, end1) = (t(pair[0].get(1)), t(pair[1].get(1)));
+        assert!(
+            (end1 - end0).num_milliseconds() >= 2_000,
+            "two digests {} ms apart\n{log}",
+            (end1 - end0).num_milliseconds()
+        );
+        assert_eq!(t(pair[1].get(0)), end0, "no gap between periods");
+        assert_eq!(
+            pair[1].get::<_, i64>(2),
+            pair[0].get::<_, i64>(3),
+            "item cut contiguous"
+        );
+    }
+    // Every run's files are there, one Markdown file per run.
+    let md = std::fs::read_dir(project.path("digests"))
+        .expect("digests folder")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+        .count();
+    assert_eq!(md as i64, rows.len() as i64, "{log}");
+    let total: i64 = db.count("items");
+    let listed: i64 = pg
+        .client()
+        .query_one(
+            "SELECT COALESCE(sum(items), 0)::bigint FROM digest_runs",
+            &[],
+        )
+        .expect("sum")
+        .get(0);
+    assert!(
+        listed <= total,
+        "no match listed twice: {listed} of {total}"
+    );
+    assert!(log.contains("digest written (for the cluster)"), "{log}");
+}

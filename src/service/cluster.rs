@@ -8,8 +8,9 @@
 //! [`MAX_IDLE`] so that feeds another worker's config added are noticed.
 //!
 //! Beside polling a worker takes its turn at the cluster's daily prune (one worker a day,
+//! under an advisory lock), writes the cluster's scheduled `[digest]` (once per scheduled time,
 //! under an advisory lock) and serves `[web]` if configured. What the SQLite daemon also does
-//! (`[digest]`, `[[alerts]]`, `[output]` files) is refused at start ([`unported`]);
+//! (`[[alerts]]`, `[output]` files) is refused at start ([`unported`]);
 //! `[archive] backfill_new_rules` is skipped with one log line.
 
 use std::collections::{HashMap, HashSet};
@@ -55,9 +56,6 @@ pub fn unported(settings: &Settings, run: bool) -> Option<String> {
         return not_yet("[[alerts]]");
     }
     if run {
-        if settings.digest.is_some() {
-            return not_yet("[digest]");
-        }
         if settings.output.atom.is_some() {
             return not_yet("output.atom");
         }
@@ -156,6 +154,88 @@ async fn prune_if_due(settings: &Settings) {
     }
 }
 
+/// The PostgreSQL connection settings name, on a blocking thread's own connection.
+fn connect(settings: &Settings) -> Result<crate::store::postgres::PgDb, StoreError> {
+    match &settings.backend {
+        Database::Postgres { url, password } => crate::store::postgres::PgDb::connect(
+            url.expose(),
+            password.as_ref().map(|p| p.expose()),
+        ),
+        Database::Sqlite(_) => Err(StoreError::Corrupt("not a PostgreSQL database".into())),
+    }
+}
+
+/// When this worker should next see whether the cluster's scheduled digest is due, and the
+/// scheduled time that digest stands for. At start (`catch_up`): now, for the scheduled time
+/// that passed last, when no worker wrote a digest since (the cluster was down); otherwise the
+/// next scheduled time. `None`: no `[digest]`.
+async fn digest_due(
+    settings: &Settings,
+    now: chrono::DateTime<Utc>,
+    catch_up: bool,
+) -> Option<(chrono::DateTime<Utc>, chrono::DateTime<Utc>)> {
+    let digest = settings.digest.as_ref()?;
+    let schedule = crate::schedule::Schedule::parse(&digest.schedule).ok()?;
+    let tz = settings.schedule.timezone;
+    if catch_up {
+        let settings2 = settings.clone();
+        let last = tokio::task::spawn_blocking(move || {
+            let mut db = connect(&settings2)?;
+            let runs = crate::outputs::digest::scheduled_runs(&mut db);
+            drop(db);
+            Ok::<_, StoreError>(runs.ok().and_then(|r| r.last().map(|r| r.period_end)))
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+        if let (Some(last), Some(prev)) = (last, schedule.prev_at_or_before(now, tz))
+            && last < prev
+        {
+            tracing::info!(last_digest = %last, missed = %prev, "digest missed while the cluster was down: catching up");
+            return Some((now, prev));
+        }
+    }
+    schedule.next_after(now, tz).map(|t| (t, t))
+}
+
+/// The cluster's scheduled digest for scheduled time `tick`, written by this worker unless
+/// another one already wrote it (a digest recorded as ending at or after `tick`)
+/// ([`crate::outputs::digest::write_scheduled_in`] under the digest lock); then delivered.
+async fn write_digest(settings: &Settings, tick: chrono::DateTime<Utc>) {
+    let Some(digest) = settings.digest.clone() else {
+        return;
+    };
+    let tz = settings.schedule.timezone;
+    let (settings2, opts) = (settings.clone(), settings.digest_options());
+    let (dir, formats) = (digest.dir.clone(), digest.formats.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        let mut db = connect(&settings2)?;
+        let out = crate::outputs::digest::write_scheduled_in(
+            &mut db,
+            &dir,
+            &formats,
+            &opts,
+            tz,
+            Utc::now(),
+            Some(tick),
+        );
+        drop(db);
+        out.map_err(|e| StoreError::Corrupt(e.to_string()))
+    })
+    .await;
+    match written {
+        Ok(Ok(Some(run))) => {
+            let files: Vec<String> = run.files.iter().map(|f| f.display().to_string()).collect();
+            tracing::info!(files = %files.join(", "), "digest written (for the cluster)");
+            crate::service::daemon::deliver_digest(run, digest);
+        }
+        Ok(Ok(None)) => tracing::info!("digest: another worker wrote it"),
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write digest"),
+        Err(e) => tracing::error!(error = %e, "digest task failed"),
+    }
+}
+
 /// What the daemon does on SQLite that a worker skips, said once at start.
 fn log_skipped(settings: &Settings) {
     if settings.archive.backfill_new_rules {
@@ -235,6 +315,7 @@ pub async fn run(
     let mut last_placed = std::time::Instant::now();
     // The first look at the cluster's prune comes after this worker's first wave.
     let mut last_prune_check: Option<std::time::Instant> = None;
+    let mut next_digest = digest_due(&runtime.settings, Utc::now(), true).await;
 
     loop {
         let free = runtime.settings.concurrency.saturating_sub(in_flight.len());
@@ -319,6 +400,15 @@ pub async fn run(
             }
         }
 
+        if let Some((at, tick)) = next_digest
+            && at <= Utc::now()
+        {
+            write_digest(&runtime.settings, tick).await;
+            next_digest = digest_due(&runtime.settings, Utc::now(), false).await;
+        }
+        if let Some((at, _)) = next_digest {
+            sleep = sleep.min((at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        }
         liveness.beat(
             Utc::now() + chrono::Duration::from_std(sleep).unwrap_or(chrono::Duration::zero()),
         );
@@ -332,6 +422,7 @@ pub async fn run(
                 match reload(&source, &runtime, &store).await {
                     Ok(new) => {
                         runtime = new;
+                        next_digest = digest_due(&runtime.settings, Utc::now(), false).await;
                         by_name = index(&runtime);
                         tracing::info!(feeds = runtime.settings.feeds.len(), rules = runtime.settings.rules.len(), "config reloaded");
                     }

@@ -465,28 +465,37 @@ async fn write_digest(runtime: &Arc<Runtime>, store: &SharedStore) {
         Ok(Ok(run)) => {
             let files: Vec<String> = run.files.iter().map(|f| f.display().to_string()).collect();
             tracing::info!(files = %files.join(", "), "digest written");
-            if settings.email.is_some() || settings.webhook.is_some() {
-                tokio::spawn(async move {
-                    for report in crate::outputs::digest::deliver(&run.digest, &settings).await {
-                        match report.result {
-                            Ok(()) => tracing::info!(
-                                channel = report.channel,
-                                attempts = report.attempts,
-                                "digest delivered"
-                            ),
-                            Err(reason) => tracing::error!(
-                                channel = report.channel,
-                                attempts = report.attempts,
-                                %reason,
-                                "digest delivery failed"
-                            ),
-                        }
-                    }
-                });
-            }
+            deliver_digest(run, settings);
         }
         Ok(Err(e)) => tracing::error!(error = %e, "cannot write digest"),
         Err(e) => tracing::error!(error = %e, "digest task failed"),
+    }
+}
+
+/// Deliver a written scheduled digest (e-mail, webhook) in the background with retries; every
+/// outcome is logged.
+pub(crate) fn deliver_digest(
+    run: crate::outputs::digest::ScheduledDigest,
+    settings: crate::outputs::digest::DigestSettings,
+) {
+    if settings.email.is_some() || settings.webhook.is_some() {
+        tokio::spawn(async move {
+            for report in crate::outputs::digest::deliver(&run.digest, &settings).await {
+                match report.result {
+                    Ok(()) => tracing::info!(
+                        channel = report.channel,
+                        attempts = report.attempts,
+                        "digest delivered"
+                    ),
+                    Err(reason) => tracing::error!(
+                        channel = report.channel,
+                        attempts = report.attempts,
+                        %reason,
+                        "digest delivery failed"
+                    ),
+                }
+            }
+        });
     }
 }
 

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::store::sql::{Db, Sqlite, Val};
 use crate::store::{self, MatchFilter, MatchRow, Store, StoreError, parse_ts, ts};
@@ -661,21 +660,78 @@ pub fn write_scheduled(
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<ScheduledDigest> {
+    write_scheduled_in(&mut Sqlite(store.conn()), dir, formats, opts, tz, now, None)?
+        .ok_or_else(|| DigestError::Period("no digest written".into()))
+}
+
+/// Key of the transaction-scoped advisory lock under which a PostgreSQL worker writes the
+/// cluster's scheduled digest ("nwdigest").
+const DIGEST_LOCK: i64 = 0x6e77_6469_6765_7374;
+
+/// [`write_scheduled`] on either backend. With `unless_written_since`, nothing is written
+/// (`None`) when the last recorded run ended at or after that time: another worker of a
+/// cluster wrote this scheduled digest already (on PostgreSQL the check and the write are
+/// one transaction under an advisory lock, so two workers due at once write it once).
+pub fn write_scheduled_in(
+    db: &mut dyn Db,
+    dir: &Path,
+    formats: &[Format],
+    opts: &DigestOptions,
+    tz: Tz,
+    now: DateTime<Utc>,
+    unless_written_since: Option<DateTime<Utc>>,
+) -> Result<Option<ScheduledDigest>> {
     std::fs::create_dir_all(dir).map_err(|source| DigestError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    // IMMEDIATE: take the write lock before reading the cut, so two writers cannot both read
-    // the same previous run. Pollers wait (busy timeout) for the few milliseconds this takes.
-    let tx = rusqlite::Transaction::new_unchecked(store.conn(), TransactionBehavior::Immediate)?;
-    let prev: Option<(String, i64)> = tx
-        .query_row(
-            "SELECT period_end, last_item_id FROM digest_runs ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let upto: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM items", [], |r| r.get(0))?;
+    // SQLite: IMMEDIATE, the write lock before reading the cut, so two writers cannot both
+    // read the same previous run (pollers wait, busy timeout, the few milliseconds this
+    // takes). PostgreSQL: the digest lock.
+    db.batch(match db.dialect() {
+        crate::store::sql::Dialect::Sqlite => "BEGIN IMMEDIATE",
+        crate::store::sql::Dialect::Postgres => "BEGIN",
+    })?;
+    let out = scheduled_in_tx(db, dir, formats, opts, tz, now, unless_written_since);
+    match &out {
+        Ok(_) => db.batch("COMMIT")?,
+        Err(_) => {
+            // The error that ended the transaction is the one to report.
+            let _ = db.batch("ROLLBACK");
+        }
+    }
+    let out = out?;
+    if let Some(run) = &out {
+        tracing::info!(run_id = run.run_id, items = run.digest.total, files = ?run.files, "scheduled digest written");
+    }
+    Ok(out)
+}
+
+fn scheduled_in_tx(
+    tx: &mut dyn Db,
+    dir: &Path,
+    formats: &[Format],
+    opts: &DigestOptions,
+    tz: Tz,
+    now: DateTime<Utc>,
+    unless_written_since: Option<DateTime<Utc>>,
+) -> Result<Option<ScheduledDigest>> {
+    if tx.dialect() == crate::store::sql::Dialect::Postgres {
+        tx.rows("SELECT pg_advisory_xact_lock(?1)", &[Val::Int(DIGEST_LOCK)])?;
+    }
+    let prev: Option<(String, i64)> = match tx.row(
+        "SELECT period_end, last_item_id FROM digest_runs ORDER BY id DESC LIMIT 1",
+        &[],
+    )? {
+        Some(r) => Some((r.get(0)?, r.get(1)?)),
+        None => None,
+    };
+    if let (Some(since), Some((end, _))) = (unless_written_since, &prev)
+        && parse_ts(end).is_some_and(|end| end >= since)
+    {
+        return Ok(None);
+    }
+    let upto: i64 = crate::store::sql::value(tx, "SELECT COALESCE(MAX(id), 0) FROM items", &[])?;
     let (select, start) = match &prev {
         Some((end, last)) => {
             let start = parse_ts(end).ok_or_else(|| {
@@ -704,7 +760,7 @@ pub fn write_scheduled(
         }
     };
     let period = Period { start, end: now };
-    let digest = build_selected(&mut Sqlite(&tx), select, period, opts, tz, now)?;
+    let digest = build_selected(tx, select, period, opts, tz, now)?;
 
     let mut all = vec![Format::Md];
     for f in formats {
@@ -724,27 +780,25 @@ pub fn write_scheduled(
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     let upto = digest.item_ids.map_or(upto, |c| c.upto);
-    tx.execute(
+    let run_id: i64 = crate::store::sql::value(
+        tx,
         "INSERT INTO digest_runs (period_start, period_end, after_item_id, last_item_id, items, files, written_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            ts(period.start),
-            ts(period.end),
-            digest.item_ids.map_or(0, |c| c.after),
-            upto,
-            i64::try_from(digest.total).unwrap_or(i64::MAX),
-            serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
-            store::ts(now)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        &[
+            Val::Text(ts(period.start)),
+            Val::Text(ts(period.end)),
+            Val::Int(digest.item_ids.map_or(0, |c| c.after)),
+            Val::Int(upto),
+            Val::Int(i64::try_from(digest.total).unwrap_or(i64::MAX)),
+            Val::Text(serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())),
+            Val::Text(store::ts(now)),
         ],
     )?;
-    let run_id = tx.last_insert_rowid();
-    tx.commit()?;
-    tracing::info!(run_id, items = digest.total, files = ?names, "scheduled digest written");
-    Ok(ScheduledDigest {
+    Ok(Some(ScheduledDigest {
         run_id,
         digest,
         files,
-    })
+    }))
 }
 
 /// `digest-DATE`, or `digest-DATE-N` when a file of that name exists in any of `formats`.
