@@ -131,7 +131,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             rt.block_on(cli::serve(settings, args))
         }
         Command::Alerts(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             match &args.command {
                 cli::AlertsCommand::List(a) => cli::alerts_list(&settings, a, &mut out),
                 cli::AlertsCommand::Test(a) => {

@@ -8,14 +8,12 @@ use super::table::terminal_width;
 use super::*;
 use crate::config::Settings;
 use crate::service::alerts;
-use crate::store::Store;
 use crate::text::sanitize;
 
 /// `newswatch alerts list`: the outbox, newest first.
 pub fn alerts_list(settings: &Settings, args: &AlertsListArgs, out: &mut dyn Write) -> Result<()> {
-    let store = open_for_read(settings)?;
-    let rows = store
-        .alert_outbox(args.limit)
+    let mut db = open_review(settings, true)?;
+    let rows = crate::store::alerts::outbox(&mut db, args.limit)
         .context("cannot read the alert outbox")?;
     match args.format {
         ListFormat::Json => {
@@ -64,7 +62,7 @@ pub fn alerts_list(settings: &Settings, args: &AlertsListArgs, out: &mut dyn Wri
             if rows.is_empty() {
                 writeln!(out, "(the outbox is empty)")?;
             }
-            for line in failing_lines(&store, settings)? {
+            for line in failing_lines(&mut db, settings)? {
                 writeln!(out, "{line}")?;
             }
         }
@@ -110,11 +108,13 @@ pub async fn alerts_test(
 
 /// One line per alert destination failing for a day or more, for `feeds`, `stats` and
 /// `alerts list`.
-pub(super) fn failing_lines(store: &Store, settings: &Settings) -> Result<Vec<String>> {
+pub(super) fn failing_lines(
+    db: &mut dyn crate::store::sql::Db,
+    settings: &Settings,
+) -> Result<Vec<String>> {
     let since = alerts::now() - alerts::FAILING_REPORT_AFTER;
-    let failing = store
-        .alert_failing(since)
-        .context("cannot read alert destinations")?;
+    let failing =
+        crate::store::alerts::failing(db, since).context("cannot read alert destinations")?;
     let tz = settings.schedule.timezone;
     Ok(failing
         .iter()

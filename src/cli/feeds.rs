@@ -93,9 +93,11 @@ pub fn feeds_list(settings: &Settings, format: ListFormat, out: &mut dyn Write) 
                 }
                 writeln!(out, "{}", fit(&line, terminal_width().max(100)))?;
             }
-            if settings.database.exists() {
-                let store = open_store(settings)?;
-                for line in super::alerts::failing_lines(&store, settings)? {
+            if settings.database.exists()
+                || matches!(settings.backend, config::Database::Postgres { .. })
+            {
+                let mut db = open_review(settings, true)?;
+                for line in super::alerts::failing_lines(&mut db, settings)? {
                     writeln!(out, "{line}")?;
                 }
             }

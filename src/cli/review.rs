@@ -276,11 +276,8 @@ pub fn stats(
         }
         writeln!(out, "{}", line.trim_end())?;
     }
-    // Alerts are delivered from SQLite only so far (`run` on PostgreSQL refuses `[[alerts]]`).
-    if let ReviewDb::Sqlite(store) = &store {
-        for line in super::alerts::failing_lines(store, settings)? {
-            writeln!(out, "\n{line}")?;
-        }
+    for line in super::alerts::failing_lines(&mut store, settings)? {
+        writeln!(out, "\n{line}")?;
     }
     Ok(())
 }

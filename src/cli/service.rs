@@ -47,15 +47,54 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
     let runtime = Arc::new(Runtime::new(settings).map_err(|e| UsageError(e.to_string()))?);
     let store = Arc::new(Mutex::new(store));
     let mut reports = poll::poll_all(&runtime, &store, args.feed.as_deref()).await;
-    // The alerts this poll created, and any still pending, go out before exit.
-    let sent = crate::service::alerts::deliver_pending(
-        &store,
-        &runtime.settings.alerts,
-        runtime.settings.schedule.timezone,
-        crate::service::alerts::now(),
-    )
-    .await;
+    drop(store);
+    let sent = deliver_alerts(&runtime.settings).await?;
     let summary = print_summary(&mut reports, err)?;
+    alerts_line(&sent, err)?;
+    Ok(summary)
+}
+
+/// The alerts a poll created, and any still pending, sent before `poll` exits, on a
+/// connection of their own. On PostgreSQL only when no running worker delivers the cluster's
+/// alerts (it holds [`crate::service::alerts::ALERT_LOCK`]); they are its to send then.
+async fn deliver_alerts(settings: &Settings) -> Result<crate::service::alerts::PassReport> {
+    use crate::service::alerts;
+    if settings.alerts.is_empty() {
+        return Ok(alerts::PassReport::default());
+    }
+    let s = settings.clone();
+    let db = tokio::task::spawn_blocking(move || {
+        let mut db = open_review(&s, false)?;
+        let lead = match &mut db {
+            ReviewDb::Sqlite(_) => true,
+            ReviewDb::Postgres(_) => {
+                alerts::try_lead(&mut db).context("cannot read the alert outbox")?
+            }
+        };
+        Ok::<_, anyhow::Error>((db, lead))
+    })
+    .await
+    .context("internal error")??;
+    let (db, lead) = db;
+    let db = Arc::new(Mutex::new(db));
+    let report = if lead {
+        alerts::deliver_pending(
+            &db,
+            &settings.alerts,
+            settings.schedule.timezone,
+            alerts::now(),
+        )
+        .await
+    } else {
+        tracing::info!("alerts: a running worker delivers them");
+        alerts::PassReport::default()
+    };
+    // The sync PostgreSQL client is closed on a blocking thread.
+    let _ = tokio::task::spawn_blocking(move || drop(db)).await;
+    Ok(report)
+}
+
+fn alerts_line(sent: &crate::service::alerts::PassReport, err: &mut dyn Write) -> Result<()> {
     if sent.sent + sent.failed + sent.held + sent.dropped > 0 {
         writeln!(
             err,
@@ -63,7 +102,7 @@ pub async fn poll(settings: Settings, args: &PollArgs, err: &mut dyn Write) -> R
             sent.sent, sent.failed, sent.held, sent.dropped
         )?;
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// `newswatch poll` with a PostgreSQL `[storage] url`: the same cycle, through
@@ -73,9 +112,6 @@ async fn poll_postgres(
     args: &PollArgs,
     err: &mut dyn Write,
 ) -> Result<Summary> {
-    if let Some(reason) = crate::service::cluster::unported(&settings, false) {
-        bail!(UsageError(reason));
-    }
     let opened = {
         let settings = settings.clone();
         let worker = settings.cluster.worker_id();
@@ -90,7 +126,10 @@ async fn poll_postgres(
     // The connection is closed on a blocking thread (the sync client must not be dropped on
     // the async one).
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
-    print_summary(&mut reports, err)
+    let sent = deliver_alerts(&runtime.settings).await?;
+    let summary = print_summary(&mut reports, err)?;
+    alerts_line(&sent, err)?;
+    Ok(summary)
 }
 
 /// The failures and the one-line summary of a poll, on stderr.
@@ -120,11 +159,6 @@ fn print_summary(reports: &mut [poll::FeedReport], err: &mut dyn Write) -> Resul
 /// `newswatch run`: the daemon, with SIGTERM/SIGINT to stop and SIGHUP to reload.
 pub async fn run(source: ConfigSource, settings: Settings) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    if let Some(reason) = crate::service::cluster::unported(&settings, true)
-        .filter(|_| matches!(settings.backend, Database::Postgres { .. }))
-    {
-        bail!(UsageError(reason));
-    }
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

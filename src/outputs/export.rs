@@ -352,15 +352,27 @@ pub fn update_outputs(
     database: &Path,
     store: &Store,
 ) -> Result<(), ExportError> {
+    let meta = FeedMeta::for_database(database, "newswatch matches");
+    update_outputs_in(out, meta, &mut crate::store::sql::Sqlite(store.conn()))
+}
+
+/// [`update_outputs`] on either backend, the feeds' identity given (`meta`).
+pub fn update_outputs_in(
+    out: &OutputSettings,
+    meta: FeedMeta,
+    db: &mut dyn crate::store::sql::Db,
+) -> Result<(), ExportError> {
     if out.atom.is_none() && out.json_feed.is_none() {
         return Ok(());
     }
-    let rows = store.matches(&MatchFilter {
-        statuses: SHOWN_STATUSES.iter().map(|s| s.to_string()).collect(),
-        ..MatchFilter::default()
-    })?;
+    let rows = crate::store::matches(
+        db,
+        &MatchFilter {
+            statuses: SHOWN_STATUSES.iter().map(|s| s.to_string()).collect(),
+            ..MatchFilter::default()
+        },
+    )?;
     let rows = per_story(&rows, OUTPUT_LIMIT);
-    let meta = FeedMeta::for_database(database, "newswatch matches");
     if let Some(path) = &out.atom {
         let mut buf = Vec::new();
         write_atom(&rows, &mut buf, &meta)?;

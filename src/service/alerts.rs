@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::outputs::alerts::{AlertMessage, AlertSettings, AlertStory, Destination, QuietHours};
-use crate::store::{MatchRow, Store, StoreError};
+use crate::store::alerts as outbox;
+use crate::store::sql::{AnyDb, Db};
+use crate::store::{MatchRow, StoreError};
 
 /// Test-only clock for alert pacing and retries (RFC 3339). Real deployments never set it;
 /// the integration tests use it to step through quiet hours and backoff without sleeping.
@@ -153,17 +155,17 @@ pub struct PassReport {
     pub next_wake: Option<DateTime<Utc>>,
 }
 
-/// The store, shared with blocking calls.
-pub type SharedStore = Arc<Mutex<Store>>;
+/// The database (either backend), shared with blocking calls.
+pub type SharedDb = Arc<Mutex<AnyDb>>;
 
 async fn with_store<T: Send + 'static>(
-    store: &SharedStore,
-    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    store: &SharedDb,
+    f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let store = store.clone();
     match tokio::task::spawn_blocking(move || {
         let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        f(&mut *guard)
     })
     .await
     {
@@ -175,7 +177,7 @@ async fn with_store<T: Send + 'static>(
 /// One delivery pass at `now`: drop what is too old, put waiting stories into messages where
 /// pacing allows, send every due message once. Errors are logged; the outbox keeps the state.
 pub async fn deliver_pending(
-    store: &SharedStore,
+    store: &SharedDb,
     alerts: &[AlertSettings],
     tz: chrono_tz::Tz,
     now: DateTime<Utc>,
@@ -185,7 +187,7 @@ pub async fn deliver_pending(
         return report;
     }
     // The one check a pass without work makes.
-    match with_store(store, |s| s.alert_work()).await {
+    match with_store(store, |s| outbox::work(s)).await {
         Ok(0) => return report,
         Ok(_) => {}
         Err(e) => {
@@ -199,7 +201,7 @@ pub async fn deliver_pending(
             .and_then(|d| now.checked_sub_signed(d));
         let Some(before) = before else { continue };
         let name = a.name.clone();
-        match with_store(store, move |s| s.alert_drop_expired(&name, before, now)).await {
+        match with_store(store, move |s| outbox::drop_expired(s, &name, before, now)).await {
             Ok(dropped) => {
                 for d in &dropped {
                     tracing::warn!(alert = %d.alert, key = %d.idem_key, enqueued = %d.created_at,
@@ -210,7 +212,7 @@ pub async fn deliver_pending(
             Err(e) => tracing::error!(alert = %a.name, error = %e, "alerts: cannot drop expired"),
         }
     }
-    let waiting = with_store(store, |s| s.alerts_with_unassigned())
+    let waiting = with_store(store, |s| outbox::with_unassigned(s))
         .await
         .unwrap_or_default();
     for name in waiting {
@@ -219,7 +221,7 @@ pub async fn deliver_pending(
         };
         let n = name.clone();
         let times = with_store(store, move |s| {
-            s.alert_message_times(&n, now - chrono::Duration::hours(1))
+            outbox::message_times(s, &n, now - chrono::Duration::hours(1))
         })
         .await;
         let (recent, last) = match times {
@@ -236,16 +238,16 @@ pub async fn deliver_pending(
             report.next_wake = Some(report.next_wake.map_or(at, |w| w.min(at)));
             let why = why.unwrap_or("pacing").to_string();
             tracing::debug!(alert = %name, until = %at, reason = %why, "alerts held");
-            if let Err(e) = with_store(store, move |s| s.alert_hold(&n, &why, at)).await {
+            if let Err(e) = with_store(store, move |s| outbox::hold(s, &n, &why, at)).await {
                 tracing::error!(alert = %name, error = %e, "alerts: cannot record hold");
             }
             continue;
         }
-        if let Err(e) = with_store(store, move |s| s.alert_claim(&n, now)).await {
+        if let Err(e) = with_store(store, move |s| outbox::claim(s, &n, now)).await {
             tracing::error!(alert = %name, error = %e, "alerts: cannot create message");
         }
     }
-    let due = with_store(store, move |s| s.alert_due_messages(now))
+    let due = with_store(store, move |s| outbox::due_messages(s, now))
         .await
         .unwrap_or_default();
     let client = http_client();
@@ -263,7 +265,7 @@ pub async fn deliver_pending(
     let next = with_store(store, move |s| {
         let mut next: Option<DateTime<Utc>> = None;
         for n in &names {
-            if let Some(t) = s.alert_next_due(n)? {
+            if let Some(t) = outbox::next_due(s, n)? {
                 next = Some(next.map_or(t, |w| w.min(t)));
             }
         }
@@ -292,13 +294,13 @@ fn http_client() -> Option<reqwest::Client> {
 /// Lease, build, send and mark one message. `None`: not ours to send (leased elsewhere, or
 /// its alert is no longer configured).
 async fn send_one(
-    store: &SharedStore,
+    store: &SharedDb,
     alerts: &[AlertSettings],
     client: &Option<reqwest::Client>,
     id: i64,
     now: DateTime<Utc>,
 ) -> Option<Result<(), ()>> {
-    let queued = with_store(store, move |s| s.alert_message(id))
+    let queued = with_store(store, move |s| outbox::message(s, id))
         .await
         .ok()??;
     let Some(a) = alerts.iter().find(|a| a.name == queued.alert) else {
@@ -309,14 +311,14 @@ async fn send_one(
     let lease = now
         + chrono::Duration::from_std(a.timeout).unwrap_or(chrono::Duration::seconds(30))
         + chrono::Duration::seconds(60);
-    if !with_store(store, move |s| s.alert_lease(id, now, lease))
+    if !with_store(store, move |s| outbox::lease(s, id, now, lease))
         .await
         .unwrap_or(false)
     {
         return None;
     }
     let ids: Vec<i64> = queued.stories.iter().map(|s| s.story_id).collect();
-    let heads = with_store(store, move |s| s.story_heads(&ids))
+    let heads = with_store(store, move |s| crate::store::stories::story_heads(s, &ids))
         .await
         .unwrap_or_default();
     let mut stories = Vec::new();
@@ -347,7 +349,7 @@ async fn send_one(
             tracing::info!(alert = %alert, key = %message.idempotency_key,
                 stories = message.stories.len(), destination = a.destination.kind(), "alert sent");
             let at = self::now().max(now);
-            if let Err(e) = with_store(store, move |s| s.alert_mark_sent(id, &alert, at)).await {
+            if let Err(e) = with_store(store, move |s| outbox::mark_sent(s, id, &alert, at)).await {
                 tracing::error!(error = %e, "alerts: sent but cannot mark sent (it will be repeated with the same key)");
             }
             Some(Ok(()))
@@ -360,7 +362,7 @@ async fn send_one(
             tracing::warn!(alert = %alert, key = %message.idempotency_key, attempt = queued.attempts + 1,
                 error = %reason, retry_at = %next, "alert delivery failed");
             if let Err(e) = with_store(store, move |s| {
-                s.alert_mark_failed(id, &alert, &reason, now, next)
+                outbox::mark_failed(s, id, &alert, &reason, now, next)
             })
             .await
             {
@@ -580,56 +582,144 @@ pub struct SenderConfig {
     pub tz: chrono_tz::Tz,
 }
 
+/// Key of the session advisory lock that makes one worker of a PostgreSQL cluster the one
+/// that delivers alerts ("nwalert" in ASCII). The leader holds it on its sender's own
+/// connection; when that worker dies, its connection closes, the lock is free, and the next
+/// worker to try takes over.
+pub const ALERT_LOCK: i64 = 0x006e_7761_6c65_7274;
+
+/// How often a worker that does not deliver alerts asks whether the leader is gone.
+const FOLLOWER_RETRY: Duration = Duration::from_secs(5);
+
+/// Longest sleep of a cluster's leading sender: other workers' commits do not wake it, so it
+/// looks at the outbox (one indexed count) this often.
+const CLUSTER_SENDER_POLL: Duration = Duration::from_secs(2);
+
+/// Open the sender's own connection.
+fn open_sender_db(database: &crate::config::Database) -> Result<AnyDb, StoreError> {
+    match database {
+        crate::config::Database::Sqlite(path) => crate::store::Store::open(path).map(AnyDb::Sqlite),
+        crate::config::Database::Postgres { url, password } => {
+            AnyDb::postgres(url.expose(), password.as_ref().map(|p| p.expose()))
+        }
+    }
+}
+
+/// Whether the sender's connection is gone (a PostgreSQL server restart, a failover).
+fn lost(db: &mut AnyDb) -> bool {
+    match db {
+        AnyDb::Sqlite(_) => false,
+        AnyDb::Postgres(p) => p.client().is_closed(),
+    }
+}
+
+/// Take the cluster's alert lock ([`ALERT_LOCK`]) if it is free (kept until this connection
+/// closes).
+pub fn try_lead(db: &mut dyn Db) -> Result<bool, StoreError> {
+    crate::store::sql::value(db, "SELECT pg_try_advisory_lock(?1)", &[ALERT_LOCK.into()])
+}
+
 /// The daemon's background sender: a pass at start (what a previous run left), after each
 /// `wake` (a wave of polls ended) and when a held batch or retry falls due. Its own database
-/// connection, so sending never waits for, or holds, the poll's store.
+/// connection, opened once alerts are configured, so sending never waits for, or holds, the
+/// poll's store. On PostgreSQL only the worker holding [`ALERT_LOCK`] delivers: one sender
+/// for the cluster, taken over within [`FOLLOWER_RETRY`] when it dies.
 pub fn spawn_sender(
-    database: std::path::PathBuf,
+    database: crate::config::Database,
     config: tokio::sync::watch::Receiver<SenderConfig>,
     wake: Arc<tokio::sync::Notify>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let cluster = matches!(database, crate::config::Database::Postgres { .. });
     tokio::spawn(async move {
-        let store = match tokio::task::spawn_blocking(move || Store::open(&database)).await {
-            Ok(Ok(s)) => Arc::new(Mutex::new(s)),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "alerts: sender cannot open the database");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "alerts: sender failed to start");
-                return;
-            }
-        };
+        let mut db: Option<SharedDb> = None;
+        let mut leading = false;
         loop {
             let cfg = config.borrow().clone();
-            let report = if cfg.alerts.is_empty() {
-                PassReport::default()
-            } else {
-                tokio::select! {
-                    r = deliver_pending(&store, &cfg.alerts, cfg.tz, now()) => r,
-                    _ = shutdown.cancelled() => break,
+            let mut sleep = MAX_SENDER_SLEEP;
+            if !cfg.alerts.is_empty() {
+                if let Some(shared) = &db {
+                    let shared = shared.clone();
+                    let gone = tokio::task::spawn_blocking(move || {
+                        lost(&mut shared.lock().unwrap_or_else(|p| p.into_inner()))
+                    })
+                    .await
+                    .unwrap_or(true);
+                    if gone {
+                        tracing::warn!("alerts: database connection lost, reconnecting");
+                        if let Some(old) = db.take() {
+                            let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                        }
+                        leading = false;
+                    }
                 }
-            };
-            if report.sent + report.failed + report.dropped > 0 {
-                tracing::info!(
-                    sent = report.sent,
-                    failed = report.failed,
-                    held = report.held,
-                    dropped = report.dropped,
-                    "alerts pass"
-                );
+                if db.is_none() {
+                    let d = database.clone();
+                    match tokio::task::spawn_blocking(move || open_sender_db(&d)).await {
+                        Ok(Ok(s)) => db = Some(Arc::new(Mutex::new(s))),
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "alerts: sender cannot open the database")
+                        }
+                        Err(e) => tracing::error!(error = %e, "alerts: sender failed to start"),
+                    }
+                }
             }
-            let sleep = report
-                .next_wake
-                .map(|t| (t - now()).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(MAX_SENDER_SLEEP)
-                .clamp(Duration::from_millis(200), MAX_SENDER_SLEEP);
+            match &db {
+                Some(shared) if !cfg.alerts.is_empty() => {
+                    if cluster && !leading {
+                        match with_store(shared, |s| try_lead(s)).await {
+                            Ok(true) => {
+                                leading = true;
+                                tracing::info!("alerts: this worker delivers the cluster's alerts");
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::error!(error = %e, "alerts: cannot take the alert lock")
+                            }
+                        }
+                    }
+                    if cluster && !leading {
+                        sleep = FOLLOWER_RETRY;
+                    } else {
+                        let report = tokio::select! {
+                            r = deliver_pending(shared, &cfg.alerts, cfg.tz, now()) => r,
+                            _ = shutdown.cancelled() => break,
+                        };
+                        if report.sent + report.failed + report.dropped > 0 {
+                            tracing::info!(
+                                sent = report.sent,
+                                failed = report.failed,
+                                held = report.held,
+                                dropped = report.dropped,
+                                "alerts pass"
+                            );
+                        }
+                        let most = if cluster {
+                            CLUSTER_SENDER_POLL
+                        } else {
+                            MAX_SENDER_SLEEP
+                        };
+                        sleep = report
+                            .next_wake
+                            .map(|t| (t - now()).to_std().unwrap_or(Duration::ZERO))
+                            .unwrap_or(most)
+                            .clamp(Duration::from_millis(200), most);
+                    }
+                }
+                // No alerts, or the database cannot be opened now: try again later.
+                Some(_) => {}
+                None if !cfg.alerts.is_empty() => sleep = FOLLOWER_RETRY,
+                None => {}
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
+        }
+        // The sync PostgreSQL client is closed on a blocking thread.
+        if let Some(db) = db {
+            let _ = tokio::task::spawn_blocking(move || drop(db)).await;
         }
     })
 }

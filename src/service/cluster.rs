@@ -9,9 +9,11 @@
 //!
 //! Beside polling a worker takes its turn at the cluster's daily prune (one worker a day,
 //! under an advisory lock), writes the cluster's scheduled `[digest]` (once per scheduled time,
-//! under an advisory lock) and serves `[web]` if configured. What the SQLite daemon also does
-//! (`[[alerts]]`, `[output]` files) is refused at start ([`unported`]);
-//! `[archive] backfill_new_rules` is skipped with one log line.
+//! under an advisory lock), rewrites its host's `[output]` files after each wave, serves
+//! `[web]` if configured, and runs an alert sender that delivers `[[alerts]]` while this
+//! worker leads (one sender for the cluster, under a session advisory lock:
+//! [`crate::service::alerts::spawn_sender`]). `[archive] backfill_new_rules` is skipped with
+//! one log line.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -44,28 +46,6 @@ pub const PLACE_EVERY: Duration = Duration::from_secs(5);
 /// fetches ends.
 const MIN_SLEEP: Duration = Duration::from_millis(50);
 
-/// The first setting of `settings` that polling on PostgreSQL cannot honour yet, as a
-/// one-line reason; `run` says whether the daemon's other work counts too.
-pub fn unported(settings: &Settings, run: bool) -> Option<String> {
-    let not_yet = |what: &str| {
-        Some(format!(
-            "{what}: not available with PostgreSQL storage yet (only polling is); remove it, or use storage.path (SQLite)"
-        ))
-    };
-    if !settings.alerts.is_empty() {
-        return not_yet("[[alerts]]");
-    }
-    if run {
-        if settings.output.atom.is_some() {
-            return not_yet("output.atom");
-        }
-        if settings.output.json_feed.is_some() {
-            return not_yet("output.json_feed");
-        }
-    }
-    None
-}
-
 /// Open the PostgreSQL database `settings` names for polling as `worker` (leasing feeds when
 /// `leasing`), with the feeds and rules of the config recorded. Blocking: call it from a
 /// blocking thread (or from `main`'s).
@@ -84,6 +64,7 @@ pub fn open(settings: &Settings, worker: String, leasing: bool) -> Result<PgStor
     )?;
     store.set_archive(settings.archive.keep.is_some());
     store.set_story_settings(settings.stories.clone());
+    store.set_alerts(crate::outputs::alerts::plan(&settings.alerts));
     store.sync_feeds(settings.feeds.iter().map(FeedSettings::name_url))?;
     let versions: Vec<(String, String)> = settings
         .rules
@@ -236,6 +217,28 @@ async fn write_digest(settings: &Settings, tick: chrono::DateTime<Utc>) {
     }
 }
 
+/// Rewrite this worker's `[output]` Atom / JSON Feed files (files of its own host) from the
+/// cluster's matches, on a connection of its own.
+async fn update_outputs(settings: &Settings) {
+    if settings.output.atom.is_none() && settings.output.json_feed.is_none() {
+        return;
+    }
+    let settings = settings.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut db = connect(&settings).map_err(|e| e.to_string())?;
+        let meta = crate::outputs::export::FeedMeta::for_name(db.target(), "newswatch matches");
+        let out = crate::outputs::export::update_outputs_in(&settings.output, meta, &mut db);
+        drop(db);
+        out.map_err(|e| e.to_string())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => tracing::debug!("outputs updated"),
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot update [output] files"),
+        Err(e) => tracing::error!(error = %e, "output task failed"),
+    }
+}
+
 /// What the daemon does on SQLite that a worker skips, said once at start.
 fn log_skipped(settings: &Settings) {
     if settings.archive.backfill_new_rules {
@@ -316,6 +319,19 @@ pub async fn run(
     // The first look at the cluster's prune comes after this worker's first wave.
     let mut last_prune_check: Option<std::time::Instant> = None;
     let mut next_digest = digest_due(&runtime.settings, Utc::now(), true).await;
+    // Alerts: a sender of this worker's own, delivering while it leads the cluster's alerts.
+    let sender_config = |s: &Settings| crate::service::alerts::SenderConfig {
+        alerts: s.alerts.clone(),
+        tz: s.schedule.timezone,
+    };
+    let (alerts_tx, alerts_rx) = tokio::sync::watch::channel(sender_config(&runtime.settings));
+    let alerts_wake = Arc::new(tokio::sync::Notify::new());
+    let sender = crate::service::alerts::spawn_sender(
+        runtime.settings.backend.clone(),
+        alerts_rx,
+        alerts_wake.clone(),
+        shutdown.clone(),
+    );
 
     loop {
         let free = runtime.settings.concurrency.saturating_sub(in_flight.len());
@@ -394,6 +410,8 @@ pub async fn run(
             wave_done = false;
             last_placed = std::time::Instant::now();
             poll::place_stories(&store).await;
+            alerts_wake.notify_one();
+            update_outputs(&runtime.settings).await;
             if last_prune_check.is_none_or(|t| t.elapsed() >= PRUNE_CHECK) {
                 last_prune_check = Some(std::time::Instant::now());
                 prune_if_due(&runtime.settings).await;
@@ -422,6 +440,7 @@ pub async fn run(
                 match reload(&source, &runtime, &store).await {
                     Ok(new) => {
                         runtime = new;
+                        let _ = alerts_tx.send(sender_config(&runtime.settings));
                         next_digest = digest_due(&runtime.settings, Utc::now(), false).await;
                         by_name = index(&runtime);
                         tracing::info!(feeds = runtime.settings.feeds.len(), rules = runtime.settings.rules.len(), "config reloaded");
@@ -444,6 +463,7 @@ pub async fn run(
     if let Some(web) = web {
         let _ = web.await;
     }
+    let _ = sender.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -469,9 +489,6 @@ async fn reload(
     if settings.backend != current.settings.backend {
         return Err("storage changed (restart the worker to switch databases)".into());
     }
-    if let Some(reason) = unported(&settings, true) {
-        return Err(reason);
-    }
     let runtime = Runtime::new(settings)
         .map_err(|e| e.to_string())?
         .with_metrics(current.metrics.clone());
@@ -491,8 +508,10 @@ async fn reload(
         runtime.settings.archive.keep.is_some(),
         runtime.settings.stories.clone(),
     );
+    let alert_plan = crate::outputs::alerts::plan(&runtime.settings.alerts);
     blocking(store, move |s| {
         s.set_archive(archive);
+        s.set_alerts(alert_plan);
         s.set_story_settings(stories);
         s.sync_feeds(feeds.iter().map(|(n, u)| (n.as_str(), u.as_str())))?;
         s.register_rules(&versions, Utc::now())

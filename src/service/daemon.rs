@@ -257,7 +257,7 @@ pub async fn run(
     let (alerts_tx, alerts_rx) = tokio::sync::watch::channel(sender_config(&runtime.settings));
     let alerts_wake = Arc::new(tokio::sync::Notify::new());
     let _sender = crate::service::alerts::spawn_sender(
-        runtime.settings.database.clone(),
+        runtime.settings.backend.clone(),
         alerts_rx,
         alerts_wake.clone(),
         shutdown.clone(),

@@ -1,23 +1,23 @@
 //! Alert outbox: what `[[alerts]]` must tell, written in the same transaction as the matches
 //! that caused it, and the queries the sender uses to deliver it exactly once per key.
 //!
-//! Two tables (`migrations/sqlite/0008_alerts.sql`): `alert_outbox` holds one row per
-//! (story, alert, kind) under a UNIQUE idempotency key, so enqueueing twice is a no-op;
-//! `alert_messages` holds what is sent: one story or a batch, its rows fixed when it is
+//! Two tables (`migrations/*/0008_alerts.sql`, alike on both backends): `alert_outbox` holds
+//! one row per (story, alert, kind) under a UNIQUE idempotency key, so enqueueing twice is a
+//! no-op; `alert_messages` holds what is sent: one story or a batch, its rows fixed when it is
 //! created, so every attempt carries the same stories and the same key. Sending happens after
 //! commit, outside any transaction (`service::alerts`); a message is leased (its
 //! `next_attempt_at` moved ahead) before it is sent, so two processes never send it at once,
 //! and a crash mid-send leaves it to be retried once the lease ends.
 //!
+//! Every function here takes a [`Db`], so SQLite and PostgreSQL run the same statements.
 //! The trigger is one function, [`enqueue_story`]: "story S, matching rules R, now carried by
-//! N outlets". Until stories exist as their own rows, a story is a stored item (story id =
-//! item id) and its outlets are the feeds that carry the item.
+//! N outlets".
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 
+use super::sql::{self, Db, Dialect};
 use super::{Result, Store, parse_ts, ts};
 
 /// What one `[[alerts]]` entry needs at commit time: which stories it covers and when it
@@ -66,7 +66,7 @@ pub fn idem_key(story_id: i64, alert: &str, kind: &str) -> String {
 /// reached, an `outlets-N` alert. Call inside the transaction that placed the story's reports.
 /// Returns how many rows were added.
 pub fn enqueue_story(
-    tx: &Connection,
+    tx: &mut dyn Db,
     plan: &AlertPlan,
     story_id: i64,
     rules: &[String],
@@ -75,10 +75,6 @@ pub fn enqueue_story(
     now: &str,
 ) -> Result<usize> {
     let mut added = 0;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO alert_outbox (idem_key, alert, story_id, kind, outlets, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(idem_key) DO NOTHING",
-    )?;
     for t in plan.triggers.iter().filter(|t| t.covers(rules)) {
         let new = include_new.then(|| KIND_NEW.to_string());
         let kinds = new.into_iter().chain(
@@ -89,7 +85,18 @@ pub fn enqueue_story(
         );
         for kind in kinds {
             let key = idem_key(story_id, &t.name, &kind);
-            added += insert.execute(params![key, t.name, story_id, kind, outlets, now])?;
+            added += tx.exec(
+                "INSERT INTO alert_outbox (idem_key, alert, story_id, kind, outlets, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(idem_key) DO NOTHING",
+                &[
+                    key.into(),
+                    (&t.name).into(),
+                    story_id.into(),
+                    kind.into(),
+                    i64::from(outlets).into(),
+                    now.into(),
+                ],
+            )? as usize;
         }
     }
     Ok(added)
@@ -99,7 +106,7 @@ pub fn enqueue_story(
 /// of all its reports, its outlets the distinct feeds that carried any of them. With no alerts
 /// configured this returns at once.
 pub(crate) fn enqueue_for_items(
-    tx: &Connection,
+    tx: &mut dyn Db,
     plan: &AlertPlan,
     items: &[i64],
     include_new: bool,
@@ -111,45 +118,69 @@ pub(crate) fn enqueue_for_items(
     let mut stories = HashSet::new();
     let mut added = 0;
     for &item in items {
-        let story: Option<i64> = tx
-            .prepare_cached("SELECT story_id FROM items WHERE id = ?1")?
-            .query_row([item], |r| r.get(0))
-            .optional()?
-            .flatten();
+        let story: Option<i64> =
+            match tx.row("SELECT story_id FROM items WHERE id = ?1", &[item.into()])? {
+                Some(r) => r.get(0)?,
+                None => None,
+            };
         let Some(story) = story else { continue };
         if !stories.insert(story) {
             continue;
         }
         let rules: Vec<String> = tx
-            .prepare_cached(
+            .rows(
                 "SELECT DISTINCT r.rule FROM item_rules r JOIN items i ON i.id = r.item_id
                  WHERE i.story_id = ?1 ORDER BY r.rule",
+                &[story.into()],
             )?
-            .query_map([story], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let outlets: u32 = tx
-            .prepare_cached(
-                "SELECT count(DISTINCT s.feed_id) FROM sightings s JOIN items i ON i.id = s.item_id
-                 WHERE i.story_id = ?1",
-            )?
-            .query_row([story], |r| r.get(0))?;
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<Result<_>>()?;
+        let outlets: u32 = sql::value(
+            tx,
+            "SELECT count(DISTINCT s.feed_id) FROM sightings s JOIN items i ON i.id = s.item_id
+             WHERE i.story_id = ?1",
+            &[story.into()],
+        )?;
         added += enqueue_story(tx, plan, story, &rules, outlets.max(1), include_new, now)?;
     }
     Ok(added)
 }
 
+/// [`enqueue_for_items`] in a transaction of its own (`backfill --alert`).
+pub fn enqueue_story_alerts(
+    db: &mut dyn Db,
+    plan: &AlertPlan,
+    items: &[i64],
+    include_new: bool,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let now = ts(now);
+    sql::transaction(db, |tx| {
+        enqueue_for_items(tx, plan, items, include_new, &now)
+    })
+}
+
 impl Store {
-    /// [`enqueue_for_items`] in a transaction of its own (`backfill --alert`).
+    /// [`enqueue_story_alerts`] with this store's alerts.
     pub fn enqueue_story_alerts(
         &mut self,
         items: &[i64],
         include_new: bool,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        let tx = self.conn.transaction()?;
-        let n = enqueue_for_items(&tx, &self.alerts, items, include_new, &super::ts(now))?;
-        tx.commit()?;
-        Ok(n)
+        let plan = self.alerts.clone();
+        enqueue_story_alerts(self, &plan, items, include_new, now)
+    }
+
+    /// Which alerts the commits of this store enqueue ([`enqueue_story`]).
+    pub fn set_alerts(&mut self, plan: AlertPlan) {
+        self.alerts = plan;
+    }
+
+    /// The alert triggers in use.
+    pub fn alert_plan(&self) -> &AlertPlan {
+        &self.alerts
     }
 }
 
@@ -218,89 +249,87 @@ pub struct DroppedAlert {
     pub created_at: String,
 }
 
-impl Store {
-    /// Which alerts the commits of this store enqueue ([`enqueue_story`]).
-    pub fn set_alerts(&mut self, plan: AlertPlan) {
-        self.alerts = plan;
-    }
+fn column<T: sql::FromVal>(rows: Vec<sql::Row>) -> Result<Vec<T>> {
+    rows.iter().map(|r| r.get(0)).collect()
+}
 
-    /// The alert triggers in use.
-    pub fn alert_plan(&self) -> &AlertPlan {
-        &self.alerts
-    }
+/// The cheap check a delivery pass makes before any other: rows waiting for a message plus
+/// messages not yet sent (both from partial indexes).
+pub fn work(db: &mut dyn Db) -> Result<u64> {
+    sql::value(
+        db,
+        "SELECT (SELECT count(*) FROM alert_outbox WHERE message_id IS NULL AND state = 'pending')
+              + (SELECT count(*) FROM alert_messages WHERE state = 'pending')",
+        &[],
+    )
+}
 
-    /// The cheap check a poll makes before any alert work: rows waiting for a message plus
-    /// messages not yet sent (both from partial indexes).
-    pub fn alert_work(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .prepare_cached(
-                "SELECT (SELECT count(*) FROM alert_outbox WHERE message_id IS NULL AND state = 'pending')
-                      + (SELECT count(*) FROM alert_messages WHERE state = 'pending')",
-            )?
-            .query_row([], |r| r.get(0))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
+/// Alerts with rows waiting to be put into a message.
+pub fn with_unassigned(db: &mut dyn Db) -> Result<Vec<String>> {
+    column(db.rows(
+        "SELECT DISTINCT alert FROM alert_outbox WHERE message_id IS NULL AND state = 'pending' ORDER BY alert",
+        &[],
+    )?)
+}
 
-    /// Alerts with rows waiting to be put into a message.
-    pub fn alerts_with_unassigned(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT DISTINCT alert FROM alert_outbox WHERE message_id IS NULL AND state = 'pending' ORDER BY alert",
-        )?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
-    }
+/// Creation times of `alert`'s messages created at or after `since`, oldest first, and the
+/// newest one ever (for `min_interval`).
+pub fn message_times(db: &mut dyn Db, alert: &str, since: DateTime<Utc>) -> Result<MessageTimes> {
+    let recent: Vec<String> = column(db.rows(
+        "SELECT created_at FROM alert_messages WHERE alert = ?1 AND created_at >= ?2 AND state != 'dropped'
+         ORDER BY created_at",
+        &[alert.into(), ts(since).into()],
+    )?)?;
+    let last: Option<String> = sql::value(
+        db,
+        "SELECT max(created_at) FROM alert_messages WHERE alert = ?1 AND state != 'dropped'",
+        &[alert.into()],
+    )?;
+    Ok((
+        recent.iter().filter_map(|t| parse_ts(t)).collect(),
+        last.as_deref().and_then(parse_ts),
+    ))
+}
 
-    /// Creation times of `alert`'s messages created at or after `since`, oldest first, and
-    /// the newest one ever (for `min_interval`).
-    pub fn alert_message_times(&self, alert: &str, since: DateTime<Utc>) -> Result<MessageTimes> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT created_at FROM alert_messages WHERE alert = ?1 AND created_at >= ?2 AND state != 'dropped'
-             ORDER BY created_at",
-        )?;
-        let recent: Vec<DateTime<Utc>> = stmt
-            .query_map(params![alert, ts(since)], |r| r.get::<_, String>(0))?
-            .filter_map(|r| r.ok().as_deref().and_then(parse_ts))
-            .collect();
-        let last: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT max(created_at) FROM alert_messages WHERE alert = ?1 AND state != 'dropped'",
-            )?
-            .query_row([alert], |r| r.get(0))?;
-        Ok((recent, last.as_deref().and_then(parse_ts)))
-    }
+/// Record that `alert`'s waiting stories are held until `until` (shown by `alerts list`, and
+/// named in the batch that ends the hold).
+pub fn hold(db: &mut dyn Db, alert: &str, why: &str, until: DateTime<Utc>) -> Result<()> {
+    db.exec(
+        "INSERT INTO alert_destinations (alert, held_reason, held_until) VALUES (?1, ?2, ?3)
+         ON CONFLICT(alert) DO UPDATE SET held_reason = ?2, held_until = ?3",
+        &[alert.into(), why.into(), ts(until).into()],
+    )?;
+    Ok(())
+}
 
-    /// Record that `alert`'s waiting stories are held until `until` (shown by `alerts list`,
-    /// and named in the batch that ends the hold).
-    pub fn alert_hold(&mut self, alert: &str, why: &str, until: DateTime<Utc>) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO alert_destinations (alert, held_reason, held_until) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(alert) DO UPDATE SET held_reason = ?2, held_until = ?3",
-            )?
-            .execute(params![alert, why, ts(until)])?;
-        Ok(())
-    }
-
-    /// Put every row of `alert` not yet in a message into one new message, due now (naming the
-    /// hold it ends, if any). Returns its id, or `None` when there was nothing to put in.
-    pub fn alert_claim(&mut self, alert: &str, now: DateTime<Utc>) -> Result<Option<i64>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let held: Option<String> = tx
-            .prepare_cached("SELECT held_reason FROM alert_destinations WHERE alert = ?1")?
-            .query_row([alert], |r| r.get(0))
-            .optional()?
-            .flatten();
+/// Put every row of `alert` not yet in a message into one new message, due now (naming the
+/// hold it ends, if any). Returns its id, or `None` when there was nothing to put in.
+pub fn claim(db: &mut dyn Db, alert: &str, now: DateTime<Utc>) -> Result<Option<i64>> {
+    // SQLite's write transaction is the whole database's; PostgreSQL's rows are locked, and a
+    // second claimer waits, then finds them taken.
+    let lock = match db.dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
+    };
+    sql::transaction(db, |tx| {
+        let held: Option<String> = match tx.row(
+            "SELECT held_reason FROM alert_destinations WHERE alert = ?1",
+            &[alert.into()],
+        )? {
+            Some(r) => r.get(0)?,
+            None => None,
+        };
         let rows: Vec<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT id, idem_key FROM alert_outbox WHERE alert = ?1 AND message_id IS NULL AND state = 'pending'
-                 ORDER BY id",
+            .rows(
+                &format!(
+                    "SELECT id, idem_key FROM alert_outbox WHERE alert = ?1 AND message_id IS NULL AND state = 'pending'
+                     ORDER BY id{lock}"
+                ),
+                &[alert.into()],
             )?
-            .query_map([alert], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect::<Result<_>>()?;
         let Some((_, first)) = rows.first() else {
             return Ok(None);
         };
@@ -312,240 +341,236 @@ impl Store {
             format!("batch-{}:{first}", rows.len())
         };
         let now_s = ts(now);
-        let id: i64 = tx
-            .prepare_cached(
-                "INSERT INTO alert_messages (idem_key, alert, created_at, next_attempt_at, held)
-                 VALUES (?1, ?2, ?3, ?3, ?4) RETURNING id",
-            )?
-            .query_row(params![key, alert, now_s, held], |r| r.get(0))?;
-        for (row, _) in &rows {
-            tx.prepare_cached("UPDATE alert_outbox SET message_id = ?2 WHERE id = ?1")?
-                .execute(params![row, id])?;
-        }
-        tx.prepare_cached(
-            "UPDATE alert_destinations SET held_reason = NULL, held_until = NULL WHERE alert = ?1",
-        )?
-        .execute([alert])?;
-        tx.commit()?;
-        Ok(Some(id))
-    }
-
-    /// Pending messages due at `now`, oldest first.
-    pub fn alert_due_messages(&self, now: DateTime<Utc>) -> Result<Vec<i64>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM alert_messages WHERE state = 'pending' AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at, id",
+        let id: i64 = sql::value(
+            tx,
+            "INSERT INTO alert_messages (idem_key, alert, created_at, next_attempt_at, held)
+             VALUES (?1, ?2, ?3, ?3, ?4) RETURNING id",
+            &[key.into(), alert.into(), now_s.into(), held.into()],
         )?;
-        let rows = stmt.query_map([ts(now)], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
-    }
+        for (row, _) in &rows {
+            tx.exec(
+                "UPDATE alert_outbox SET message_id = ?2 WHERE id = ?1",
+                &[(*row).into(), id.into()],
+            )?;
+        }
+        tx.exec(
+            "UPDATE alert_destinations SET held_reason = NULL, held_until = NULL WHERE alert = ?1",
+            &[alert.into()],
+        )?;
+        Ok(Some(id))
+    })
+}
 
-    /// The earliest time a pending message of `alert` is next due, if any.
-    pub fn alert_next_due(&self, alert: &str) -> Result<Option<DateTime<Utc>>> {
-        let t: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT min(next_attempt_at) FROM alert_messages WHERE alert = ?1 AND state = 'pending'",
-            )?
-            .query_row([alert], |r| r.get(0))?;
-        Ok(t.as_deref().and_then(parse_ts))
-    }
+/// Pending messages due at `now`, oldest first.
+pub fn due_messages(db: &mut dyn Db, now: DateTime<Utc>) -> Result<Vec<i64>> {
+    column(db.rows(
+        "SELECT id FROM alert_messages WHERE state = 'pending' AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at, id",
+        &[ts(now).into()],
+    )?)
+}
 
-    /// Take message `id` for sending until `until`: false when it is not due at `now` (sent,
-    /// or another sender holds it).
-    pub fn alert_lease(
-        &mut self,
-        id: i64,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool> {
-        let n = self
-            .conn
-            .prepare_cached(
-                "UPDATE alert_messages SET next_attempt_at = ?3
-                 WHERE id = ?1 AND state = 'pending' AND next_attempt_at <= ?2",
-            )?
-            .execute(params![id, ts(now), ts(until)])?;
-        Ok(n == 1)
-    }
+/// The earliest time a pending message of `alert` is next due, if any.
+pub fn next_due(db: &mut dyn Db, alert: &str) -> Result<Option<DateTime<Utc>>> {
+    let t: Option<String> = sql::value(
+        db,
+        "SELECT min(next_attempt_at) FROM alert_messages WHERE alert = ?1 AND state = 'pending'",
+        &[alert.into()],
+    )?;
+    Ok(t.as_deref().and_then(parse_ts))
+}
 
-    /// Message `id` with its stories.
-    pub fn alert_message(&self, id: i64) -> Result<Option<QueuedMessage>> {
-        let head = self
-            .conn
-            .prepare_cached(
-                "SELECT id, idem_key, alert, attempts, created_at, held FROM alert_messages WHERE id = ?1",
-            )?
-            .query_row([id], |r| {
-                Ok(QueuedMessage {
-                    id: r.get(0)?,
-                    idem_key: r.get(1)?,
-                    alert: r.get(2)?,
-                    attempts: r.get(3)?,
-                    created_at: r.get(4)?,
-                    held: r.get(5)?,
-                    stories: Vec::new(),
-                })
+/// Take message `id` for sending until `until`: false when it is not due at `now` (sent, or
+/// another sender holds it). One conditional UPDATE, so of two senders one wins.
+pub fn lease(db: &mut dyn Db, id: i64, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool> {
+    let n = db.exec(
+        "UPDATE alert_messages SET next_attempt_at = ?3
+         WHERE id = ?1 AND state = 'pending' AND next_attempt_at <= ?2",
+        &[id.into(), ts(now).into(), ts(until).into()],
+    )?;
+    Ok(n == 1)
+}
+
+/// Message `id` with its stories.
+pub fn message(db: &mut dyn Db, id: i64) -> Result<Option<QueuedMessage>> {
+    let Some(r) = db.row(
+        "SELECT id, idem_key, alert, attempts, created_at, held FROM alert_messages WHERE id = ?1",
+        &[id.into()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let mut m = QueuedMessage {
+        id: r.get(0)?,
+        idem_key: r.get(1)?,
+        alert: r.get(2)?,
+        attempts: r.get(3)?,
+        created_at: r.get(4)?,
+        held: r.get(5)?,
+        stories: Vec::new(),
+    };
+    m.stories = db
+        .rows(
+            "SELECT idem_key, story_id, kind, outlets, created_at FROM alert_outbox WHERE message_id = ?1 ORDER BY id",
+            &[id.into()],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(QueuedStory {
+                idem_key: r.get(0)?,
+                story_id: r.get(1)?,
+                kind: r.get(2)?,
+                outlets: r.get(3)?,
+                created_at: r.get(4)?,
             })
-            .optional()?;
-        let Some(mut m) = head else { return Ok(None) };
-        m.stories = self
-            .conn
-            .prepare_cached(
-                "SELECT idem_key, story_id, kind, outlets, created_at FROM alert_outbox WHERE message_id = ?1 ORDER BY id",
-            )?
-            .query_map([id], |r| {
-                Ok(QueuedStory {
-                    idem_key: r.get(0)?,
-                    story_id: r.get(1)?,
-                    kind: r.get(2)?,
-                    outlets: r.get(3)?,
-                    created_at: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(Some(m))
-    }
+        })
+        .collect::<Result<_>>()?;
+    Ok(Some(m))
+}
 
-    /// Message `id` was delivered.
-    pub fn alert_mark_sent(&mut self, id: i64, alert: &str, now: DateTime<Utc>) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        let now_s = ts(now);
-        tx.prepare_cached(
+/// Message `id` was delivered.
+pub fn mark_sent(db: &mut dyn Db, id: i64, alert: &str, now: DateTime<Utc>) -> Result<()> {
+    let now_s = ts(now);
+    sql::transaction(db, |tx| {
+        tx.exec(
             "UPDATE alert_messages SET state = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL
              WHERE id = ?1",
-        )?
-        .execute(params![id, now_s])?;
-        tx.prepare_cached(
+            &[id.into(), (&now_s).into()],
+        )?;
+        tx.exec(
             "UPDATE alert_outbox SET state = 'sent', done_at = ?2 WHERE message_id = ?1",
-        )?
-        .execute(params![id, now_s])?;
-        tx.prepare_cached(
+            &[id.into(), (&now_s).into()],
+        )?;
+        tx.exec(
             "INSERT INTO alert_destinations (alert, failing_since, last_error, last_success_at) VALUES (?1, NULL, NULL, ?2)
              ON CONFLICT(alert) DO UPDATE SET failing_since = NULL, last_error = NULL, last_success_at = ?2",
-        )?
-        .execute(params![alert, now_s])?;
-        tx.commit()?;
+            &[alert.into(), (&now_s).into()],
+        )?;
         Ok(())
-    }
+    })
+}
 
-    /// Message `id` failed with `error`; it is next tried at `next`.
-    pub fn alert_mark_failed(
-        &mut self,
-        id: i64,
-        alert: &str,
-        error: &str,
-        now: DateTime<Utc>,
-        next: DateTime<Utc>,
-    ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        let now_s = ts(now);
-        tx.prepare_cached(
+/// Message `id` failed with `error`; it is next tried at `next`.
+pub fn mark_failed(
+    db: &mut dyn Db,
+    id: i64,
+    alert: &str,
+    error: &str,
+    now: DateTime<Utc>,
+    next: DateTime<Utc>,
+) -> Result<()> {
+    sql::transaction(db, |tx| {
+        tx.exec(
             "UPDATE alert_messages SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
              WHERE id = ?1 AND state = 'pending'",
-        )?
-        .execute(params![id, error, ts(next)])?;
-        tx.prepare_cached(
+            &[id.into(), error.into(), ts(next).into()],
+        )?;
+        tx.exec(
             "INSERT INTO alert_destinations (alert, failing_since, last_error) VALUES (?1, ?2, ?3)
-             ON CONFLICT(alert) DO UPDATE SET failing_since = COALESCE(failing_since, ?2), last_error = ?3",
-        )?
-        .execute(params![alert, now_s, error])?;
-        tx.commit()?;
+             ON CONFLICT(alert) DO UPDATE SET failing_since = COALESCE(alert_destinations.failing_since, ?2),
+               last_error = ?3",
+            &[alert.into(), ts(now).into(), error.into()],
+        )?;
         Ok(())
-    }
+    })
+}
 
-    /// Give up on everything not sent that was enqueued before `before`: messages and rows
-    /// become `dropped`. Returns what was dropped (one entry per row).
-    pub fn alert_drop_expired(
-        &mut self,
-        alert: &str,
-        before: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<DroppedAlert>> {
-        let tx = self.conn.transaction()?;
-        let (before_s, now_s) = (ts(before), ts(now));
-        let dropped: Vec<DroppedAlert> = tx
-            .prepare_cached(
+/// Give up on everything not sent that was enqueued before `before`: messages and rows become
+/// `dropped`. Returns what was dropped (one entry per row).
+pub fn drop_expired(
+    db: &mut dyn Db,
+    alert: &str,
+    before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<DroppedAlert>> {
+    sql::transaction(db, |tx| {
+        let dropped = tx
+            .rows(
                 "UPDATE alert_outbox SET state = 'dropped', done_at = ?2
                  WHERE state = 'pending' AND alert = ?3 AND (
                    (message_id IS NULL AND created_at < ?1)
                    OR message_id IN (SELECT m.id FROM alert_messages m WHERE m.state = 'pending'
                         AND (SELECT min(o.created_at) FROM alert_outbox o WHERE o.message_id = m.id) < ?1))
                  RETURNING alert, idem_key, created_at",
+                &[ts(before).into(), ts(now).into(), alert.into()],
             )?
-            .query_map(params![before_s, now_s, alert], |r| {
+            .iter()
+            .map(|r| {
                 Ok(DroppedAlert {
                     alert: r.get(0)?,
                     idem_key: r.get(1)?,
                     created_at: r.get(2)?,
                 })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        tx.prepare_cached(
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tx.exec(
             "UPDATE alert_messages SET state = 'dropped'
              WHERE state = 'pending' AND alert = ?1 AND NOT EXISTS
                (SELECT 1 FROM alert_outbox o WHERE o.message_id = alert_messages.id AND o.state = 'pending')",
-        )?
-        .execute([alert])?;
-        tx.commit()?;
+            &[alert.into()],
+        )?;
         Ok(dropped)
-    }
+    })
+}
 
-    /// The outbox, newest first (at most `limit` rows).
-    pub fn alert_outbox(&self, limit: usize) -> Result<Vec<OutboxRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT o.idem_key, o.alert, o.story_id, i.title, o.kind, o.outlets, o.state, o.created_at,
-               m.idem_key, COALESCE(m.attempts, 0),
-               COALESCE(m.next_attempt_at, CASE WHEN o.message_id IS NULL AND o.state = 'pending' THEN d.held_until END),
-               m.last_error, m.sent_at,
-               CASE WHEN o.message_id IS NULL AND o.state = 'pending' THEN d.held_reason ELSE m.held END
-             FROM alert_outbox o LEFT JOIN alert_messages m ON m.id = o.message_id
-             LEFT JOIN items i ON i.id = (SELECT min(id) FROM items WHERE story_id = o.story_id)
-             LEFT JOIN alert_destinations d ON d.alert = o.alert
-             ORDER BY o.id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            let state: String = r.get(6)?;
-            let error: Option<String> = r.get(11)?;
-            Ok(OutboxRow {
-                idem_key: r.get(0)?,
-                alert: r.get(1)?,
-                story_id: r.get(2)?,
-                title: r.get(3)?,
-                kind: r.get(4)?,
-                outlets: r.get(5)?,
-                state: if state == "pending" && error.is_some() {
-                    "failed".into()
-                } else {
-                    state
-                },
-                created_at: r.get(7)?,
-                message_key: r.get(8)?,
-                attempts: r.get(9)?,
-                next_attempt_at: r.get(10)?,
-                last_error: error,
-                sent_at: r.get(12)?,
-                held: r.get(13)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
-    }
+/// The outbox, newest first (at most `limit` rows).
+pub fn outbox(db: &mut dyn Db, limit: usize) -> Result<Vec<OutboxRow>> {
+    db.rows(
+        "SELECT o.idem_key, o.alert, o.story_id, i.title, o.kind, o.outlets, o.state, o.created_at,
+           m.idem_key, COALESCE(m.attempts, 0),
+           COALESCE(m.next_attempt_at, CASE WHEN o.message_id IS NULL AND o.state = 'pending' THEN d.held_until END),
+           m.last_error, m.sent_at,
+           CASE WHEN o.message_id IS NULL AND o.state = 'pending' THEN d.held_reason ELSE m.held END
+         FROM alert_outbox o LEFT JOIN alert_messages m ON m.id = o.message_id
+         LEFT JOIN items i ON i.id = (SELECT min(id) FROM items WHERE story_id = o.story_id)
+         LEFT JOIN alert_destinations d ON d.alert = o.alert
+         ORDER BY o.id DESC LIMIT ?1",
+        &[i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    )?
+    .iter()
+    .map(|r| {
+        let state: String = r.get(6)?;
+        let error: Option<String> = r.get(11)?;
+        Ok(OutboxRow {
+            idem_key: r.get(0)?,
+            alert: r.get(1)?,
+            story_id: r.get(2)?,
+            title: r.get(3)?,
+            kind: r.get(4)?,
+            outlets: r.get(5)?,
+            state: if state == "pending" && error.is_some() {
+                "failed".into()
+            } else {
+                state
+            },
+            created_at: r.get(7)?,
+            message_key: r.get(8)?,
+            attempts: r.get(9)?,
+            next_attempt_at: r.get(10)?,
+            last_error: error,
+            sent_at: r.get(12)?,
+            held: r.get(13)?,
+        })
+    })
+    .collect()
+}
 
-    /// Destinations failing without a success since before `since` (e.g. a day ago).
-    pub fn alert_failing(&self, since: DateTime<Utc>) -> Result<Vec<FailingDestination>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT alert, failing_since, last_error FROM alert_destinations
-             WHERE failing_since IS NOT NULL AND failing_since <= ?1 ORDER BY alert",
-        )?;
-        let rows = stmt.query_map([ts(since)], |r| {
-            Ok(FailingDestination {
-                alert: r.get(0)?,
-                failing_since: r.get(1)?,
-                last_error: r.get(2)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
-    }
+/// Destinations failing without a success since before `since` (e.g. a day ago).
+pub fn failing(db: &mut dyn Db, since: DateTime<Utc>) -> Result<Vec<FailingDestination>> {
+    db.rows(
+        "SELECT alert, failing_since, last_error FROM alert_destinations
+         WHERE failing_since IS NOT NULL AND failing_since <= ?1 ORDER BY alert",
+        &[ts(since).into()],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(FailingDestination {
+            alert: r.get(0)?,
+            failing_since: r.get(1)?,
+            last_error: r.get(2)?,
+        })
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -583,26 +608,32 @@ mod tests {
         let now = "2026-01-01T00:00:00.000Z";
         let tx = s.conn.transaction().unwrap();
         let nca = ["nca".to_string()];
-        assert_eq!(enqueue_story(&tx, &plan, 7, &nca, 1, true, now).unwrap(), 1);
         assert_eq!(
-            enqueue_story(&tx, &plan, 7, &nca, 2, true, now).unwrap(),
+            enqueue_story(&mut sql::Sqlite(&tx), &plan, 7, &nca, 1, true, now).unwrap(),
+            1
+        );
+        assert_eq!(
+            enqueue_story(&mut sql::Sqlite(&tx), &plan, 7, &nca, 2, true, now).unwrap(),
             0,
             "a repeat is a no-op"
         );
         assert_eq!(
-            enqueue_story(&tx, &plan, 7, &nca, 3, true, now).unwrap(),
+            enqueue_story(&mut sql::Sqlite(&tx), &plan, 7, &nca, 3, true, now).unwrap(),
             1,
             "reached 3 outlets"
         );
-        assert_eq!(enqueue_story(&tx, &plan, 7, &nca, 4, true, now).unwrap(), 0);
+        assert_eq!(
+            enqueue_story(&mut sql::Sqlite(&tx), &plan, 7, &nca, 4, true, now).unwrap(),
+            0
+        );
         // The story gains rule x: first match of x-only's rules.
         let both = ["nca".to_string(), "x".to_string()];
         assert_eq!(
-            enqueue_story(&tx, &plan, 7, &both, 4, true, now).unwrap(),
+            enqueue_story(&mut sql::Sqlite(&tx), &plan, 7, &both, 4, true, now).unwrap(),
             1
         );
         assert_eq!(
-            enqueue_story(&tx, &plan, 8, &[], 1, true, now).unwrap(),
+            enqueue_story(&mut sql::Sqlite(&tx), &plan, 8, &[], 1, true, now).unwrap(),
             0,
             "no rule: no alert"
         );
@@ -625,7 +656,7 @@ mod tests {
         );
         // Written inside a transaction that rolls back: nothing stays.
         let tx = s.conn.transaction().unwrap();
-        enqueue_story(&tx, &plan, 9, &nca, 1, true, now).unwrap();
+        enqueue_story(&mut sql::Sqlite(&tx), &plan, 9, &nca, 1, true, now).unwrap();
         drop(tx);
         assert_eq!(count(&s), 3);
     }
@@ -638,28 +669,37 @@ mod tests {
         {
             let tx = s.conn.transaction().unwrap();
             for id in [1, 2] {
-                enqueue_story(&tx, &plan(), id, &["nca".into()], 1, true, &ts(now)).unwrap();
+                enqueue_story(
+                    &mut sql::Sqlite(&tx),
+                    &plan(),
+                    id,
+                    &["nca".into()],
+                    1,
+                    true,
+                    &ts(now),
+                )
+                .unwrap();
             }
             tx.commit().unwrap();
         }
-        assert_eq!(s.alert_work().unwrap(), 2);
-        let id = s.alert_claim("all", now).unwrap().unwrap();
+        assert_eq!(work(&mut s).unwrap(), 2);
+        let id = claim(&mut s, "all", now).unwrap().unwrap();
         assert_eq!(
-            s.alert_claim("all", now).unwrap(),
+            claim(&mut s, "all", now).unwrap(),
             None,
             "rows are in one message only"
         );
-        let m = s.alert_message(id).unwrap().unwrap();
+        let m = message(&mut s, id).unwrap().unwrap();
         assert_eq!(m.idem_key, "batch-2:story-1:all:new");
         assert_eq!(m.stories.len(), 2);
         let until = now + chrono::Duration::minutes(2);
-        assert!(s.alert_lease(id, now, until).unwrap());
+        assert!(lease(&mut s, id, now, until).unwrap());
         assert!(
-            !s.alert_lease(id, now, until).unwrap(),
+            !lease(&mut s, id, now, until).unwrap(),
             "held by the first sender"
         );
-        s.alert_mark_sent(id, "all", now).unwrap();
-        assert_eq!(s.alert_work().unwrap(), 0);
-        assert!(s.alert_due_messages(until).unwrap().is_empty());
+        mark_sent(&mut s, id, "all", now).unwrap();
+        assert_eq!(work(&mut s).unwrap(), 0);
+        assert!(due_messages(&mut s, until).unwrap().is_empty());
     }
 }

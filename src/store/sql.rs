@@ -446,6 +446,8 @@ impl Db for AnyDb {
     }
 }
 
+pub use pg::PgTx;
+
 mod pg {
     use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -507,6 +509,52 @@ mod pg {
 
     fn params(args: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
         args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+    }
+
+    /// An open PostgreSQL transaction as a [`Db`]: its statements run inside it (`batch` must
+    /// not begin or end it; the owner commits).
+    pub struct PgTx<'a, 'b> {
+        pub tx: &'a mut postgres::Transaction<'b>,
+        /// `user@host:port/dbname`, for errors.
+        pub target: &'a str,
+    }
+
+    impl PgTx<'_, '_> {
+        fn error(&self, e: &postgres::Error) -> StoreError {
+            StoreError::Postgres {
+                target: self.target.to_string(),
+                reason: crate::store::postgres::one_line(e),
+            }
+        }
+    }
+
+    impl Db for PgTx<'_, '_> {
+        fn dialect(&self) -> Dialect {
+            Dialect::Postgres
+        }
+
+        fn rows(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>> {
+            let sql = pg_placeholders(sql);
+            let rows = self
+                .tx
+                .query(sql.as_ref(), &params(args))
+                .map_err(|e| self.error(&e))?;
+            rows.iter()
+                .map(row)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| self.error(&e))
+        }
+
+        fn exec(&mut self, sql: &str, args: &[Val]) -> Result<u64> {
+            let sql = pg_placeholders(sql);
+            self.tx
+                .execute(sql.as_ref(), &params(args))
+                .map_err(|e| self.error(&e))
+        }
+
+        fn batch(&mut self, sql: &str) -> Result<()> {
+            self.tx.batch_execute(sql).map_err(|e| self.error(&e))
+        }
     }
 
     impl Db for PgDb {

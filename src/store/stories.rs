@@ -341,8 +341,9 @@ impl Store {
             .filter(|i| !i.backfilled)
             .partition(|i| i.new);
         let ids = |v: Vec<&ItemText>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
-        super::alerts::enqueue_for_items(&tx, &self.alerts, &ids(fresh), true, &now_s)?;
-        super::alerts::enqueue_for_items(&tx, &self.alerts, &ids(touched), false, &now_s)?;
+        let db = &mut Sqlite(&tx);
+        super::alerts::enqueue_for_items(db, &self.alerts, &ids(fresh), true, &now_s)?;
+        super::alerts::enqueue_for_items(db, &self.alerts, &ids(touched), false, &now_s)?;
         // Keep what later reports of this age may still join; drop the rest.
         index.evict(oldest);
         if let Some(t) = state.loaded_since.as_mut() {

@@ -487,11 +487,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
         .db(|s, app| {
             let counts = crate::store::web::web_counts(s)?;
             let archive = crate::store::archive::archive_stats(s)?;
-            // Alerts are delivered from SQLite only so far.
-            let failing = match s.sqlite() {
-                Some(st) => st.alert_failing(chrono::Utc::now())?,
-                None => Vec::new(),
-            };
+            let failing = crate::store::alerts::failing(s, chrono::Utc::now())?;
             let alerts_failing = failing
                 .into_iter()
                 .map(|f| {

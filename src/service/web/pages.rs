@@ -386,11 +386,7 @@ pub(crate) async fn feeds(State(app): State<AppState>) -> Response {
     let since = crate::service::alerts::now() - crate::service::alerts::FAILING_REPORT_AFTER;
     let listing = app
         .db(move |s, _| {
-            // Alerts are delivered from SQLite only so far.
-            let failing = match s.sqlite() {
-                Some(st) => st.alert_failing(since)?,
-                None => Vec::new(),
-            };
+            let failing = crate::store::alerts::failing(s, since)?;
             Ok((crate::store::feed_statuses(s)?, failing))
         })
         .await;

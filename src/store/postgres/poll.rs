@@ -30,6 +30,7 @@ use super::{PgDb, one_line};
 use crate::pipeline::fetch::Validators;
 use crate::pipeline::matcher::item_body;
 use crate::pipeline::stories::{DocFreq, Features, StoryIndex, StorySettings};
+use crate::store::alerts::{AlertPlan, enqueue_for_items};
 use crate::store::stories::{ITEM_TEXT, ItemText, Placed, StoryState};
 use crate::store::{
     CommitCounts, EntryRecord, EntryText, FeedState, FeedStatus, FeedWrite, FetchFacts,
@@ -123,6 +124,8 @@ pub struct PgStore {
     worker: String,
     /// Whether writes need this worker's lease (`run`), or not (`poll`).
     leasing: bool,
+    /// What the placement enqueues for `[[alerts]]` (as [`crate::store::Store::set_alerts`]).
+    alerts: AlertPlan,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -172,7 +175,13 @@ impl PgStore {
             df_base: None,
             worker,
             leasing,
+            alerts: AlertPlan::default(),
         })
+    }
+
+    /// Which alerts story placement enqueues (empty: none).
+    pub fn set_alerts(&mut self, plan: AlertPlan) {
+        self.alerts = plan;
     }
 
     /// `user@host:port/dbname`.
@@ -1253,8 +1262,8 @@ fn item_text(r: &postgres::Row) -> std::result::Result<ItemText, postgres::Error
 /// The end-of-cycle placement (the algorithm of [`crate::store::Store::place_stories`]):
 /// one transaction, under an advisory lock so workers place one at a time. New story ids come
 /// from the stories' identity sequence (never the engine's counter, never `max(id) + 1`,
-/// which another worker's insert could take meanwhile). Alerts are not enqueued: `[[alerts]]`
-/// is refused on PostgreSQL so far.
+/// which another worker's insert could take meanwhile). Alerts are enqueued in the same
+/// transaction, as on SQLite.
 fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
     let df = store.doc_freq()?;
     let mut df = df.lock().unwrap_or_else(|p| p.into_inner());
@@ -1378,6 +1387,21 @@ fn place_stories(store: &mut PgStore, now: DateTime<Utc>) -> Result<Placed> {
         }
         placed.items += 1;
         placed.joined += usize::from(p.joined);
+    }
+    // Alerts go by story, in this transaction (as on SQLite).
+    let (fresh, touched): (Vec<&ItemText>, Vec<&ItemText>) = pending
+        .iter()
+        .filter(|i| !i.backfilled)
+        .partition(|i| i.new);
+    let ids = |v: Vec<&ItemText>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    {
+        let plan = &store.alerts;
+        let db = &mut crate::store::sql::PgTx {
+            tx: &mut tx,
+            target: &t,
+        };
+        enqueue_for_items(db, plan, &ids(fresh), true, &now_s)?;
+        enqueue_for_items(db, plan, &ids(touched), false, &now_s)?;
     }
     index.evict(oldest);
     if let Some(s) = state.loaded_since.as_mut() {
