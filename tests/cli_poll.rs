@@ -156,7 +156,7 @@ fn poll_then_query_gives_exactly_the_expected_matches() {
         "HTML page named: {err}"
     );
     assert!(
-        project.path("data/news.db").exists(),
+        project.pg.is_some() || project.path("data/news.db").exists(),
         "database created relative to the config"
     );
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli_poll::{config, serve_fixtures};
-use crate::postgres::TestDb;
+use crate::support::pg::TestDb;
 use crate::support::server::{Route, TestServer, write_response};
 use crate::support::{Daemon, Project, wait_until};
 
@@ -742,4 +742,105 @@ fn pg_two_workers_write_each_scheduled_digest_once() {
         "no match listed twice: {listed} of {total}"
     );
     assert!(log.contains("digest written (for the cluster)"), "{log}");
+}
+
+/// An RSS document of `(guid, title)` items about the NCA, each its own event.
+fn nca_rss(items: &[(&str, &str)]) -> String {
+    let mut s = String::from(
+        "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>t</title><link>https://outlet.example/</link>",
+    );
+    for (id, title) in items {
+        s.push_str(&format!(
+            "<item><guid isPermaLink=\"false\">{id}</guid><link>https://outlet.example/{id}</link><title>{title}</title><description>{title}: a report on the NCA.</description></item>"
+        ));
+    }
+    s.push_str("</channel></rss>");
+    s
+}
+
+#[test]
+fn pg_two_workers_send_each_alert_once_and_a_survivor_takes_over_delivery() {
+    let Some(db) = TestDb::create("alerts") else {
+        return;
+    };
+    let server = TestServer::start();
+    server.route(
+        "/a.rss",
+        Route::ok(
+            "application/rss+xml",
+            nca_rss(&[("a1", "NCA raid in Leeds")]),
+        ),
+    );
+    server.route("/hook", Route::status(200, vec![], "ok"));
+    let project = Project::new(&format!(
+        "[storage]\nurl = \"{}\"\n[schedule]\npoll = \"* * * * * *\"\n\
+         [[feeds]]\nname = \"a\"\nurl = \"{}\"\n\
+         [[rules]]\nname = \"nca\"\nquery = 'NCA'\n\
+         [[alerts]]\nname = \"desk\"\nwebhook = \"{}\"\n",
+        db.url,
+        server.url("/a.rss"),
+        server.url("/hook")
+    ));
+    let leads = "this worker delivers the cluster's alerts";
+    let mut workers: Vec<Daemon> = (0..2).map(|_| Daemon::start(&project)).collect();
+    wait_until(
+        "the first alert is delivered",
+        Duration::from_secs(30),
+        || server.hits("/hook") >= 1,
+    );
+    wait_until("one worker leads", Duration::from_secs(10), || {
+        workers.iter().any(|w| w.log().contains(leads))
+    });
+    let leader = workers
+        .iter()
+        .position(|w| w.log().contains(leads))
+        .expect("a leader");
+    assert!(
+        !workers[1 - leader].log().contains(leads),
+        "one sender for the cluster"
+    );
+    assert_eq!(
+        db.count("alert_messages WHERE state = 'sent'"),
+        1,
+        "sent and marked once"
+    );
+
+    // The leader dies; a second story breaks: the survivor takes the lock and sends it.
+    let mut dead = workers.remove(leader);
+    let _ = dead.child.kill();
+    let _ = dead.child.wait();
+    server.route(
+        "/a.rss",
+        Route::ok(
+            "application/rss+xml",
+            nca_rss(&[
+                ("a1", "NCA raid in Leeds"),
+                ("a2", "Hannigan opens the Warrington cell with the NCA"),
+            ]),
+        ),
+    );
+    wait_until(
+        "the survivor sends the second story's alert",
+        Duration::from_secs(60),
+        || db.count("alert_messages WHERE state = 'sent'") == 2,
+    );
+    let survivor = &mut workers[0];
+    assert!(survivor.log().contains(leads), "{}", survivor.log());
+    let hooks = server.requests("/hook");
+    let keys: Vec<String> = hooks
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(hooks.len(), 2, "one delivery per story: {keys:?}");
+    assert_ne!(keys[0], keys[1], "{keys:?}");
+    assert_eq!(db.count("alert_outbox"), 2);
+    assert_eq!(db.count("alert_outbox WHERE state = 'sent'"), 2);
+    let (code, out, err) = project.run(&["alerts", "list", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).expect("alerts list JSON");
+    assert!(
+        list.iter().all(|r| r["state"] == "sent") && list.len() == 2,
+        "{out}"
+    );
+    assert!(survivor.stop(Duration::from_secs(20)).success());
 }

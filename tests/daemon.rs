@@ -209,6 +209,11 @@ fn sighup_adds_feed_and_rule_and_a_broken_config_keeps_the_old_one() {
 
 #[test]
 fn a_second_daemon_on_the_same_database_is_refused() {
+    if crate::support::sqlite_only(
+        "one daemon per SQLite file (on PostgreSQL several workers share the database: tests/cluster.rs)",
+    ) {
+        return;
+    }
     let server = TestServer::start();
     server.route(
         "/a.rss",
@@ -283,19 +288,11 @@ fn restart_resumes_the_schedule_instead_of_polling_everything_at_once() {
 /// (id, after_item_id, last_item_id) of every scheduled digest run; empty until the daemon
 /// has created the database.
 fn digest_runs(project: &Project) -> Vec<(i64, i64, i64)> {
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-    let Ok(conn) = rusqlite::Connection::open_with_flags(project.path("newswatch.db"), flags)
-    else {
-        return Vec::new();
-    };
-    let Ok(mut stmt) =
-        conn.prepare("SELECT id, after_item_id, last_item_id FROM digest_runs ORDER BY id")
-    else {
-        return Vec::new();
-    };
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("query")
-        .map(|r| r.expect("row"))
+    let int = |v: &Option<String>| v.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    project
+        .rows("SELECT id, after_item_id, last_item_id FROM digest_runs ORDER BY id")
+        .iter()
+        .map(|r| (int(&r[0]), int(&r[1]), int(&r[2])))
         .collect()
 }
 
@@ -346,14 +343,7 @@ fn scheduled_digest_is_written_and_catches_up_after_downtime_without_gap_or_repe
 
     // Pretend the daemon was down at the last 07:00 digest: the last run ended long ago.
     let before = digest_runs(&project);
-    {
-        let conn = rusqlite::Connection::open(project.path("newswatch.db")).expect("open");
-        conn.execute(
-            "UPDATE digest_runs SET period_end = '2020-01-01T00:00:00.000Z'",
-            [],
-        )
-        .expect("update");
-    }
+    project.exec("UPDATE digest_runs SET period_end = '2020-01-01T00:00:00.000Z'");
     server.route(
         "/a.rss",
         Route::ok(

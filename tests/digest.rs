@@ -1055,6 +1055,7 @@ pub fn golden_project() -> Project {
         "[storage]\npath = \"data/news.db\"\n[schedule]\ntimezone = \"Europe/London\"\n",
     );
     drop(golden_store(&project.path("data/news.db")));
+    project.seed_postgres(&project.path("data/news.db"));
     project
 }
 
@@ -1166,6 +1167,8 @@ fn digest_project(config: &str, build: impl FnOnce(&mut Store)) -> Project {
     ));
     let mut store = open_store(&project.path("data/news.db"));
     build(&mut store);
+    drop(store);
+    project.seed_postgres(&project.path("data/news.db"));
     project
 }
 

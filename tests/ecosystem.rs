@@ -401,7 +401,8 @@ fn project_with_matches(extra_config: &str) -> Project {
     ));
     let settings = config::load(&config::ConfigSource::File(project.path("newswatch.toml")))
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut store = Store::open(&settings.database).unwrap();
+    std::fs::create_dir_all(project.path("data")).unwrap();
+    let mut store = Store::open(&project.path("data/news.db")).unwrap();
     store
         .sync_feeds(settings.feeds.iter().map(FeedSettings::name_url))
         .unwrap();
@@ -432,6 +433,8 @@ fn project_with_matches(extra_config: &str) -> Project {
         &["gchq"],
         "GCHQ snippet",
     );
+    drop(store);
+    project.seed_postgres(&project.path("data/news.db"));
     project
 }
 
@@ -576,9 +579,12 @@ fn output_settings_resolve_and_update_outputs_writes_both_files() {
         settings.output.json_feed,
         Some(project.path("pub/matches.json"))
     );
-    let store = Store::open(&settings.database).unwrap();
-    newswatch::outputs::export::update_outputs(&settings.output, &settings.database, &store)
-        .unwrap();
+    let mut db = match &project.pg {
+        Some(pg) => newswatch::store::sql::AnyDb::postgres(&pg.url, None).unwrap(),
+        None => newswatch::store::sql::AnyDb::Sqlite(Store::open(&settings.database).unwrap()),
+    };
+    let meta = newswatch::outputs::export::FeedMeta::for_name("test", "newswatch matches");
+    newswatch::outputs::export::update_outputs_in(&settings.output, meta, &mut db).unwrap();
     let atom = std::fs::read(project.path("pub/matches.atom")).unwrap();
     assert_eq!(feed_rs::parser::parse(&atom[..]).unwrap().entries.len(), 2);
     let json = std::fs::read(project.path("pub/matches.json")).unwrap();

@@ -337,6 +337,8 @@ fn project_with(config: &str, build: impl FnOnce(&mut Store)) -> Project {
     let project = Project::new(&format!("[storage]\npath = \"data/news.db\"\n{config}"));
     let mut store = open_store(&project.path("data/news.db"));
     build(&mut store);
+    drop(store);
+    project.seed_postgres(&project.path("data/news.db"));
     project
 }
 

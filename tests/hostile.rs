@@ -84,45 +84,34 @@ fn feeds_json(project: &Project) -> std::collections::BTreeMap<String, Value> {
         .collect()
 }
 
-fn db(project: &Project) -> rusqlite::Connection {
-    rusqlite::Connection::open(project.path("data/news.db")).expect("open db")
+fn db(project: &Project) -> &Project {
+    project
 }
 
 /// Every stored text column of every item, concatenated (for "never stored" checks).
-fn all_stored_text(conn: &rusqlite::Connection) -> String {
-    let mut stmt = conn
-        .prepare("SELECT title || ' ' || summary || ' ' || content || ' ' || snippet FROM items")
-        .expect("prepare");
-    let rows = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .expect("query");
+fn all_stored_text(p: &Project) -> String {
     let mut all = String::new();
-    for r in rows {
-        all.push_str(&r.expect("row"));
-        all.push('\n');
+    for q in [
+        "SELECT title || ' ' || summary || ' ' || content || ' ' || snippet FROM items",
+        "SELECT COALESCE(title, '') || ' ' || COALESCE(last_error, '') FROM feeds",
+    ] {
+        for r in p.rows(q) {
+            all.push_str(r[0].as_deref().unwrap_or(""));
+            all.push('\n');
+        }
     }
-    let feeds: Vec<String> = conn
-        .prepare("SELECT COALESCE(title, '') || ' ' || COALESCE(last_error, '') FROM feeds")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect();
-    all.push_str(&feeds.join("\n"));
     all
 }
 
-fn titles_of_feed(conn: &rusqlite::Connection, feed: &str) -> Vec<String> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT i.title FROM items i JOIN sightings s ON s.item_id = i.id
-             JOIN feeds f ON f.id = s.feed_id WHERE f.name = ?1 ORDER BY i.title",
-        )
-        .expect("prepare");
-    stmt.query_map([feed], |r| r.get(0))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect()
+fn titles_of_feed(p: &Project, feed: &str) -> Vec<String> {
+    assert!(!feed.contains('\''), "{feed}");
+    p.rows(&format!(
+        "SELECT i.title FROM items i JOIN sightings s ON s.item_id = i.id
+         JOIN feeds f ON f.id = s.feed_id WHERE f.name = '{feed}' ORDER BY i.title"
+    ))
+    .into_iter()
+    .map(|r| r[0].clone().unwrap_or_default())
+    .collect()
 }
 
 /// Routes every hostile case; returns the config's feed list.
@@ -420,7 +409,7 @@ fn one_poll_over_every_hostile_feed() {
 
     let conn = db(&project);
     assert_eq!(
-        titles_of_feed(&conn, "healthy"),
+        titles_of_feed(conn, "healthy"),
         ["NCA arrests two", "National Crime Agency report"]
     );
     for (name, title) in [
@@ -428,11 +417,11 @@ fn one_poll_over_every_hostile_feed() {
         ("octet_stream", "NCA as octet-stream"),
     ] {
         assert_eq!(status(name), "ok", "{name}: {:?}", feeds[name]);
-        assert_eq!(titles_of_feed(&conn, name), [title]);
+        assert_eq!(titles_of_feed(conn, name), [title]);
     }
     // Invalid UTF-8: decoded lossily, both items kept.
     assert_eq!(status("bad_utf8"), "ok", "{:?}", feeds["bad_utf8"]);
-    let t = titles_of_feed(&conn, "bad_utf8");
+    let t = titles_of_feed(conn, "bad_utf8");
     assert_eq!(t.len(), 2, "{t:?}");
     assert!(
         t.iter()
@@ -447,57 +436,44 @@ fn one_poll_over_every_hostile_feed() {
         "{:?}",
         feeds["ten_thousand"]
     );
-    let distinct: i64 = conn
-        .query_row(
-            "SELECT COUNT(DISTINCT title) FROM items WHERE title LIKE 'NCA bulletin number %'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let distinct = conn
+        .int("SELECT COUNT(DISTINCT title) FROM items WHERE title LIKE 'NCA bulletin number %'");
     assert_eq!(distinct, 10_000);
 
     // XML attacks: no entity is expanded, nothing is fetched, no local file is read.
     assert_eq!(server.hits("/xxe-target"), 0, "external entity was fetched");
     assert_eq!(server.hits("/xxe-param"), 0, "parameter entity was fetched");
-    let text = all_stored_text(&conn);
+    let text = all_stored_text(conn);
     assert!(!text.contains("root:"), "/etc/passwd leaked into the store");
     assert!(!text.contains("XXE-LEAK-MARKER"));
     assert!(!text.contains("lollollol"), "entities were expanded");
     for name in ["billion_laughs", "xxe_file", "xxe_http", "deep_nesting"] {
         assert_eq!(status(name), "ok", "{name}: {:?}", feeds[name]);
     }
-    let laugh_len: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(LENGTH(summary) + LENGTH(content) + LENGTH(title)), 0) FROM items",
-            [],
-            |r| r.get(0),
-        )
-        .expect("len");
+    let laugh_len = conn.int(
+        "SELECT COALESCE(MAX(LENGTH(summary) + LENGTH(content) + LENGTH(title)), 0) FROM items",
+    );
     assert!(laugh_len < 100_000, "some item is {laugh_len} chars long");
     // Entity references are kept as literal text (never expanded, never fetched), and the
     // documents' items are kept; 50,000 nested elements do not overflow the stack.
     assert_eq!(
-        titles_of_feed(&conn, "billion_laughs"),
+        titles_of_feed(conn, "billion_laughs"),
         ["NCA laughs &lol9;"]
     );
-    assert_eq!(titles_of_feed(&conn, "xxe_file"), ["NCA xxe file &x;"]);
-    assert_eq!(titles_of_feed(&conn, "xxe_http"), ["NCA xxe http &x;"]);
+    assert_eq!(titles_of_feed(conn, "xxe_file"), ["NCA xxe file &x;"]);
+    assert_eq!(titles_of_feed(conn, "xxe_http"), ["NCA xxe http &x;"]);
     assert_eq!(
-        titles_of_feed(&conn, "deep_nesting"),
+        titles_of_feed(conn, "deep_nesting"),
         ["NCA after deep", "NCA deep"]
     );
 
     // Second poll: nothing is stored twice; the hostile feeds fail the same way again.
     let (code, stderr, _) = poll_within(&project, Duration::from_secs(40));
     assert_eq!(code, 0, "second poll: {stderr}");
-    let count: i64 = conn
-        .query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0))
-        .expect("count");
+    let count = conn.int("SELECT COUNT(*) FROM items");
     // Every fixture title is distinct, so a title seen twice is an item stored twice (this
     // also covers the items without a link, whose canonical_url is NULL).
-    let distinct: i64 = conn
-        .query_row("SELECT COUNT(DISTINCT title) FROM items", [], |r| r.get(0))
-        .expect("count");
+    let distinct = conn.int("SELECT COUNT(DISTINCT title) FROM items");
     assert_eq!(count, distinct, "an item was stored twice");
     assert!(stderr.contains("0 new matches"), "{stderr}");
     let feeds = feeds_json(&project);
@@ -538,7 +514,7 @@ fn fifty_megabyte_item_with_default_cap_is_too_large() {
         feeds["big"]["last_error"],
         format!("body larger than {} bytes", 10 * MIB)
     );
-    assert_eq!(titles_of_feed(&db(&project), "ok"), ["NCA fine"]);
+    assert_eq!(titles_of_feed(db(&project), "ok"), ["NCA fine"]);
 }
 
 /// Peak memory of one `poll` over every hostile feed (GNU time's "Maximum resident set size").

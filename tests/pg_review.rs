@@ -8,8 +8,8 @@
 use serde_json::Value;
 
 use crate::cli_poll::{config, serve_fixtures};
-use crate::postgres::TestDb;
 use crate::support::Project;
+use crate::support::pg::TestDb;
 use crate::support::server::TestServer;
 use crate::web::{Web, get, request};
 

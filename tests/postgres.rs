@@ -10,69 +10,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use newswatch::store::postgres::PgDb;
-
 use crate::cli_poll::{config, serve_fixtures};
 use crate::support::server::TestServer;
 use crate::support::{Project, bin};
 
-/// A database of its own on the test server, dropped when the test ends.
-pub(crate) struct TestDb {
-    admin: String,
-    name: String,
-    pub(crate) url: String,
-}
-
-impl TestDb {
-    /// `None` (after printing SKIPPED) when no server is configured.
-    pub(crate) fn create(tag: &str) -> Option<TestDb> {
-        let Ok(base) = std::env::var("NEWSWATCH_PG_URL") else {
-            eprintln!("SKIPPED: NEWSWATCH_PG_URL unset");
-            return None;
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("nw_test_{tag}_{}_{nanos}", std::process::id());
-        let mut url = url::Url::parse(&base).expect("NEWSWATCH_PG_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        let mut admin = PgDb::connect(&base, None).expect("connect to NEWSWATCH_PG_URL");
-        admin
-            .client()
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create test database");
-        Some(TestDb {
-            admin: base,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    pub(crate) fn connect(&self) -> PgDb {
-        PgDb::connect(&self.url, None).expect("connect to test database")
-    }
-
-    /// `count(*)` of `rows`: a table, optionally with a WHERE clause.
-    pub(crate) fn count(&self, rows: &str) -> i64 {
-        self.connect()
-            .client()
-            .query_one(&format!("SELECT count(*) FROM {rows}"), &[])
-            .expect("count")
-            .get(0)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgDb::connect(&self.admin, None) {
-            let _ = admin.client().batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
+use crate::support::pg::TestDb;
 
 fn migrate(args: &[&str]) -> (i32, String, String) {
     let out = bin()

@@ -91,6 +91,7 @@ fn review_show_is_terminal_safe() {
         }],
     )[0];
     drop(store);
+    project.seed_postgres(&project.path("data/news.db"));
     let (code, out, err) = project.run(&["show", &id.to_string()]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -60,6 +60,9 @@ fn poll_as_public(project: &Project, public: &TestServer) -> (i32, String) {
 
 #[test]
 fn symlinked_db_lock_is_not_followed_nor_its_target_truncated() {
+    if crate::support::sqlite_only("the lock file beside the SQLite database") {
+        return;
+    }
     let project = Project::new(NCA_RULE);
     let precious = project.path("precious.txt");
     std::fs::write(&precious, "do not truncate me").unwrap();
@@ -91,6 +94,9 @@ fn symlinked_db_lock_is_not_followed_nor_its_target_truncated() {
 
 #[test]
 fn db_lock_that_is_a_fifo_or_hard_link_is_refused() {
+    if crate::support::sqlite_only("the lock file beside the SQLite database") {
+        return;
+    }
     let project = Project::new(NCA_RULE);
     let lock = project.path("newswatch.db.lock");
     let status = std::process::Command::new("mkfifo")
@@ -518,12 +524,21 @@ fn dismissed_matches_stay_out_of_export_and_output_feeds() {
         project.path("newswatch.toml"),
     ))
     .unwrap();
-    let store = newswatch::store::Store::open(&settings.database).unwrap();
     let out = newswatch::outputs::export::OutputSettings {
         atom: Some(project.path("out.atom")),
         json_feed: Some(project.path("out.json")),
     };
-    newswatch::outputs::export::update_outputs(&out, &settings.database, &store).unwrap();
+    match &project.pg {
+        None => {
+            let store = newswatch::store::Store::open(&settings.database).unwrap();
+            newswatch::outputs::export::update_outputs(&out, &settings.database, &store).unwrap();
+        }
+        Some(pg) => {
+            let mut db = newswatch::store::sql::AnyDb::postgres(&pg.url, None).unwrap();
+            let meta = newswatch::outputs::export::FeedMeta::for_name("test", "newswatch matches");
+            newswatch::outputs::export::update_outputs_in(&out, meta, &mut db).unwrap();
+        }
+    }
     let atom = std::fs::read_to_string(project.path("out.atom")).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(project.path("out.json")).unwrap()).unwrap();

@@ -1,5 +1,8 @@
 //! The one integration-test binary (one link step on a 2-core machine).
 
+/// This binary runs the suite on SQLite (`tests/on_postgres.rs` runs it on PostgreSQL).
+const ON_POSTGRES: bool = false;
+
 mod alerts;
 mod archive;
 mod corpus;

@@ -3,6 +3,7 @@
 // Each test module uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -31,25 +32,174 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// Whether this test binary runs the suite on PostgreSQL (`tests/on_postgres.rs`): every
+/// [`Project`] whose config names no `[storage]` gets a fresh PostgreSQL database.
+pub fn on_postgres() -> bool {
+    crate::ON_POSTGRES
+}
+
+/// In the PostgreSQL run of the suite, print why this test is SQLite's alone and return true
+/// (the caller returns): it reads the SQLite file itself, or tests what only SQLite has.
+pub fn sqlite_only(why: &str) -> bool {
+    if on_postgres() {
+        eprintln!("SKIPPED on PostgreSQL: {why}");
+    }
+    on_postgres()
+}
+
+/// The `path = "…"` line that follows a config's `[storage]` header, if it has one.
+fn storage_path(config: &str) -> Option<String> {
+    let rest = &config[config.find("[storage]")? + "[storage]".len()..];
+    let line = rest.trim_start_matches('\n').lines().next()?;
+    line.starts_with("path = \"").then(|| line.to_string())
+}
+
 /// A temp folder holding a config, and the real binary pointed at it.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database the config names, in the PostgreSQL run of the suite.
+    pub pg: Option<pg::TestDb>,
 }
 
 impl Project {
-    /// A project whose `newswatch.toml` is `config`.
+    /// A project whose `newswatch.toml` is `config` (on PostgreSQL in the PostgreSQL run of
+    /// the suite, unless `config` has a `[storage]` of its own).
     pub fn new(config: &str) -> Project {
+        Project::on(config, on_postgres())
+    }
+
+    /// A project on SQLite in either run of the suite (its test fills or reads the SQLite
+    /// file itself).
+    pub fn sqlite(config: &str) -> Project {
+        Project::on(config, false)
+    }
+
+    fn on(config: &str, postgres: bool) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("newswatch.toml"), config).expect("write config");
-        Project { dir }
+        let pg = if postgres && (!config.contains("[storage]") || storage_path(config).is_some()) {
+            let db = pg::TestDb::create("suite");
+            if db.is_none() {
+                eprintln!("SKIPPED on PostgreSQL (NEWSWATCH_PG_URL unset): this ran on SQLite");
+            }
+            db
+        } else {
+            None
+        };
+        let p = Project { dir, pg };
+        p.write_config(config);
+        p
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
+    /// Write `config`, on this project's PostgreSQL database if it has one: appended as
+    /// `[storage] url`, or in place of the `path` of the config's own `[storage]`.
     pub fn write_config(&self, config: &str) {
+        let config = match (&self.pg, storage_path(config)) {
+            (Some(db), None) if !config.contains("[storage]") => {
+                format!("{config}\n[storage]\nurl = \"{}\"\n", db.url)
+            }
+            (Some(db), Some(line)) => config.replacen(&line, &format!("url = \"{}\"", db.url), 1),
+            _ => config.to_string(),
+        };
         std::fs::write(self.path("newswatch.toml"), config).expect("write config");
+    }
+
+    /// Rows of `sql` on this project's database, whichever backend it is on (the SQLite file
+    /// `newswatch.db` beside the config, or its PostgreSQL database), each value as text
+    /// (NULL: `None`). No rows when the database does not exist yet, or the query fails (a
+    /// table not created yet): callers poll for a condition.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        if let Some(db) = &self.pg {
+            let Ok(mut c) = newswatch::store::postgres::PgDb::connect(&db.url, None) else {
+                return Vec::new();
+            };
+            let Ok(msgs) = c.client().simple_query(sql) else {
+                return Vec::new();
+            };
+            return msgs
+                .iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                    }
+                    _ => None,
+                })
+                .collect();
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let Ok(conn) = rusqlite::Connection::open_with_flags(self.sqlite_file(), flags) else {
+            return Vec::new();
+        };
+        let Ok(mut stmt) = conn.prepare(sql) else {
+            return Vec::new();
+        };
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                        rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            Some(String::from_utf8_lossy(t).into_owned())
+                        }
+                    })
+                })
+                .collect()
+        })
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+    }
+
+    /// In the PostgreSQL run of the suite, copy the SQLite file `sqlite` that the test
+    /// filled through the library into this project's PostgreSQL database (`newswatch migrate`,
+    /// which keeps every id); on SQLite, nothing.
+    pub fn seed_postgres(&self, sqlite: &Path) {
+        let Some(db) = &self.pg else { return };
+        let out = bin()
+            .args(["migrate", "--from"])
+            .arg(sqlite)
+            .args(["--to", &db.url])
+            .output()
+            .expect("run migrate");
+        assert!(
+            out.status.success(),
+            "migrate to PostgreSQL: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The SQLite file of this project: its `[storage] path`, or `newswatch.db`.
+    pub fn sqlite_file(&self) -> PathBuf {
+        let config = std::fs::read_to_string(self.path("newswatch.toml")).unwrap_or_default();
+        match storage_path(&config) {
+            Some(line) => self.path(line.trim_start_matches("path = \"").trim_end_matches('"')),
+            None => self.path("newswatch.db"),
+        }
+    }
+
+    /// The integer `sql` selects (`SELECT count(*) …`) on this project's database.
+    pub fn int(&self, sql: &str) -> i64 {
+        self.rows(sql)
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no integer from {sql}"))
+    }
+
+    /// Run `sql` (statements without results) on this project's database.
+    pub fn exec(&self, sql: &str) {
+        if let Some(db) = &self.pg {
+            db.connect().client().batch_execute(sql).expect(sql);
+        } else {
+            rusqlite::Connection::open(self.sqlite_file())
+                .and_then(|c| c.execute_batch(sql))
+                .expect(sql);
+        }
     }
 
     /// `newswatch ARGS` with `--config <dir>/newswatch.toml`, run in the project folder.
