@@ -111,7 +111,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             Some(FeedsCommand::Import(a)) => cli::feeds_import(a, &mut out),
             Some(FeedsCommand::Export(a)) => {
-                let (_, settings) = cli::load_settings(cli)?;
+                // The config's feeds: no database, so either backend.
+                let (_, settings) = cli::load_settings_any_backend(cli)?;
                 cli::feeds_export(&settings, a, &mut out)
             }
             Some(FeedsCommand::Discover(a)) => {
