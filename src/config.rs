@@ -345,7 +345,8 @@ pub struct WebSettings {
 
 impl Settings {
     /// Every command but `poll`, `run` (polling), `query`, `search`, `show`, `mark`, `stats`,
-    /// `story`, `digest`, `export`, `prune`, `serve`, `feeds`, `check` and `migrate` stores in
+    /// `story`, `digest`, `export`, `backfill`, `prune`, `serve`, `feeds`, `alerts`, `check` and
+    /// `migrate` stores in
     /// SQLite only so far: a config whose `[storage] url` names PostgreSQL is refused with this error (file
     /// and line, like every config error) rather than quietly using some SQLite file.
     pub fn require_sqlite(&self) -> Result<(), ConfigError> {
@@ -360,7 +361,7 @@ impl Settings {
                 .unwrap_or_else(|| "<built-in default config>".into()),
             position: self.storage_url_at,
             message: format!(
-                "storage.url: this command still stores in SQLite only (on PostgreSQL so far: `poll`, `run` for polling, `query`, `search`, `show`, `mark`, `stats`, `story`, `digest`, `export`, `prune`, `serve`, `feeds`, `check`, `migrate`); \
+                "storage.url: this command still stores in SQLite only (on PostgreSQL so far: `poll`, `run` for polling, `query`, `search`, `show`, `mark`, `stats`, `story`, `digest`, `export`, `backfill`, `prune`, `serve`, `feeds`, `alerts`, `check`, `migrate`); \
                  set storage.path instead. `newswatch check` tests the connection to {}, and `newswatch migrate --from <file> --to <url>` copies a database into it",
                 crate::store::postgres::describe_url(url.expose())
             ),

@@ -77,7 +77,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             cli::search(&settings, args, &mut out)
         }
         Command::Backfill(args) => {
-            let (_, settings) = cli::load_settings(cli)?;
+            let (_, settings) = cli::load_settings_any_backend(cli)?;
             cli::backfill(&settings, args, chrono::Utc::now(), &mut out)
         }
         Command::Prune(args) => {

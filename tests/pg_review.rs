@@ -438,3 +438,273 @@ fn pg_a_worker_serves_the_web_and_reports_its_loop() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("uknews"), "{}", page.body);
 }
+
+/// `line` of `backfill`'s report without the entry's first-seen time (each backend polled at
+/// its own moment).
+fn without_first_seen(line: &str) -> String {
+    let Some(start) = line.find(" (first seen ") else {
+        return line.to_string();
+    };
+    match line[start..].find(')') {
+        Some(end) => format!("{}{}", &line[..start], &line[start + end + 1..]),
+        None => line.to_string(),
+    }
+}
+
+/// Run `args` (a `backfill`) on both projects: both succeed and report the same, but for the
+/// first-seen times; the report's lines.
+fn backfill_both(sqlite: &Project, pg: &Project, args: &[&str]) -> Vec<String> {
+    let run = |p: &Project, which: &str| -> Vec<String> {
+        let (code, out, err) = p.run(args);
+        assert_eq!(code, 0, "{which} {args:?}: {err}");
+        out.lines().map(without_first_seen).collect()
+    };
+    let want = run(sqlite, "sqlite");
+    assert_eq!(want, run(pg, "postgres"), "{args:?}");
+    want
+}
+
+/// The matches of `query --format json`, timeless, and the stories as groups of match ids (a
+/// story's id aside).
+fn matches_and_stories(sqlite: &Project, pg: &Project) -> (Value, Vec<Vec<i64>>) {
+    let (want, got) = both(
+        sqlite,
+        pg,
+        &["query", "--format", "json", "--limit", "1000"],
+    );
+    let groups = |v: &Value| -> Vec<Vec<i64>> {
+        let mut by_story: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+        for r in v.as_array().expect("array") {
+            by_story
+                .entry(r["story"].as_i64().expect("story"))
+                .or_default()
+                .push(r["id"].as_i64().expect("id"));
+        }
+        let mut groups: Vec<Vec<i64>> = by_story
+            .into_values()
+            .map(|mut g| {
+                g.sort_unstable();
+                g
+            })
+            .collect();
+        groups.sort();
+        groups
+    };
+    assert_eq!(groups(&want), groups(&got), "the same stories");
+    let stories = groups(&want);
+    let want = timeless(want);
+    assert_eq!(want, timeless(got));
+    (want, stories)
+}
+
+#[test]
+fn pg_backfill_adds_what_it_adds_on_sqlite() {
+    let Some(db) = TestDb::create("backfill") else {
+        return;
+    };
+    let server = TestServer::start();
+    serve_fixtures(&server);
+    let base = format!("{}{SEQUENTIAL}", config(&server));
+    let on_pg = |c: &str| c.replace("path = \"data/news.db\"", &format!("url = \"{}\"", db.url));
+    let sqlite = Project::new(&base);
+    let pg = Project::new(&on_pg(&base));
+    for p in [&sqlite, &pg] {
+        let (code, _, err) = p.run(&["poll"]);
+        assert!(code == 0 || code == 1, "{err}");
+    }
+    let (polled, _) = matches_and_stories(&sqlite, &pg);
+    let polled = polled.as_array().expect("array").len();
+    let configure = |extra: &str| {
+        sqlite.write_config(&format!("{base}{extra}"));
+        pg.write_config(&on_pg(&format!("{base}{extra}")));
+    };
+
+    // Rules written after the poll: an entry stored for other rules gains the new one (once,
+    // though two feeds carry it), unmatched entries become new matches.
+    let rules = "
+[[rules]]
+name = \"extra\"
+query = 'weekend OR Rust OR \"dark web\" OR schools'
+
+[[rules]]
+name = \"college\"
+query = 'basketball'
+";
+    configure(rules);
+    let dry = backfill_both(&sqlite, &pg, &["backfill", "--dry-run"]);
+    for want in [
+        "would add: extra [uknews] Weather: a wet weekend ahead",
+        "would add: extra [blog] Why we rewrote it in Rust",
+        "would add: extra [security] GCHQ opens its doors to schools",
+        "would add: college [uknews] NCAA brackets: the upsets nobody saw coming",
+    ] {
+        assert!(dry.iter().any(|l| l == want), "{want:?} in {dry:?}");
+    }
+    assert_eq!(
+        dry.last().map(String::as_str),
+        Some(
+            "backfill (dry run): would add 6 entries (0 new matches), 0 stored matches no longer match their rule"
+        ),
+        "{dry:?}"
+    );
+    let (after_dry, _) = matches_and_stories(&sqlite, &pg);
+    assert_eq!(
+        after_dry.as_array().expect("array").len(),
+        polled,
+        "--dry-run writes nothing"
+    );
+
+    let added = backfill_both(&sqlite, &pg, &["backfill"]);
+    assert_eq!(
+        added.last().map(String::as_str),
+        Some(
+            "backfill: added 5 entries (3 new matches), 0 stored matches no longer match their rule"
+        ),
+        "{added:?}"
+    );
+    assert_eq!(
+        added
+            .iter()
+            .filter(|l| l.contains("NCA arrests suspects"))
+            .count(),
+        1,
+        "one stored match of two feeds gains the rule once: {added:?}"
+    );
+    assert!(
+        added
+            .iter()
+            .all(|l| l.starts_with("backfill") || l.contains(" as match ")),
+        "{added:?}"
+    );
+    let (rows, stories) = matches_and_stories(&sqlite, &pg);
+    let rows = rows.as_array().expect("array").clone();
+    assert_eq!(rows.len(), polled + 3);
+    assert!(stories.len() > 1, "{stories:?}");
+    let with_rule = |rule: &str| -> Vec<String> {
+        let mut titles: Vec<String> = rows
+            .iter()
+            .filter(|r| {
+                r["rules"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == rule))
+            })
+            .map(|r| r["title"].as_str().expect("title").to_string())
+            .collect();
+        titles.sort();
+        titles
+    };
+    assert_eq!(
+        with_rule("extra"),
+        [
+            "GCHQ opens its doors to schools",
+            "NCA arrests suspects in dark web drugs probe",
+            "Weather: a wet weekend ahead",
+            "Why we rewrote it in Rust",
+        ]
+    );
+    let (want, got) = both(&sqlite, &pg, &["query", "--stories", "--format", "json"]);
+    assert_eq!(timeless(want), timeless(got));
+    // Backfilled matches are marked so, first seen when their entries were, and linked to
+    // their sightings and archived rows, on both.
+    let sqlite_count = |rows: &str| -> i64 {
+        rusqlite::Connection::open(sqlite.path("data/news.db"))
+            .expect("open")
+            .query_row(&format!("SELECT count(*) FROM {rows}"), [], |r| r.get(0))
+            .expect("count")
+    };
+    for rows in [
+        "items WHERE backfilled = 1",
+        "items i JOIN archive a ON a.item_id = i.id WHERE i.backfilled = 1 AND i.first_seen_at = a.first_seen_at",
+        "sightings WHERE item_id IS NULL",
+        "archive WHERE item_id IS NULL",
+        "item_rules",
+    ] {
+        assert_eq!(sqlite_count(rows), db.count(rows), "{rows}");
+    }
+    assert_eq!(db.count("items WHERE backfilled = 1"), 3);
+    assert_eq!(
+        db.count("items i JOIN archive a ON a.item_id = i.id WHERE i.backfilled = 1 AND i.first_seen_at = a.first_seen_at"),
+        3
+    );
+    assert_eq!(
+        db.count("rule_versions WHERE rule IN ('extra', 'college') AND backfilled_at IS NOT NULL"),
+        2
+    );
+
+    // Twice adds nothing.
+    let again = backfill_both(&sqlite, &pg, &["backfill"]);
+    assert_eq!(
+        again,
+        ["backfill: added 0 entries (0 new matches), 0 stored matches no longer match their rule"]
+    );
+
+    // `--alert`: a rule backfilled with it enqueues its stories' alerts, the same on both.
+    // (Enqueued only: nothing is delivered before the next poll.)
+    let alerts = "
+[[rules]]
+name = \"children\"
+query = 'copii'
+
+[[alerts]]
+name = \"desk\"
+command = [\"true\"]
+";
+    configure(&format!("{rules}{alerts}"));
+    let alerted = backfill_both(&sqlite, &pg, &["backfill", "--rule", "children", "--alert"]);
+    assert!(
+        alerted
+            .iter()
+            .any(|l| l.starts_with("added: children [agency] Un joc nou pentru copii as match ")),
+        "{alerted:?}"
+    );
+    let outbox = |p: &Project| -> Vec<(Value, Value, Value, Value)> {
+        let (code, out, err) = p.run(&["alerts", "list", "--format", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).expect("json");
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|r| {
+                (
+                    r["alert"].clone(),
+                    r["title"].clone(),
+                    r["kind"].clone(),
+                    r["state"].clone(),
+                )
+            })
+            .collect()
+    };
+    let queued = outbox(&sqlite);
+    assert!(
+        queued.iter().any(|q| q.1 == "Un joc nou pentru copii"),
+        "{queued:?}"
+    );
+    assert_eq!(queued, outbox(&pg));
+    matches_and_stories(&sqlite, &pg);
+
+    // An edited rule: what it no longer matches is listed (by match id), never removed.
+    configure(&rules.replace("weekend OR ", ""));
+    let edited = backfill_both(&sqlite, &pg, &["backfill", "--rule", "extra", "--dry-run"]);
+    assert!(
+        edited
+            .iter()
+            .any(|l| l.starts_with("no longer matches: extra match ")
+                && l.ends_with(" Weather: a wet weekend ahead")),
+        "{edited:?}"
+    );
+    assert!(
+        edited
+            .last()
+            .is_some_and(|l| l.ends_with("1 stored match no longer matches their rule")),
+        "{edited:?}"
+    );
+    let edited = backfill_both(&sqlite, &pg, &["backfill", "--rule", "extra"]);
+    assert!(
+        edited
+            .last()
+            .is_some_and(|l| l.starts_with("backfill: added 0 entries")),
+        "{edited:?}"
+    );
+    let (after, _) = matches_and_stories(&sqlite, &pg);
+    assert_eq!(after.as_array().expect("array").len(), polled + 4);
+}

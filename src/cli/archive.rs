@@ -11,7 +11,7 @@ use super::*;
 use crate::config::Settings;
 use crate::pipeline::matcher::Query;
 use crate::store::Store;
-use crate::store::archive::{SearchFilter, SearchHit};
+use crate::store::archive::{BackfillReport, SearchFilter, SearchHit};
 use crate::text::{csv_cell, sanitize};
 
 /// How many unindexed rows `search` indexes before searching (the rest are scanned directly).
@@ -200,18 +200,35 @@ pub fn backfill(
         }
         picked
     };
-    if !settings.database.exists() {
-        writeln!(out, "backfill: nothing archived yet")?;
-        return Ok(());
-    }
-    let mut store = open_store(settings)?;
-    store
-        .index_archive(usize::MAX)
-        .context("cannot index the archive")?;
-    let report = store
-        .backfill(&rules, args.since, args.dry_run, args.alert, now)
-        .context("cannot backfill")?;
-    let verb = if args.dry_run { "would add" } else { "added" };
+    let report = if matches!(settings.backend, crate::config::Database::Postgres { .. }) {
+        // Opened as a poll opens it (the feeds and rule versions of the config recorded); the
+        // sync client is fine here: this command runs no async code.
+        let mut store =
+            crate::service::cluster::open(settings, settings.cluster.worker_id(), false)
+                .context("cannot use the database")?;
+        store
+            .backfill(&rules, args.since, args.dry_run, args.alert, now)
+            .context("cannot backfill")?
+    } else {
+        if !settings.database.exists() {
+            writeln!(out, "backfill: nothing archived yet")?;
+            return Ok(());
+        }
+        let mut store = open_store(settings)?;
+        store
+            .index_archive(usize::MAX)
+            .context("cannot index the archive")?;
+        store
+            .backfill(&rules, args.since, args.dry_run, args.alert, now)
+            .context("cannot backfill")?
+    };
+    print_backfill(&report, args.dry_run, out)
+}
+
+/// `backfill`'s report: one line per entry added (or that would be), one per stored match its
+/// rule no longer matches, and the counts.
+fn print_backfill(report: &BackfillReport, dry_run: bool, out: &mut dyn Write) -> Result<()> {
+    let verb = if dry_run { "would add" } else { "added" };
     for hit in &report.added {
         writeln!(
             out,
@@ -237,7 +254,7 @@ pub fn backfill(
     writeln!(
         out,
         "backfill{}: {} {} {} ({} new matches), {} stored {} no longer {} their rule",
-        if args.dry_run { " (dry run)" } else { "" },
+        if dry_run { " (dry run)" } else { "" },
         verb,
         report.added.len(),
         if report.added.len() == 1 {

@@ -650,7 +650,7 @@ pub fn search_archive(
 }
 
 /// A [`ROW_SELECT`] row read through [`super::sql`].
-fn archive_row(r: &super::sql::Row) -> Result<ArchiveRow> {
+pub(crate) fn archive_row(r: &super::sql::Row) -> Result<ArchiveRow> {
     let authors: String = r.get(10)?;
     let published: Option<String> = r.get(11)?;
     Ok(ArchiveRow {
@@ -690,7 +690,8 @@ fn fts_error(e: rusqlite::Error) -> StoreError {
     StoreError::Index(e.to_string())
 }
 
-const ROW_SELECT: &str =
+/// The columns [`archive_row`] (and [`row`]) read: an archived row (`a`) with its feed (`f`).
+pub(crate) const ROW_SELECT: &str =
     "SELECT a.id, f.name, a.feed_id, a.entry_key, a.item_id, a.guid, a.link, a.title,
        a.summary, a.content, a.authors, a.published_at, a.first_seen_at
      FROM archive a JOIN feeds f ON f.id = a.feed_id";

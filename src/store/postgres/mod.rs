@@ -1,8 +1,9 @@
 //! The PostgreSQL backend (issue 17): connecting (TLS through rustls, never OpenSSL), the
 //! schema (`migrations/postgres/`, numbered like `migrations/sqlite/` and holding the same
 //! tables, columns and value representation), `newswatch migrate`'s copy between the two
-//! backends ([`crate::store::copy`]) and the poll path with feed leases ([`poll`]). The web
-//! and the other commands still store in SQLite only.
+//! backends ([`crate::store::copy`]), the poll path with feed leases ([`poll`]) and
+//! `newswatch backfill` ([`poll::PgStore::backfill`], in `backfill.rs`). The reviewing commands
+//! and the web go through [`crate::store::sql`].
 //!
 //! The client is the synchronous `postgres` crate, which drives its own small tokio runtime.
 //! It must not be called from a thread that is running a tokio runtime (it panics there, as
@@ -19,6 +20,7 @@ use postgres::{Client, Config};
 
 use super::StoreError;
 
+mod backfill;
 pub mod poll;
 
 /// The schema, as ordered migrations. Append only; `MIGRATIONS[n]` and SQLite's `n`th

@@ -33,7 +33,7 @@ use crate::pipeline::stories::{DocFreq, Features, StoryIndex, StorySettings};
 use crate::store::alerts::{AlertPlan, enqueue_for_items};
 use crate::store::stories::{ITEM_TEXT, ItemText, Placed, StoryState};
 use crate::store::{
-    CommitCounts, EntryRecord, EntryText, FeedState, FeedStatus, FeedWrite, FetchFacts,
+    CommitCounts, EntryRecord, EntryText, FeedState, FeedStatus, FeedWrite, FetchFacts, MatchPlace,
     MatchedEntry, PollStore, Result, StoreError, parse_ts, ts,
 };
 
@@ -58,10 +58,10 @@ const SYNC_LOCK: i64 = 0x6e77_6665_6564_7300;
 
 /// Prepared statements of one connection, by their SQL text.
 #[derive(Default)]
-struct Statements(HashMap<&'static str, Statement>);
+pub(super) struct Statements(HashMap<&'static str, Statement>);
 
 impl Statements {
-    fn get(
+    pub(super) fn get(
         &mut self,
         c: &mut impl GenericClient,
         sql: &'static str,
@@ -76,7 +76,7 @@ impl Statements {
 }
 
 /// A PostgreSQL error as the store's one-line error naming the database.
-trait At<T> {
+pub(super) trait At<T> {
     fn at(self, target: &str) -> Result<T>;
 }
 
@@ -208,7 +208,7 @@ impl PgStore {
     }
 
     /// The connection and the statement cache, split so both can be borrowed.
-    fn parts(&mut self) -> Result<(&mut postgres::Client, &mut Statements)> {
+    pub(super) fn parts(&mut self) -> Result<(&mut postgres::Client, &mut Statements)> {
         self.reconnect_if_lost()?;
         match self.db.as_mut() {
             Some(db) => Ok((db.client(), &mut self.stmts)),
@@ -217,6 +217,23 @@ impl PgStore {
                 reason: "connection closed".into(),
             }),
         }
+    }
+
+    /// The connection (opened again if it was lost), as a [`crate::store::sql::Db`].
+    pub(super) fn connection(&mut self) -> Result<&mut PgDb> {
+        self.reconnect_if_lost()?;
+        match self.db.as_mut() {
+            Some(db) => Ok(db),
+            None => Err(StoreError::Postgres {
+                target: self.target.clone(),
+                reason: "connection closed".into(),
+            }),
+        }
+    }
+
+    /// Which alerts story placement enqueues.
+    pub(super) fn alert_plan(&self) -> &AlertPlan {
+        &self.alerts
     }
 
     /// A connection the server closed (restarted, failed over, `pg_terminate_backend`) is
@@ -780,9 +797,12 @@ fn commit_one(
                 tx,
                 st,
                 t,
-                rec.identity.canonical_url.as_deref(),
-                item_id,
-                &now_s,
+                &MatchPlace {
+                    canonical_url: rec.identity.canonical_url.as_deref(),
+                    own_item: item_id,
+                    first_seen: &now_s,
+                    now: &now_s,
+                },
                 &rec.text,
                 m,
             )?;
@@ -903,18 +923,17 @@ fn item_by_url(
         .at(t)
 }
 
-/// Store one matched entry as an item with its rules (as `store::store_match`).
-#[allow(clippy::too_many_arguments)] // the SQLite version's MatchPlace, spelled out
-fn store_match(
+/// Store one matched entry as an item with its rules (as `store::store_match`): a new item is
+/// first seen at `at.first_seen` (now when polling, the archived time when backfilling).
+pub(super) fn store_match(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     t: &str,
-    canonical_url: Option<&str>,
-    own_item: Option<i64>,
-    now: &str,
+    at: &MatchPlace<'_>,
     text: &EntryText,
     m: &MatchedEntry,
 ) -> Result<(i64, bool)> {
+    let (canonical_url, own_item, now) = (at.canonical_url, at.own_item, at.now);
     let mut item_id = own_item;
     if item_id.is_none()
         && let Some(canon) = canonical_url
@@ -925,7 +944,7 @@ fn store_match(
     let published = text.published.map(ts);
     let mut inserted = None;
     if item_id.is_none() {
-        inserted = insert_item(tx, st, t, canonical_url, now, text, m, &authors, &published)?;
+        inserted = insert_item(tx, st, t, at, text, m, &authors, &published)?;
     }
     if item_id.is_none() && inserted.is_none() {
         // Another worker stored the same canonical URL first (committed while this insert
@@ -1011,8 +1030,7 @@ fn insert_item(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     t: &str,
-    canonical_url: Option<&str>,
-    now: &str,
+    at: &MatchPlace<'_>,
     text: &EntryText,
     m: &MatchedEntry,
     authors: &str,
@@ -1024,7 +1042,12 @@ fn insert_item(
             "INSERT INTO stories (first_seen_at, updated_at) VALUES ($1, $2) RETURNING id",
         )
         .at(t)?;
-    let story: i64 = tx.query_one(&q, &[&now, &now]).at(t)?.try_get(0).at(t)?;
+    let (canonical_url, first_seen, now) = (at.canonical_url, at.first_seen, at.now);
+    let story: i64 = tx
+        .query_one(&q, &[&first_seen, &now])
+        .at(t)?
+        .try_get(0)
+        .at(t)?;
     let q = st
         .get(
             tx,
@@ -1047,7 +1070,7 @@ fn insert_item(
                 &text.content,
                 &authors,
                 published,
-                &now,
+                &first_seen,
                 &now,
                 &m.snippet,
                 &i64::from(m.link_rank),
