@@ -264,8 +264,7 @@ struct RawRule {
 pub struct Settings {
     /// Where the config came from (a path, or `None` for the built-in default).
     pub source: Option<PathBuf>,
-    /// The SQLite database file. Empty when [`Settings::backend`] is PostgreSQL (which only
-    /// some commands accept so far: [`Settings::require_sqlite`]).
+    /// The SQLite database file. Empty when [`Settings::backend`] is PostgreSQL.
     pub database: PathBuf,
     /// `[storage]`: the SQLite file or the PostgreSQL database.
     pub backend: Database,
@@ -344,11 +343,10 @@ pub struct WebSettings {
 }
 
 impl Settings {
-    /// Every command but `poll`, `run` (polling), `query`, `search`, `show`, `mark`, `stats`,
-    /// `story`, `digest`, `export`, `backfill`, `prune`, `serve`, `feeds`, `alerts`, `check` and
-    /// `migrate` stores in
-    /// SQLite only so far: a config whose `[storage] url` names PostgreSQL is refused with this error (file
-    /// and line, like every config error) rather than quietly using some SQLite file.
+    /// For the code that works on an SQLite file only (the SQLite daemon, `service::daemon`;
+    /// every command picks its backend from `[storage]`): a config whose `[storage] url` names
+    /// PostgreSQL is refused with this error (file and line, like every config error) rather
+    /// than quietly using some SQLite file.
     pub fn require_sqlite(&self) -> Result<(), ConfigError> {
         let Database::Postgres { url, .. } = &self.backend else {
             return Ok(());
@@ -361,8 +359,7 @@ impl Settings {
                 .unwrap_or_else(|| "<built-in default config>".into()),
             position: self.storage_url_at,
             message: format!(
-                "storage.url: this command still stores in SQLite only (on PostgreSQL so far: `poll`, `run` for polling, `query`, `search`, `show`, `mark`, `stats`, `story`, `digest`, `export`, `backfill`, `prune`, `serve`, `feeds`, `alerts`, `check`, `migrate`); \
-                 set storage.path instead. `newswatch check` tests the connection to {}, and `newswatch migrate --from <file> --to <url>` copies a database into it",
+                "storage.url: this needs an SQLite file (storage.path), not the PostgreSQL database {}; `newswatch migrate --from <url> --to <file>` copies it into one",
                 crate::store::postgres::describe_url(url.expose())
             ),
         })

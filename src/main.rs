@@ -86,7 +86,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Archive(args) => match args.command {
             cli::ArchiveCommand::Rebuild => {
-                let (_, settings) = cli::load_settings(cli)?;
+                let (_, settings) = cli::load_settings_any_backend(cli)?;
                 cli::archive_rebuild(&settings, &mut out)
             }
         },

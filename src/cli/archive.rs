@@ -325,6 +325,13 @@ pub fn prune(
 
 /// `newswatch archive rebuild`.
 pub fn archive_rebuild(settings: &Settings, out: &mut dyn Write) -> Result<()> {
+    if let crate::config::Database::Postgres { .. } = &settings.backend {
+        let mut db = open_review(settings, false)?;
+        let n = crate::store::archive::rebuild_archive_index_pg(&mut db)
+            .context("cannot rebuild the archive's full-text index")?;
+        writeln!(out, "archive rebuild: indexed {n} entries")?;
+        return Ok(());
+    }
     if !settings.database.exists() {
         writeln!(out, "archive rebuild: nothing stored yet")?;
         return Ok(());

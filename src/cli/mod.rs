@@ -189,17 +189,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
     msg
 }
 
-/// Load the config the flags point at, or fail with a usage error (also when its `[storage]`
-/// names PostgreSQL, which only `check` and `migrate` use so far).
-pub fn load_settings(cli: &Cli) -> Result<(ConfigSource, Settings)> {
-    let (source, settings) = load_settings_any_backend(cli)?;
-    settings
-        .require_sqlite()
-        .map_err(|e| UsageError(e.to_string()))?;
-    Ok((source, settings))
-}
-
-/// [`load_settings`] that also accepts a PostgreSQL `[storage] url` (for `check`).
+/// Load the config the flags point at (either backend), or fail with a usage error.
 pub fn load_settings_any_backend(cli: &Cli) -> Result<(ConfigSource, Settings)> {
     let source = config::resolve_source(cli.config.as_deref());
     let settings = config::load(&source).map_err(|e| UsageError(e.to_string()))?;

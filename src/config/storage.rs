@@ -289,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn postgres_settings_are_refused_by_sqlite_only_commands_and_never_print_secrets() {
+    fn postgres_settings_are_refused_by_sqlite_only_code_and_never_print_secrets() {
         let s = load("[storage]\nurl = \"postgres://nw:hunter2@db.example/news\"\n").unwrap();
         assert_eq!(s.backend.describe(), "PostgreSQL nw@db.example:5432/news");
         assert!(!format!("{s:?}").contains("hunter2"));

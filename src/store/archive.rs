@@ -591,6 +591,49 @@ fn confirm(matcher: &Matcher, limit: Option<usize>, out: &mut SearchResult, r: A
     true
 }
 
+/// `archive rebuild` on PostgreSQL: every archived entry's `archive_fts` document written
+/// again (from the same folded tokens the poll writes), in one transaction, 500 rows per
+/// statement. PostgreSQL writes the index with each row, so this only repairs an index
+/// damaged or emptied by hand. Returns how many entries were indexed.
+pub fn rebuild_archive_index_pg(db: &mut dyn super::sql::Db) -> Result<u64> {
+    super::sql::transaction(db, |tx| {
+        tx.exec("DELETE FROM archive_fts", &[])?;
+        let mut after = 0i64;
+        let mut n = 0u64;
+        loop {
+            let rows = tx.rows(
+                "SELECT id, title, summary, content FROM archive WHERE id > ?1 ORDER BY id LIMIT 500",
+                &[after.into()],
+            )?;
+            let Some(last) = rows.last() else { break };
+            after = last.get(0)?;
+            let mut ids = Vec::with_capacity(rows.len());
+            let mut docs = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let (title, summary, content): (String, String, String) =
+                    (r.get(1)?, r.get(2)?, r.get(3)?);
+                ids.push(r.get::<i64>(0)?.to_string());
+                docs.push(super::copy::tsvector_literal(
+                    &title,
+                    &item_body(&summary, &content),
+                ));
+            }
+            // As JSON arrays: one statement per batch through the shared SQL layer.
+            let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+            let docs = serde_json::to_string(&docs).unwrap_or_else(|_| "[]".into());
+            n += tx.exec(
+                "INSERT INTO archive_fts (id, doc)
+                 SELECT i.v::bigint, d.v::tsvector
+                 FROM jsonb_array_elements_text(CAST(?1 AS TEXT)::jsonb) WITH ORDINALITY AS i(v, k)
+                 JOIN jsonb_array_elements_text(CAST(?2 AS TEXT)::jsonb) WITH ORDINALITY AS d(v, k)
+                   ON d.k = i.k",
+                &[ids.into(), docs.into()],
+            )?;
+        }
+        Ok(n)
+    })
+}
+
 /// Candidates read per statement by [`search_archive`] on PostgreSQL (newest first, by id).
 const PG_SEARCH_BATCH: i64 = 500;
 
