@@ -208,6 +208,53 @@ fn sighup_adds_feed_and_rule_and_a_broken_config_keeps_the_old_one() {
 }
 
 #[test]
+fn a_rule_added_on_sighup_is_applied_to_the_archive_with_backfill_new_rules() {
+    let server = TestServer::start();
+    server.route(
+        "/a.rss",
+        Route::ok(
+            "application/rss+xml",
+            rss(&[("a1", "NCA raid"), ("a2", "Snow closes schools")]),
+        ),
+    );
+    let first = format!(
+        "[archive]\nbackfill_new_rules = true\n{EVERY_SECOND}{}{NCA_RULE}",
+        feed("a", &server.url("/a.rss"))
+    );
+    let project = Project::new(&first);
+    let mut daemon = Daemon::start(&project);
+    wait_until("first poll", Duration::from_secs(10), || {
+        project.query_json(&[]).len() == 1
+    });
+    // The new rule matches an entry polled before it existed: only the archive can tell.
+    project.write_config(&format!(
+        "{first}[[rules]]\nname = \"weather\"\nquery = \"snow\"\n"
+    ));
+    daemon.signal("HUP");
+    wait_until(
+        "the archived entry matched by the new rule",
+        Duration::from_secs(15),
+        || project.query_json(&["--rule", "weather"]).len() == 1,
+    );
+    wait_until("the backfill logged", Duration::from_secs(10), || {
+        daemon.log().contains("backfill of new rules done")
+    });
+    let log = daemon.log();
+    assert!(
+        log.contains("new or changed rule: applying it to the archive"),
+        "{log}"
+    );
+    let rows = project.query_json(&["--rule", "weather"]);
+    assert_eq!(rows[0]["title"], "Snow closes schools");
+    assert_eq!(
+        project.int("SELECT count(*) FROM items WHERE backfilled = 1"),
+        1,
+        "stored as a backfilled match"
+    );
+    assert!(daemon.stop(Duration::from_secs(8)).success());
+}
+
+#[test]
 fn a_second_daemon_on_the_same_database_is_refused() {
     if crate::support::sqlite_only(
         "one daemon per SQLite file (on PostgreSQL several workers share the database: tests/cluster.rs)",

@@ -12,8 +12,8 @@
 //! under an advisory lock), rewrites its host's `[output]` files after each wave, serves
 //! `[web]` if configured, and runs an alert sender that delivers `[[alerts]]` while this
 //! worker leads (one sender for the cluster, under a session advisory lock:
-//! [`crate::service::alerts::spawn_sender`]). `[archive] backfill_new_rules` is skipped with
-//! one log line.
+//! [`crate::service::alerts::spawn_sender`]). With `[archive] backfill_new_rules`, the worker
+//! that records a new or changed rule applies it to the archive.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,16 @@ const MIN_SLEEP: Duration = Duration::from_millis(50);
 /// `leasing`), with the feeds and rules of the config recorded. Blocking: call it from a
 /// blocking thread (or from `main`'s).
 pub fn open(settings: &Settings, worker: String, leasing: bool) -> Result<PgStore, StoreError> {
+    open_registering(settings, worker, leasing).map(|(store, _)| store)
+}
+
+/// [`open`], also returning the rules this registration found new (or changed) while the
+/// archive holds entries they were not applied to (see [`PgStore::register_rules`]).
+fn open_registering(
+    settings: &Settings,
+    worker: String,
+    leasing: bool,
+) -> Result<(PgStore, Vec<crate::store::archive::UnappliedRule>), StoreError> {
     let Database::Postgres { url, password } = &settings.backend else {
         return Err(StoreError::Postgres {
             target: settings.backend.describe(),
@@ -71,8 +81,70 @@ pub fn open(settings: &Settings, worker: String, leasing: bool) -> Result<PgStor
         .iter()
         .map(|r| (r.name.clone(), r.query.to_string()))
         .collect();
-    store.register_rules(&versions, Utc::now())?;
-    Ok(store)
+    let unapplied = store.register_rules(&versions, Utc::now())?;
+    Ok((store, unapplied))
+}
+
+/// What the SQLite daemon does when rules are new or changed (`service::daemon`): say so, and
+/// with `[archive] backfill_new_rules` apply them to the archive, in the background on a
+/// connection of its own. The worker whose registration recorded the new rule version is the
+/// one that backfills it (once for the cluster).
+fn rules_changed(settings: &Settings, unapplied: Vec<crate::store::archive::UnappliedRule>) {
+    let on = settings.archive.backfill_new_rules;
+    for u in &unapplied {
+        if on {
+            tracing::info!(rule = %u.rule, entries = u.entries, "new or changed rule: applying it to the archive");
+        } else {
+            tracing::info!(
+                rule = %u.rule,
+                entries = u.entries,
+                "new or changed rule: {} archived entries were not checked against it; apply it with `newswatch backfill --rule {}`",
+                u.entries,
+                u.rule
+            );
+        }
+    }
+    if !on || unapplied.is_empty() {
+        return;
+    }
+    let rules: Vec<(String, crate::pipeline::matcher::Query)> = settings
+        .rules
+        .iter()
+        .filter(|r| unapplied.iter().any(|u| u.rule == r.name))
+        .map(|r| (r.name.clone(), r.query.clone()))
+        .collect();
+    let Database::Postgres { url, password } = &settings.backend else {
+        return;
+    };
+    let (url, password) = (
+        url.expose().to_string(),
+        password.as_ref().map(|p| p.expose().to_string()),
+    );
+    let (archive, stories) = (settings.archive.keep.is_some(), settings.stories.clone());
+    let alert_plan = crate::outputs::alerts::plan(&settings.alerts);
+    let worker = settings.cluster.worker_id();
+    tokio::spawn(async move {
+        let done = tokio::task::spawn_blocking(move || {
+            let mut s = PgStore::open(&url, password.as_deref(), worker, false)?;
+            s.set_archive(archive);
+            s.set_story_settings(stories);
+            s.set_alerts(alert_plan);
+            // New rules' old matches never alert (as on SQLite).
+            let report = s.backfill(&rules, None, false, false, Utc::now());
+            drop(s);
+            report
+        })
+        .await;
+        match done {
+            Ok(Ok(r)) => tracing::info!(
+                added = r.added.len(),
+                new_matches = r.new_items,
+                "backfill of new rules done"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "backfill of new rules failed"),
+            Err(e) => tracing::error!(error = %e, "backfill task failed"),
+        }
+    });
 }
 
 /// Run a store call on a blocking thread.
@@ -239,15 +311,6 @@ async fn update_outputs(settings: &Settings) {
     }
 }
 
-/// What the daemon does on SQLite that a worker skips, said once at start.
-fn log_skipped(settings: &Settings) {
-    if settings.archive.backfill_new_rules {
-        tracing::warn!(
-            "archive.backfill_new_rules: not done on PostgreSQL yet; new rules apply to new entries only"
-        );
-    }
-}
-
 /// Run a worker until `shutdown` is cancelled; `control` carries reload requests.
 pub async fn run(
     source: ConfigSource,
@@ -258,13 +321,14 @@ pub async fn run(
     let worker = settings.cluster.worker_id();
     let opened = {
         let (settings, worker) = (settings.clone(), worker.clone());
-        tokio::task::spawn_blocking(move || open(&settings, worker, true))
+        tokio::task::spawn_blocking(move || open_registering(&settings, worker, true))
             .await
             .map_err(|e| StoreError::Corrupt(format!("internal error: {e}")))??
     };
+    let (opened, unapplied) = opened;
     let target = opened.target().to_string();
     let store: Shared<PgStore> = Arc::new(Mutex::new(opened));
-    log_skipped(&settings);
+    rules_changed(&settings, unapplied);
     let metrics = Arc::new(crate::service::metrics::Metrics::new());
     let liveness = Arc::new(crate::service::metrics::Liveness::default());
     liveness.beat(Utc::now());
@@ -509,7 +573,7 @@ async fn reload(
         runtime.settings.stories.clone(),
     );
     let alert_plan = crate::outputs::alerts::plan(&runtime.settings.alerts);
-    blocking(store, move |s| {
+    let unapplied = blocking(store, move |s| {
         s.set_archive(archive);
         s.set_alerts(alert_plan);
         s.set_story_settings(stories);
@@ -518,5 +582,6 @@ async fn reload(
     })
     .await
     .map_err(|e| e.to_string())?;
+    rules_changed(&runtime.settings, unapplied);
     Ok(Arc::new(runtime))
 }

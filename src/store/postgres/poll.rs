@@ -286,22 +286,48 @@ impl PgStore {
         tx.commit().at(&t)
     }
 
-    /// Record the rules in force (as [`crate::store::Store::register_rules`], without the
-    /// count of archived entries a new rule has not been applied to).
-    pub fn register_rules(&mut self, rules: &[(String, String)], now: DateTime<Utc>) -> Result<()> {
+    /// Record the rules in force (as [`crate::store::Store::register_rules`]): the new or
+    /// changed ones that archived entries were not checked against, with their counts.
+    pub fn register_rules(
+        &mut self,
+        rules: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::store::archive::UnappliedRule>> {
         let t = self.target.clone();
         let now_s = ts(now);
         let (client, _) = self.parts()?;
         let mut tx = client.transaction().at(&t)?;
+        let mut out = Vec::new();
         for (rule, query) in rules {
-            tx.execute(
-                "INSERT INTO rule_versions (rule, query, first_active_at) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-                &[rule, query, &now_s],
-            )
-            .at(&t)?;
+            // Of two workers registering one new version at once, one inserts it: the other
+            // waits on the key, then does nothing. So one worker learns that it is new.
+            let new = tx
+                .execute(
+                    "INSERT INTO rule_versions (rule, query, first_active_at) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                    &[rule, query, &now_s],
+                )
+                .at(&t)?
+                > 0;
+            if new {
+                let entries: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM archive WHERE first_seen_at < $1",
+                        &[&now_s],
+                    )
+                    .at(&t)?
+                    .try_get(0)
+                    .at(&t)?;
+                if entries > 0 {
+                    out.push(crate::store::archive::UnappliedRule {
+                        rule: rule.clone(),
+                        entries: entries as u64,
+                    });
+                }
+            }
         }
-        tx.commit().at(&t)
+        tx.commit().at(&t)?;
+        Ok(out)
     }
 
     /// Claim up to `max` due feeds for this worker until `now + lease` (see the module docs),
