@@ -664,9 +664,6 @@ command = [\"tee\", \"{cmd}\"]
 
 #[test]
 fn backfilled_matches_never_alert_unless_asked() {
-    if crate::support::sqlite_only("backfill is not on PostgreSQL yet") {
-        return;
-    }
     let server = TestServer::start();
     server.route(
         "/a",

@@ -188,9 +188,6 @@ fn search_input_never_reaches_fts_syntax() {
 
 #[test]
 fn a_rule_added_later_finds_nothing_until_backfill_which_stores_each_match_once() {
-    if crate::support::sqlite_only("backfill is not on PostgreSQL yet") {
-        return;
-    }
     let server = served();
     let p = project(&server, NCA_RULE);
     assert_eq!(p.run(&["poll"]).0, 0);
