@@ -85,6 +85,18 @@ impl Project {
         } else {
             None
         };
+        // Which backend each test's projects used, for counting (`NEWSWATCH_TEST_BACKENDS=file`).
+        if let Some(log) = std::env::var_os("NEWSWATCH_TEST_BACKENDS") {
+            use std::io::Write as _;
+            let line = format!(
+                "{}\t{}\n",
+                std::thread::current().name().unwrap_or("?"),
+                if pg.is_some() { "postgres" } else { "sqlite" }
+            );
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
         let p = Project { dir, pg };
         p.write_config(config);
         p
