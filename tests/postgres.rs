@@ -535,6 +535,17 @@ fn pg_archive_rebuild_writes_every_entrys_search_document_again() {
     let before = search("NCA");
     assert!(!before.is_empty());
     let archived = db.count("archive");
+    let docs = |db: &TestDb| -> Vec<(i64, String)> {
+        db.connect()
+            .client()
+            .query("SELECT id, doc::text FROM archive_fts ORDER BY id", &[])
+            .expect("documents")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    // What the poll wrote (binary tsvectors) ...
+    let polled = docs(&db);
     db.connect()
         .client()
         .batch_execute("DELETE FROM archive_fts")
@@ -547,5 +558,7 @@ fn pg_archive_rebuild_writes_every_entrys_search_document_again() {
         format!("archive rebuild: indexed {archived} entries")
     );
     assert_eq!(db.count("archive_fts"), archived);
+    // ... is what the rebuild writes (tsvector literals), document for document.
+    assert!(docs(&db) == polled, "binary and literal documents differ");
     assert_eq!(search("NCA"), before, "the same hits as before the damage");
 }

@@ -22,7 +22,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use super::postgres::PgDb;
 use super::{BUSY_TIMEOUT, Store, StoreError};
 use crate::pipeline::matcher::item_body;
-use crate::pipeline::normalise::{fold_cow, tokens};
+use crate::pipeline::normalise::{ASCII_HASH_SEED, ascii_hash_step, fold_cow, tokens};
 
 /// Rows per batch (one COPY on PostgreSQL).
 pub const BATCH: usize = 1_000;
@@ -976,33 +976,92 @@ const MAX_POSITION: usize = 16_383;
 /// PostgreSQL's most positions kept per lexeme.
 const MAX_POSITIONS: usize = 256;
 
-/// A `tsvector` literal holding the matcher's folded tokens (as `store::archive` indexes them
-/// in FTS5): the title's at positions from 1 with weight A, the body's after a gap with weight
-/// B. Written as a literal, not through `to_tsvector`, so no text-search parser re-splits them.
-pub fn tsvector_literal(title: &str, body: &str) -> String {
-    // Every kept token as (lexeme, position << 1 | 1 for the body), sorted by lexeme with a
-    // stable sort, so each lexeme's positions stay ascending: one allocation for the list and
-    // one for the literal, where a map of lexemes to formatted positions made one per token.
-    // (Positions are distinct, so sorting by (lexeme, position) is that stable order.)
-    let mut toks: Vec<(std::borrow::Cow<'_, str>, u32)> = Vec::new();
+/// The archive document of an entry as tsvector entries: each distinct folded token with its
+/// positions (`position << 1 | 1` for the body), ascending, at most [`MAX_POSITIONS`], no
+/// position twice. The title's tokens are at positions from 2 (weight A), the body's after a
+/// gap (weight B), as `store::archive` indexes them in FTS5. Tokens are grouped by their term
+/// hash (which the tokenizer computes for ASCII tokens in its one pass) in a map, so a
+/// repeated token costs one lookup and is never folded again; the lexemes come out in order of
+/// first appearance (PostgreSQL orders a tsvector's lexemes itself).
+fn archive_terms<'a>(title: &'a str, body: &'a str) -> Vec<(std::borrow::Cow<'a, str>, Vec<u32>)> {
+    let mut terms: Vec<(std::borrow::Cow<'a, str>, Vec<u32>)> = Vec::new();
+    let mut by_hash: HashMap<u64, usize, std::hash::BuildHasherDefault<KeyHasher>> =
+        HashMap::default();
     let mut pos = 0usize;
     for (text, in_body) in [(title, 0u32), (body, 1)] {
         pos += 1; // a gap between the fields: no phrase spans them
-        for t in tokens(text) {
+        let mut it = tokens(text);
+        while let Some((t, hash)) = it.next_hashed() {
             pos += 1;
-            let lexeme = fold_cow(t.text);
-            if lexeme.is_empty() || lexeme.len() > MAX_LEXEME {
-                continue;
-            }
             // MAX_POSITION < 2^14: the shift cannot overflow.
-            toks.push((lexeme, ((pos.min(MAX_POSITION) as u32) << 1) | in_body));
+            let at = ((pos.min(MAX_POSITION) as u32) << 1) | in_body;
+            let same = |lexeme: &str| match hash {
+                Some(_) => t.text.eq_ignore_ascii_case(lexeme),
+                None => fold_cow(t.text) == lexeme,
+            };
+            let (key, folded) = match hash {
+                Some(h) => (h, None),
+                None => {
+                    let f = fold_cow(t.text);
+                    (f.bytes().fold(ASCII_HASH_SEED, ascii_hash_step), Some(f))
+                }
+            };
+            let known = match by_hash.get(&key) {
+                Some(&i) if same(&terms[i].0) => Some(i),
+                // Two lexemes with one hash (not seen in practice): find it the slow way.
+                Some(_) => terms.iter().position(|(l, _)| same(l)),
+                None => None,
+            };
+            match known {
+                Some(i) => {
+                    let positions = &mut terms[i].1;
+                    // Positions capped at MAX_POSITION repeat: keep one.
+                    if positions.len() < MAX_POSITIONS
+                        && positions.last().is_none_or(|&p| p >> 1 < at >> 1)
+                    {
+                        positions.push(at);
+                    }
+                }
+                None => {
+                    let lexeme = folded.unwrap_or_else(|| fold_cow(t.text));
+                    if lexeme.is_empty() || lexeme.len() > MAX_LEXEME {
+                        continue;
+                    }
+                    by_hash.entry(key).or_insert(terms.len());
+                    terms.push((lexeme, vec![at]));
+                }
+            }
         }
     }
-    toks.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut out = String::with_capacity(toks.iter().map(|(l, _)| l.len() + 8).sum());
-    let mut rest = &toks[..];
-    while let Some((lexeme, _)) = rest.first() {
-        let n = rest.iter().take_while(|(l, _)| l == lexeme).count();
+    terms
+}
+
+/// A hasher for keys that are hashes already (term hashes): the key itself.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = bytes.iter().fold(self.0, |h, &b| ascii_hash_step(h, b));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // FNV's low bits are its weakest: fold the high half in.
+        self.0 = n ^ (n >> 32);
+    }
+}
+
+/// A `tsvector` literal holding the matcher's folded tokens ([`archive_terms`]). Written as a
+/// literal, not through `to_tsvector`, so no text-search parser re-splits them (`migrate`,
+/// `archive rebuild`; the poll sends [`tsvector_binary`]).
+pub fn tsvector_literal(title: &str, body: &str) -> String {
+    let terms = archive_terms(title, body);
+    let mut out = String::with_capacity(terms.iter().map(|(l, p)| l.len() + 4 + 6 * p.len()).sum());
+    for (lexeme, at) in &terms {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -1015,14 +1074,38 @@ pub fn tsvector_literal(title: &str, body: &str) -> String {
             }
         }
         out.push_str("':");
-        for (k, (_, at)) in rest[..n].iter().take(MAX_POSITIONS).enumerate() {
+        for (k, at) in at.iter().enumerate() {
             if k > 0 {
                 out.push(',');
             }
             push_number(&mut out, at >> 1);
             out.push(if at & 1 == 1 { 'B' } else { 'A' });
         }
-        rest = &rest[n..];
+    }
+    out
+}
+
+/// The same document in PostgreSQL's binary `tsvector` format (what `tsvectorrecv` reads: the
+/// lexeme count, then per lexeme its UTF-8 text and a NUL, the position count and each
+/// position with its weight in the top two bits, A = 3, B = 2). A third of the literal's size
+/// for the archive, and no text for the server to parse.
+pub fn tsvector_binary(title: &str, body: &str) -> Vec<u8> {
+    let terms = archive_terms(title, body);
+    let mut out = Vec::with_capacity(
+        4 + terms
+            .iter()
+            .map(|(l, p)| l.len() + 3 + 2 * p.len())
+            .sum::<usize>(),
+    );
+    out.extend_from_slice(&(terms.len() as u32).to_be_bytes());
+    for (lexeme, at) in &terms {
+        out.extend_from_slice(lexeme.as_bytes());
+        out.push(0);
+        out.extend_from_slice(&(at.len() as u16).to_be_bytes());
+        for &at in at {
+            let weight: u16 = if at & 1 == 1 { 2 } else { 3 };
+            out.extend_from_slice(&((weight << 14) | (at >> 1) as u16).to_be_bytes());
+        }
     }
     out
 }
@@ -1105,16 +1188,67 @@ mod tests {
                 "The National Crime Agency (NCA) and GCHQ's JOC, Warrington.",
             ),
             ("Überwachung – ÇA VA", "ﬁnance ＮＣＡ 東京 ελληνικά"),
+            ("Café CAFE", "cafe Café ÇA ca ça NCA nca Nca"),
             ("title", long.as_str()),
             ("positions", many.as_str()),
         ];
         for (title, body) in cases {
+            let want = entries(&reference_literal(title, body));
+            assert_eq!(entries(&tsvector_literal(title, body)), want, "{title:?}");
             assert_eq!(
-                tsvector_literal(title, body),
-                reference_literal(title, body),
+                decode_binary(&tsvector_binary(title, body)),
+                want,
                 "{title:?}"
             );
         }
+        // Positions past PostgreSQL's highest are capped, and then kept once (the binary
+        // format refuses a position that does not ascend).
+        let past: String = (0..16_400).map(|_| "x ").collect::<String>() + "nca nca nca";
+        let lit = tsvector_literal("", &past);
+        assert!(lit.contains("'nca':16383B"), "{lit}");
+        assert!(!lit.contains("16383B,16383B"), "{lit}");
+    }
+
+    /// A literal's entries, sorted (PostgreSQL orders lexemes itself), repeated positions once.
+    fn entries(literal: &str) -> Vec<String> {
+        let mut out: Vec<String> = literal
+            .split(' ')
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let (lexeme, at) = e.rsplit_once("':").unwrap();
+                let mut at: Vec<&str> = at.split(',').collect();
+                at.dedup();
+                format!("{lexeme}':{}", at.join(","))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// [`tsvector_binary`] read back as [`entries`] of a literal.
+    fn decode_binary(b: &[u8]) -> Vec<String> {
+        let u16_at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let mut i = 4;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let end = i + b[i..].iter().position(|&c| c == 0).unwrap();
+            let lexeme = std::str::from_utf8(&b[i..end]).unwrap().replace('\'', "''");
+            i = end + 1;
+            let npos = usize::from(u16_at(i));
+            i += 2;
+            let mut at = Vec::new();
+            for _ in 0..npos {
+                let p = u16_at(i);
+                i += 2;
+                let w = if p >> 14 == 3 { 'A' } else { 'B' };
+                at.push(format!("{}{w}", p & 0x3fff));
+            }
+            out.push(format!("'{lexeme}':{}", at.join(",")));
+        }
+        assert_eq!(i, b.len(), "nothing after the last lexeme");
+        out.sort();
+        out
     }
 
     #[test]

@@ -93,7 +93,11 @@ impl Project {
                 std::thread::current().name().unwrap_or("?"),
                 if pg.is_some() { "postgres" } else { "sqlite" }
             );
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
                 let _ = f.write_all(line.as_bytes());
             }
         }

@@ -1229,7 +1229,7 @@ fn archive_put(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let mut docs: HashMap<&[u8], String> = HashMap::with_capacity(n);
+    let mut docs: HashMap<&[u8], TsVector> = HashMap::with_capacity(n);
     for (key, item, text) in rows {
         items.push(*item);
         guids.push(text.guid.as_deref());
@@ -1246,10 +1246,10 @@ fn archive_put(
         );
         docs.insert(
             &key[..],
-            crate::store::copy::tsvector_literal(
+            TsVector(crate::store::copy::tsvector_binary(
                 &text.title,
                 &item_body(&text.summary, &text.content),
-            ),
+            )),
         );
     }
     let q = st
@@ -1272,7 +1272,7 @@ fn archive_put(
         )
         .at(t)?;
     let mut ids: Vec<i64> = Vec::with_capacity(n);
-    let mut fts: Vec<&str> = Vec::with_capacity(n);
+    let mut fts: Vec<&TsVector> = Vec::with_capacity(n);
     for r in &inserted {
         let id: i64 = r.try_get(0).at(t)?;
         let key: &[u8] = r.try_get(1).at(t)?;
@@ -1285,11 +1285,34 @@ fn archive_put(
         .get(
             tx,
             "INSERT INTO archive_fts (id, doc)
-             SELECT u.id, u.doc::tsvector FROM unnest($1::bigint[], $2::text[]) AS u(id, doc)",
+             SELECT u.id, u.doc FROM unnest($1::bigint[], $2::tsvector[]) AS u(id, doc)",
         )
         .at(t)?;
     tx.execute(&q, &[&ids, &fts]).at(t)?;
     Ok(())
+}
+
+/// An archive document already in PostgreSQL's binary `tsvector` format
+/// ([`crate::store::copy::tsvector_binary`]), sent as it is.
+#[derive(Debug)]
+struct TsVector(Vec<u8>);
+
+impl postgres::types::ToSql for TsVector {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        out.extend_from_slice(&self.0);
+        Ok(postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        ty.name() == "tsvector"
+    }
+
+    postgres::types::to_sql_checked!();
 }
 
 /// A row of [`ITEM_TEXT`] (the same query as SQLite's: its SQL is portable).
