@@ -582,6 +582,52 @@ pub struct SenderConfig {
     pub tz: chrono_tz::Tz,
 }
 
+impl SenderConfig {
+    /// The sender's part of `settings`.
+    pub fn of(settings: &crate::config::Settings) -> SenderConfig {
+        SenderConfig {
+            alerts: settings.alerts.clone(),
+            tz: settings.schedule.timezone,
+        }
+    }
+}
+
+/// A daemon's (or a worker's) handle on its background sender ([`spawn_sender`]).
+#[derive(Debug)]
+pub struct Sender {
+    config: tokio::sync::watch::Sender<SenderConfig>,
+    wake: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sender {
+    /// Start the sender for `settings`' database and alerts; it stops with `shutdown`.
+    pub fn start(
+        settings: &crate::config::Settings,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Sender {
+        let (config, rx) = tokio::sync::watch::channel(SenderConfig::of(settings));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let task = spawn_sender(settings.backend.clone(), rx, wake.clone(), shutdown);
+        Sender { config, wake, task }
+    }
+
+    /// A wave of polls ended: look at the outbox now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The config was reloaded: use its alerts from the next pass.
+    pub fn reload(&self, settings: &crate::config::Settings) {
+        let _ = self.config.send(SenderConfig::of(settings));
+    }
+
+    /// Wait for the sender to stop (after `shutdown`).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
 /// Key of the session advisory lock that makes one worker of a PostgreSQL cluster the one
 /// that delivers alerts ("nwalert" in ASCII). The leader holds it on its sender's own
 /// connection; when that worker dies, its connection closes, the lock is free, and the next
@@ -624,7 +670,7 @@ pub fn try_lead(db: &mut dyn Db) -> Result<bool, StoreError> {
 /// connection, opened once alerts are configured, so sending never waits for, or holds, the
 /// poll's store. On PostgreSQL only the worker holding [`ALERT_LOCK`] delivers: one sender
 /// for the cluster, taken over within [`FOLLOWER_RETRY`] when it dies.
-pub fn spawn_sender(
+fn spawn_sender(
     database: crate::config::Database,
     config: tokio::sync::watch::Receiver<SenderConfig>,
     wake: Arc<tokio::sync::Notify>,

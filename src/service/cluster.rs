@@ -91,19 +91,7 @@ fn open_registering(
 /// one that backfills it (once for the cluster).
 fn rules_changed(settings: &Settings, unapplied: Vec<crate::store::archive::UnappliedRule>) {
     let on = settings.archive.backfill_new_rules;
-    for u in &unapplied {
-        if on {
-            tracing::info!(rule = %u.rule, entries = u.entries, "new or changed rule: applying it to the archive");
-        } else {
-            tracing::info!(
-                rule = %u.rule,
-                entries = u.entries,
-                "new or changed rule: {} archived entries were not checked against it; apply it with `newswatch backfill --rule {}`",
-                u.entries,
-                u.rule
-            );
-        }
-    }
+    crate::service::daemon::announce_unapplied(&unapplied, on);
     if !on || unapplied.is_empty() {
         return;
     }
@@ -384,18 +372,7 @@ pub async fn run(
     let mut last_prune_check: Option<std::time::Instant> = None;
     let mut next_digest = digest_due(&runtime.settings, Utc::now(), true).await;
     // Alerts: a sender of this worker's own, delivering while it leads the cluster's alerts.
-    let sender_config = |s: &Settings| crate::service::alerts::SenderConfig {
-        alerts: s.alerts.clone(),
-        tz: s.schedule.timezone,
-    };
-    let (alerts_tx, alerts_rx) = tokio::sync::watch::channel(sender_config(&runtime.settings));
-    let alerts_wake = Arc::new(tokio::sync::Notify::new());
-    let sender = crate::service::alerts::spawn_sender(
-        runtime.settings.backend.clone(),
-        alerts_rx,
-        alerts_wake.clone(),
-        shutdown.clone(),
-    );
+    let sender = crate::service::alerts::Sender::start(&runtime.settings, shutdown.clone());
 
     loop {
         let free = runtime.settings.concurrency.saturating_sub(in_flight.len());
@@ -474,7 +451,7 @@ pub async fn run(
             wave_done = false;
             last_placed = std::time::Instant::now();
             poll::place_stories(&store).await;
-            alerts_wake.notify_one();
+            sender.wake();
             update_outputs(&runtime.settings).await;
             if last_prune_check.is_none_or(|t| t.elapsed() >= PRUNE_CHECK) {
                 last_prune_check = Some(std::time::Instant::now());
@@ -504,7 +481,7 @@ pub async fn run(
                 match reload(&source, &runtime, &store).await {
                     Ok(new) => {
                         runtime = new;
-                        let _ = alerts_tx.send(sender_config(&runtime.settings));
+                        sender.reload(&runtime.settings);
                         next_digest = digest_due(&runtime.settings, Utc::now(), false).await;
                         by_name = index(&runtime);
                         tracing::info!(feeds = runtime.settings.feeds.len(), rules = runtime.settings.rules.len(), "config reloaded");
@@ -527,7 +504,7 @@ pub async fn run(
     if let Some(web) = web {
         let _ = web.await;
     }
-    let _ = sender.await;
+    sender.stopped().await;
     tracing::info!("stopped");
     Ok(())
 }

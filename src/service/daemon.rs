@@ -250,18 +250,7 @@ pub async fn run(
     let housekeeping = Arc::new(tokio::sync::Mutex::new(()));
     rules_loaded(&runtime, &store, &housekeeping).await;
     // Alerts go out from a task of their own (own connection), woken after each wave.
-    let sender_config = |s: &Settings| crate::service::alerts::SenderConfig {
-        alerts: s.alerts.clone(),
-        tz: s.schedule.timezone,
-    };
-    let (alerts_tx, alerts_rx) = tokio::sync::watch::channel(sender_config(&runtime.settings));
-    let alerts_wake = Arc::new(tokio::sync::Notify::new());
-    let _sender = crate::service::alerts::spawn_sender(
-        runtime.settings.backend.clone(),
-        alerts_rx,
-        alerts_wake.clone(),
-        shutdown.clone(),
-    );
+    let sender = crate::service::alerts::Sender::start(&runtime.settings, shutdown.clone());
 
     let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
     schedule_new_feeds(&runtime, &store, &mut due, Utc::now());
@@ -325,7 +314,7 @@ pub async fn run(
             // alerts), send the alerts, index what it archived, prune once a day.
             wave_done = false;
             poll::place_stories(&store).await;
-            alerts_wake.notify_one();
+            sender.wake();
             tokio::spawn(archive_housekeeping(
                 runtime.clone(),
                 store.clone(),
@@ -392,7 +381,7 @@ pub async fn run(
                             "config reloaded"
                         );
                         rules_loaded(&runtime, &store, &housekeeping).await;
-                        let _ = alerts_tx.send(sender_config(&runtime.settings));
+                        sender.reload(&runtime.settings);
                     }
                     Err(reason) => tracing::error!(%reason, "config reload failed; keeping the running config"),
                 }
@@ -543,19 +532,7 @@ async fn rules_loaded(
             return;
         }
     };
-    for u in &unapplied {
-        if runtime.settings.archive.backfill_new_rules {
-            tracing::info!(rule = %u.rule, entries = u.entries, "new or changed rule: applying it to the archive");
-        } else {
-            tracing::info!(
-                rule = %u.rule,
-                entries = u.entries,
-                "new or changed rule: {} archived entries were not checked against it; apply it with `newswatch backfill --rule {}`",
-                u.entries,
-                u.rule
-            );
-        }
-    }
+    announce_unapplied(&unapplied, runtime.settings.archive.backfill_new_rules);
     if !runtime.settings.archive.backfill_new_rules || unapplied.is_empty() {
         return;
     }
@@ -585,6 +562,27 @@ async fn rules_loaded(
             Err(e) => tracing::error!(error = %e, "backfill task failed"),
         }
     });
+}
+
+/// Say which new or changed rules the archive was not checked against: being applied now
+/// (`backfill`: `[archive] backfill_new_rules`), or how to apply them.
+pub(crate) fn announce_unapplied(
+    unapplied: &[crate::store::archive::UnappliedRule],
+    backfill: bool,
+) {
+    for u in unapplied {
+        if backfill {
+            tracing::info!(rule = %u.rule, entries = u.entries, "new or changed rule: applying it to the archive");
+        } else {
+            tracing::info!(
+                rule = %u.rule,
+                entries = u.entries,
+                "new or changed rule: {} archived entries were not checked against it; apply it with `newswatch backfill --rule {}`",
+                u.entries,
+                u.rule
+            );
+        }
+    }
 }
 
 /// After a wave of polls: index the entries it archived (a batch per store lock), and prune

@@ -114,6 +114,72 @@ pub struct BackfillHit {
     pub item_id: Option<i64>,
 }
 
+impl BackfillHit {
+    /// Archived entry `r` matched by `rule`, not stored yet.
+    pub(crate) fn new(r: &ArchiveRow, rule: &str) -> BackfillHit {
+        BackfillHit {
+            archive_id: r.id,
+            feed: r.feed.clone(),
+            title: r.text.title.clone(),
+            first_seen: r.first_seen.clone(),
+            rules: vec![rule.to_string()],
+            item_id: None,
+        }
+    }
+}
+
+/// What `matcher` finds in archived entry `r`, as the poll path would store it (backfill on
+/// either backend).
+pub(crate) fn backfill_match(matcher: &Matcher, r: &ArchiveRow) -> Option<MatchedEntry> {
+    let m = matcher.match_item(&r.text.title, &item_body(&r.text.summary, &r.text.content))?;
+    let canonical = r.text.link.as_deref().and_then(dedup::canonical_url);
+    Some(MatchedEntry {
+        rules: m.rules,
+        snippet: m.snippet,
+        link_rank: dedup::link_rank(r.text.link.as_deref(), canonical.as_deref(), None),
+    })
+}
+
+/// The stored matches of `rule` that `matcher` (the rule as written now) no longer matches,
+/// and, unless `dry_run` or only entries since some time were checked (`partial`), the rule
+/// version recorded as backfilled at `now` (backfill's last step per rule, on either backend).
+pub(crate) fn finish_rule_backfill(
+    db: &mut dyn super::sql::Db,
+    matcher: &Matcher,
+    rule: &str,
+    query: &Query,
+    dry_run: bool,
+    partial: bool,
+    now: &str,
+) -> Result<Vec<NoLongerMatches>> {
+    let mut out = Vec::new();
+    for r in db.rows(
+        "SELECT i.id, i.title, i.summary, i.content FROM items i
+         JOIN item_rules r ON r.item_id = i.id WHERE r.rule = ?1 ORDER BY i.id",
+        &[rule.into()],
+    )? {
+        let (id, title, summary, content): (i64, String, String, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        if matcher
+            .match_item(&title, &item_body(&summary, &content))
+            .is_none()
+        {
+            out.push(NoLongerMatches {
+                item_id: id,
+                rule: rule.to_string(),
+                title,
+            });
+        }
+    }
+    if !dry_run && !partial {
+        db.exec(
+            "UPDATE rule_versions SET backfilled_at = ?3 WHERE rule = ?1 AND query = ?2",
+            &[rule.into(), query.to_string().into(), now.into()],
+        )?;
+    }
+    Ok(out)
+}
+
 /// A stored match that its rule, as written now, no longer matches (an edited rule).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoLongerMatches {
@@ -1071,19 +1137,8 @@ impl Store {
             // Collect first (reading), then write in batches.
             let mut found: Vec<(ArchiveRow, MatchedEntry)> = Vec::new();
             self.archive_candidates(q, &filter, false, |r| {
-                let body = item_body(&r.text.summary, &r.text.content);
-                if let Some(m) = matcher.match_item(&r.text.title, &body) {
-                    let canonical = r.text.link.as_deref().and_then(dedup::canonical_url);
-                    let link_rank =
-                        dedup::link_rank(r.text.link.as_deref(), canonical.as_deref(), None);
-                    found.push((
-                        r.clone(),
-                        MatchedEntry {
-                            rules: m.rules,
-                            snippet: m.snippet,
-                            link_rank,
-                        },
-                    ));
+                if let Some(m) = backfill_match(&matcher, &r) {
+                    found.push((r, m));
                 }
                 Ok(true)
             })?;
@@ -1105,14 +1160,7 @@ impl Store {
                     if known {
                         continue;
                     }
-                    let mut hit = BackfillHit {
-                        archive_id: r.id,
-                        feed: r.feed.clone(),
-                        title: r.text.title.clone(),
-                        first_seen: r.first_seen.clone(),
-                        rules: vec![name.clone()],
-                        item_id: None,
-                    };
+                    let mut hit = BackfillHit::new(r, name);
                     if !dry_run {
                         let item = store_backfilled(&tx, r, m, &now_s, &mut report.new_items)?;
                         hit.item_id = Some(item);
@@ -1128,39 +1176,15 @@ impl Store {
                     tx.commit()?;
                 }
             }
-            // Stored matches of this rule that it no longer matches.
-            let mut stmt = self.conn.prepare(
-                "SELECT i.id, i.title, i.summary, i.content FROM items i
-                 JOIN item_rules r ON r.item_id = i.id WHERE r.rule = ?1 ORDER BY i.id",
-            )?;
-            let rows = stmt.query_map([name], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?;
-            for row in rows {
-                let (id, title, summary, content) = row?;
-                if matcher
-                    .match_item(&title, &item_body(&summary, &content))
-                    .is_none()
-                {
-                    report.no_longer.push(NoLongerMatches {
-                        item_id: id,
-                        rule: name.clone(),
-                        title,
-                    });
-                }
-            }
-            drop(stmt);
-            if !dry_run && since.is_none() {
-                self.conn.execute(
-                    "UPDATE rule_versions SET backfilled_at = ?3 WHERE rule = ?1 AND query = ?2",
-                    params![name, q.to_string(), now_s],
-                )?;
-            }
+            report.no_longer.extend(finish_rule_backfill(
+                &mut Sqlite(&self.conn),
+                &matcher,
+                name,
+                q,
+                dry_run,
+                since.is_some(),
+                &now_s,
+            )?);
         }
         // Backfilled matches join their stories now; with `alert` (`backfill --alert`) their
         // stories alert as new ones would (a poll's placement never alerts for them).

@@ -528,28 +528,38 @@ mod pg {
         }
     }
 
+    /// A statement's rows on a PostgreSQL client or transaction (`?N` placeholders).
+    fn query_rows(
+        c: &mut impl postgres::GenericClient,
+        sql: &str,
+        args: &[Val],
+    ) -> std::result::Result<Vec<Row>, postgres::Error> {
+        c.query(pg_placeholders(sql).as_ref(), &params(args))?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
+    /// A statement's changed-row count on a PostgreSQL client or transaction.
+    fn execute(
+        c: &mut impl postgres::GenericClient,
+        sql: &str,
+        args: &[Val],
+    ) -> std::result::Result<u64, postgres::Error> {
+        c.execute(pg_placeholders(sql).as_ref(), &params(args))
+    }
+
     impl Db for PgTx<'_, '_> {
         fn dialect(&self) -> Dialect {
             Dialect::Postgres
         }
 
         fn rows(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>> {
-            let sql = pg_placeholders(sql);
-            let rows = self
-                .tx
-                .query(sql.as_ref(), &params(args))
-                .map_err(|e| self.error(&e))?;
-            rows.iter()
-                .map(row)
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| self.error(&e))
+            query_rows(self.tx, sql, args).map_err(|e| self.error(&e))
         }
 
         fn exec(&mut self, sql: &str, args: &[Val]) -> Result<u64> {
-            let sql = pg_placeholders(sql);
-            self.tx
-                .execute(sql.as_ref(), &params(args))
-                .map_err(|e| self.error(&e))
+            execute(self.tx, sql, args).map_err(|e| self.error(&e))
         }
 
         fn batch(&mut self, sql: &str) -> Result<()> {
@@ -563,22 +573,11 @@ mod pg {
         }
 
         fn rows(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>> {
-            let sql = pg_placeholders(sql);
-            let rows = self
-                .client()
-                .query(sql.as_ref(), &params(args))
-                .map_err(|e| self.error(&e))?;
-            rows.iter()
-                .map(row)
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| self.error(&e))
+            query_rows(self.client(), sql, args).map_err(|e| self.error(&e))
         }
 
         fn exec(&mut self, sql: &str, args: &[Val]) -> Result<u64> {
-            let sql = pg_placeholders(sql);
-            self.client()
-                .execute(sql.as_ref(), &params(args))
-                .map_err(|e| self.error(&e))
+            execute(self.client(), sql, args).map_err(|e| self.error(&e))
         }
 
         fn batch(&mut self, sql: &str) -> Result<()> {

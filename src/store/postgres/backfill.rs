@@ -13,10 +13,10 @@ use postgres::Transaction;
 
 use super::poll::{At, PgStore, Statements, store_match};
 use crate::pipeline::dedup;
-use crate::pipeline::matcher::{Matcher, Query, item_body};
+use crate::pipeline::matcher::{Matcher, Query};
 use crate::store::archive::{
-    ArchiveRow, BackfillHit, BackfillReport, NoLongerMatches, ROW_SELECT, TsPlan, archive_row,
-    ts_query,
+    ArchiveRow, BackfillHit, BackfillReport, ROW_SELECT, TsPlan, archive_row, backfill_match,
+    finish_rule_backfill, ts_query,
 };
 use crate::store::sql::{Db, PgTx, Val};
 use crate::store::{MatchPlace, MatchedEntry, PollStore, Result, ts};
@@ -62,20 +62,13 @@ impl PgStore {
                     for r in &rows {
                         let r = archive_row(r)?;
                         after = r.id;
-                        let Some(m) = matched(&matcher, &r) else {
+                        let Some(m) = backfill_match(&matcher, &r) else {
                             continue;
                         };
                         if has_rule(&mut tx, st, &t, r.item_id, name)? {
                             continue;
                         }
-                        let mut hit = BackfillHit {
-                            archive_id: r.id,
-                            feed: r.feed.clone(),
-                            title: r.text.title.clone(),
-                            first_seen: r.first_seen.clone(),
-                            rules: vec![name.clone()],
-                            item_id: None,
-                        };
+                        let mut hit = BackfillHit::new(&r, name);
                         if !dry_run {
                             let item = store_backfilled(
                                 &mut tx,
@@ -103,33 +96,15 @@ impl PgStore {
                     }
                 }
             }
-            // Stored matches of this rule that it no longer matches.
-            let db = self.connection()?;
-            let stored = db.rows(
-                "SELECT i.id, i.title, i.summary, i.content FROM items i
-                 JOIN item_rules r ON r.item_id = i.id WHERE r.rule = ?1 ORDER BY i.id",
-                &[Val::from(name)],
-            )?;
-            for r in &stored {
-                let (id, title, summary, content): (i64, String, String, String) =
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-                if matcher
-                    .match_item(&title, &item_body(&summary, &content))
-                    .is_none()
-                {
-                    report.no_longer.push(NoLongerMatches {
-                        item_id: id,
-                        rule: name.clone(),
-                        title,
-                    });
-                }
-            }
-            if !dry_run && since.is_none() {
-                db.exec(
-                    "UPDATE rule_versions SET backfilled_at = ?3 WHERE rule = ?1 AND query = ?2",
-                    &[Val::from(name), Val::from(q.to_string()), Val::from(&now_s)],
-                )?;
-            }
+            report.no_longer.extend(finish_rule_backfill(
+                self.connection()?,
+                &matcher,
+                name,
+                q,
+                dry_run,
+                since.is_some(),
+                &now_s,
+            )?);
         }
         // Backfilled matches join their stories now (the poll path's placement, under its
         // advisory lock); with `alert` their stories alert as new ones would (a placement
@@ -178,19 +153,6 @@ fn candidates_sql(q: &Query, since: bool) -> Option<(String, Option<String>)> {
         format!("{ROW_SELECT}{join} WHERE {after}{since} ORDER BY a.id LIMIT ?3"),
         tsq,
     ))
-}
-
-/// The match the matcher finds in archived row `r`, as the poll path would store it.
-fn matched(matcher: &Matcher, r: &ArchiveRow) -> Option<MatchedEntry> {
-    let body = item_body(&r.text.summary, &r.text.content);
-    let m = matcher.match_item(&r.text.title, &body)?;
-    let canonical = r.text.link.as_deref().and_then(dedup::canonical_url);
-    let link_rank = dedup::link_rank(r.text.link.as_deref(), canonical.as_deref(), None);
-    Some(MatchedEntry {
-        rules: m.rules,
-        snippet: m.snippet,
-        link_rank,
-    })
 }
 
 /// Whether stored item `item` (the archived entry's, if any) already has `rule`.
