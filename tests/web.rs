@@ -843,7 +843,11 @@ fn web_run_serves_beside_polling_with_metrics_as_prometheus_text_and_health() {
             let ok = sample(&s, "newswatch_polls_total", &[("outcome", "ok")]).unwrap_or(0.0);
             let failed =
                 sample(&s, "newswatch_polls_total", &[("outcome", "failed")]).unwrap_or(0.0);
-            let done = ok >= 1.0 && failed >= 1.0;
+            // The per-rule gauges are read from the database at each scrape; under a loaded
+            // CI machine one scrape after both polls still lacked them (not understood; see
+            // the stop-23 note), so wait for them too. The values are asserted below.
+            let stored = sample(&s, "newswatch_matches", &[("rule", "gchq")]).is_some();
+            let done = ok >= 1.0 && failed >= 1.0 && stored;
             if done {
                 scrape = Some(s);
             }

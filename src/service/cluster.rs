@@ -12,7 +12,7 @@
 //! under an advisory lock), rewrites its host's `[output]` files after each wave, serves
 //! `[web]` if configured, and runs an alert sender that delivers `[[alerts]]` while this
 //! worker leads (one sender for the cluster, under a session advisory lock:
-//! [`crate::service::alerts::spawn_sender`]). With `[archive] backfill_new_rules`, the worker
+//! [`crate::service::alerts::Sender`]). With `[archive] backfill_new_rules`, the worker
 //! that records a new or changed rule applies it to the archive.
 
 use std::collections::{HashMap, HashSet};
