@@ -76,12 +76,16 @@ pub fn search(settings: &Settings, args: &SearchArgs, out: &mut dyn Write) -> Re
     let on_pg = matches!(settings.backend, crate::config::Database::Postgres { .. });
     let hits = if on_pg || settings.database.exists() {
         let mut db = open_review(settings, true)?;
-        // Catch the index up first (cheap when the daemon keeps it current); whatever is left
-        // is scanned directly, so nothing is missed either way. A read-only database is fine.
-        // (PostgreSQL's rows are indexed as they are written.)
-        if let ReviewDb::Sqlite(store) = &mut db
-            && let Err(e) = store.index_archive(SEARCH_INDEX_BUDGET)
-        {
+        // Catch the index up first (cheap when the daemon or the workers keep it current);
+        // whatever is left is scanned directly, so nothing is missed either way. A read-only
+        // database (or role) is fine.
+        let indexed = match &mut db {
+            ReviewDb::Sqlite(store) => store.index_archive(SEARCH_INDEX_BUDGET),
+            ReviewDb::Postgres(pg) => {
+                crate::store::postgres::index::index_pending(pg, SEARCH_INDEX_BUDGET as u64)
+            }
+        };
+        if let Err(e) = indexed {
             tracing::debug!(error = %e, "cannot index the archive now");
         }
         let filter = SearchFilter {
@@ -326,8 +330,10 @@ pub fn prune(
 /// `newswatch archive rebuild`.
 pub fn archive_rebuild(settings: &Settings, out: &mut dyn Write) -> Result<()> {
     if let crate::config::Database::Postgres { .. } = &settings.backend {
-        let mut db = open_review(settings, false)?;
-        let n = crate::store::archive::rebuild_archive_index_pg(&mut db)
+        let ReviewDb::Postgres(mut db) = open_review(settings, false)? else {
+            anyhow::bail!("archive rebuild: not a PostgreSQL database");
+        };
+        let n = crate::store::postgres::index::rebuild(&mut db)
             .context("cannot rebuild the archive's full-text index")?;
         writeln!(out, "archive rebuild: indexed {n} entries")?;
         return Ok(());

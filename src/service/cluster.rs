@@ -16,6 +16,7 @@
 //! that records a new or changed rule applies it to the archive.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -193,6 +194,44 @@ async fn prune_if_due(settings: &Settings) {
         Ok(Err(e)) => tracing::error!(error = %e, "cannot prune"),
         Err(e) => tracing::error!(error = %e, "prune task failed"),
     }
+}
+
+/// Archive rows indexed per blocking step of [`index_archive`] (a few transactions; shutdown
+/// is looked at between steps).
+const INDEX_STEP: u64 = 2_000;
+
+/// After a wave: build the archive documents it queued (and any another worker left), in the
+/// background on a connection of its own, so that fetching goes on meanwhile; workers skip
+/// each other's rows (`index::index_pending`). One run per worker at a time.
+fn index_archive(settings: &Settings, running: &Arc<AtomicBool>, shutdown: &CancellationToken) {
+    if running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (settings, running, shutdown) = (settings.clone(), running.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        // All on one blocking thread, the connection dropped there too (a sync client
+        // dropped on an async thread would block it).
+        let done = tokio::task::spawn_blocking(move || {
+            let mut db = connect(&settings)?;
+            let mut total = 0u64;
+            while !shutdown.is_cancelled() {
+                let n = crate::store::postgres::index::index_pending(&mut db, INDEX_STEP)?;
+                total += n;
+                if n < INDEX_STEP {
+                    break;
+                }
+            }
+            Ok::<_, StoreError>(total)
+        })
+        .await;
+        running.store(false, Ordering::Release);
+        match done {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(indexed = n, "archive documents built"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot index the archive"),
+            Err(e) => tracing::error!(error = %e, "index task failed"),
+        }
+    });
 }
 
 /// The PostgreSQL connection settings name, on a blocking thread's own connection.
@@ -373,6 +412,8 @@ pub async fn run(
     let mut next_digest = digest_due(&runtime.settings, Utc::now(), true).await;
     // Alerts: a sender of this worker's own, delivering while it leads the cluster's alerts.
     let sender = crate::service::alerts::Sender::start(&runtime.settings, shutdown.clone());
+    // Whether this worker is building archive documents (one run at a time).
+    let indexing = Arc::new(AtomicBool::new(false));
 
     loop {
         let free = runtime.settings.concurrency.saturating_sub(in_flight.len());
@@ -453,6 +494,7 @@ pub async fn run(
             poll::place_stories(&store).await;
             sender.wake();
             update_outputs(&runtime.settings).await;
+            index_archive(&runtime.settings, &indexing, &shutdown);
             if last_prune_check.is_none_or(|t| t.elapsed() >= PRUNE_CHECK) {
                 last_prune_check = Some(std::time::Instant::now());
                 prune_if_due(&runtime.settings).await;

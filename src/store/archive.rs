@@ -507,14 +507,15 @@ pub fn archive_stats(db: &mut dyn Db) -> Result<ArchiveStats> {
             &[],
         )?),
     };
-    // PostgreSQL's poller writes each row's tsvector with the row: nothing trails.
+    // Rows the full-text index does not hold yet: above SQLite's watermark, or queued on
+    // PostgreSQL (`archive_pending`).
     let unindexed: i64 = match db.dialect() {
         Dialect::Sqlite => value(
             db,
             "SELECT count(*) FROM archive WHERE id > (SELECT indexed_upto FROM archive_index WHERE id = 1)",
             &[],
         )?,
-        Dialect::Postgres => 0,
+        Dialect::Postgres => value(db, "SELECT count(*) FROM archive_pending", &[])?,
     };
     Ok(ArchiveStats {
         entries: entries.max(0) as u64,
@@ -657,49 +658,6 @@ fn confirm(matcher: &Matcher, limit: Option<usize>, out: &mut SearchResult, r: A
     true
 }
 
-/// `archive rebuild` on PostgreSQL: every archived entry's `archive_fts` document written
-/// again (from the same folded tokens the poll writes), in one transaction, 500 rows per
-/// statement. PostgreSQL writes the index with each row, so this only repairs an index
-/// damaged or emptied by hand. Returns how many entries were indexed.
-pub fn rebuild_archive_index_pg(db: &mut dyn super::sql::Db) -> Result<u64> {
-    super::sql::transaction(db, |tx| {
-        tx.exec("DELETE FROM archive_fts", &[])?;
-        let mut after = 0i64;
-        let mut n = 0u64;
-        loop {
-            let rows = tx.rows(
-                "SELECT id, title, summary, content FROM archive WHERE id > ?1 ORDER BY id LIMIT 500",
-                &[after.into()],
-            )?;
-            let Some(last) = rows.last() else { break };
-            after = last.get(0)?;
-            let mut ids = Vec::with_capacity(rows.len());
-            let mut docs = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let (title, summary, content): (String, String, String) =
-                    (r.get(1)?, r.get(2)?, r.get(3)?);
-                ids.push(r.get::<i64>(0)?.to_string());
-                docs.push(super::copy::tsvector_literal(
-                    &title,
-                    &item_body(&summary, &content),
-                ));
-            }
-            // As JSON arrays: one statement per batch through the shared SQL layer.
-            let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-            let docs = serde_json::to_string(&docs).unwrap_or_else(|_| "[]".into());
-            n += tx.exec(
-                "INSERT INTO archive_fts (id, doc)
-                 SELECT i.v::bigint, d.v::tsvector
-                 FROM jsonb_array_elements_text(CAST(?1 AS TEXT)::jsonb) WITH ORDINALITY AS i(v, k)
-                 JOIN jsonb_array_elements_text(CAST(?2 AS TEXT)::jsonb) WITH ORDINALITY AS d(v, k)
-                   ON d.k = i.k",
-                &[ids.into(), docs.into()],
-            )?;
-        }
-        Ok(n)
-    })
-}
-
 /// Candidates read per statement by [`search_archive`] on PostgreSQL (newest first, by id).
 const PG_SEARCH_BATCH: i64 = 500;
 
@@ -716,24 +674,26 @@ pub fn search_archive(
         super::sql::AnyDb::Postgres(pg) => pg,
     };
     let mut out = SearchResult::default();
-    let (join, ts) = match ts_query(q) {
+    let ts = match ts_query(q) {
         TsPlan::Nothing => return Ok(out),
-        TsPlan::ScanAll => ("", None),
-        TsPlan::Query(t) => (
-            " JOIN archive_fts x ON x.id = a.id AND x.doc @@ CAST(CAST(?1 AS TEXT) AS tsquery)",
-            Some(t),
-        ),
+        TsPlan::ScanAll => None,
+        TsPlan::Query(t) => Some(t),
     };
     let matcher = Matcher::new(vec![("search".to_string(), q.clone())]);
-    // ?1 = tsquery (unused when scanning all), ?2 = below this id, ?3 = batch, the filter's
-    // parameters from ?4.
+    // ?1 = tsquery, ?2 = below this id, ?3 = batch, the filter's parameters from ?4. With a
+    // tsquery: the documents that match it and the rows not yet indexed (counted); without
+    // one every row is a candidate.
     let (cond, args) = filter_sql(filter, 4);
-    let sql = format!("{ROW_SELECT}{join} WHERE a.id < ?2{cond} ORDER BY a.id DESC LIMIT ?3");
-    let sql = if ts.is_none() {
-        // No ?1 in the statement: PostgreSQL would not know its type.
-        sql.replace("a.id < ?2", "?1::text IS NULL AND a.id < ?2")
+    let sql = if ts.is_some() {
+        format!(
+            "{PG_CANDIDATE_SELECT} JOIN {} ON c.id = a.id WHERE true{cond} ORDER BY a.id DESC LIMIT ?3",
+            super::postgres::index::candidates("< ?2")
+        )
     } else {
-        sql
+        // No ?1 in the statement otherwise: PostgreSQL would not know its type.
+        format!(
+            "{ROW_SELECT} WHERE ?1::text IS NULL AND a.id < ?2{cond} ORDER BY a.id DESC LIMIT ?3"
+        )
     };
     let mut below = i64::MAX;
     loop {
@@ -746,6 +706,9 @@ pub fn search_archive(
         let rows = pg.rows(&sql, &params)?;
         let n = rows.len();
         for r in &rows {
+            if ts.is_some() && r.get::<bool>(13)? {
+                out.scanned_unindexed += 1;
+            }
             let r = archive_row(r)?;
             below = r.id;
             if !confirm(&matcher, filter.limit, &mut out, r) {
@@ -799,11 +762,26 @@ fn fts_error(e: rusqlite::Error) -> StoreError {
     StoreError::Index(e.to_string())
 }
 
+macro_rules! row_columns {
+    () => {
+        "a.id, f.name, a.feed_id, a.entry_key, a.item_id, a.guid, a.link, a.title,
+       a.summary, a.content, a.authors, a.published_at, a.first_seen_at"
+    };
+}
+
+macro_rules! row_from {
+    () => {
+        "FROM archive a JOIN feeds f ON f.id = a.feed_id"
+    };
+}
+
 /// The columns [`archive_row`] (and [`row`]) read: an archived row (`a`) with its feed (`f`).
-pub(crate) const ROW_SELECT: &str =
-    "SELECT a.id, f.name, a.feed_id, a.entry_key, a.item_id, a.guid, a.link, a.title,
-       a.summary, a.content, a.authors, a.published_at, a.first_seen_at
-     FROM archive a JOIN feeds f ON f.id = a.feed_id";
+pub(crate) const ROW_SELECT: &str = concat!("SELECT ", row_columns!(), " ", row_from!());
+
+/// [`ROW_SELECT`] with a 14th column, PostgreSQL's candidate flag `c.pending` (joined by the
+/// caller: [`super::postgres::index::candidates`]).
+pub(crate) const PG_CANDIDATE_SELECT: &str =
+    concat!("SELECT ", row_columns!(), ", c.pending ", row_from!());
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArchiveRow> {
     let authors: String = r.get(10)?;

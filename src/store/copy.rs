@@ -2,7 +2,8 @@
 //! (SQLite → PostgreSQL or back, or between two databases of one backend).
 //!
 //! What is copied is read from the source's schema, not listed by hand: every table except the
-//! full-text index (rebuilt on the target instead) and PostgreSQL's `schema_version`, in
+//! full-text index (rebuilt on the target instead, so PostgreSQL's queue of rows awaiting it,
+//! `archive_pending`, is left out too) and PostgreSQL's `schema_version`, in
 //! foreign-key order, every column by name, ids included. Both ends are first brought to the
 //! same schema version, and the target must have the same tables and columns with the same
 //! kinds (integer, text, bytes: the two schemas keep SQLite's value representation).
@@ -34,6 +35,10 @@ const PG_FTS: &str = "archive_fts";
 /// Columns that describe the target's own full-text index rather than data (the index
 /// watermark): copied, then set by the target's rebuild, so not compared.
 const INDEX_STATE: &[(&str, &str)] = &[("archive_index", "indexed_upto")];
+/// PostgreSQL's queue of archive rows whose documents are not built yet (empty after a copy:
+/// the copy writes every document).
+const PG_PENDING: &str = "archive_pending";
+
 /// PostgreSQL's record of applied migrations (SQLite keeps it in `PRAGMA user_version`).
 const PG_VERSIONS: &str = "schema_version";
 
@@ -378,6 +383,7 @@ impl Db {
             Db::Postgres(_) => {
                 let mut names: Vec<String> = tables.iter().map(|t| quote(&t.name)).collect();
                 names.push(quote(PG_FTS));
+                names.push(quote(PG_PENDING));
                 self.execute(&format!("TRUNCATE {}", names.join(", ")))
             }
         }
@@ -868,7 +874,7 @@ fn pg_tables(
     let mut out = Vec::new();
     for name in names
         .into_iter()
-        .filter(|n| n != PG_FTS && n != PG_VERSIONS)
+        .filter(|n| n != PG_FTS && n != PG_PENDING && n != PG_VERSIONS)
     {
         let qualified = quote(&name);
         let mut columns = Vec::new();
@@ -1056,8 +1062,8 @@ impl std::hash::Hasher for KeyHasher {
 }
 
 /// A `tsvector` literal holding the matcher's folded tokens ([`archive_terms`]). Written as a
-/// literal, not through `to_tsvector`, so no text-search parser re-splits them (`migrate`,
-/// `archive rebuild`; the poll sends [`tsvector_binary`]).
+/// literal, not through `to_tsvector`, so no text-search parser re-splits them (`migrate`; the
+/// indexer, `store::postgres::index`, sends [`tsvector_binary`]).
 pub fn tsvector_literal(title: &str, body: &str) -> String {
     let terms = archive_terms(title, body);
     let mut out = String::with_capacity(terms.iter().map(|(l, p)| l.len() + 4 + 6 * p.len()).sum());

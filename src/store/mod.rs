@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_effective_time_index.sql"),
     include_str!("../../migrations/sqlite/0008_alerts.sql"),
     include_str!("../../migrations/sqlite/0009_leases.sql"),
+    include_str!("../../migrations/sqlite/0010_archive_pending.sql"),
 ];
 
 /// Why the database could not be used.

@@ -130,29 +130,30 @@ impl PgStore {
 /// the tsquery (NULL when every row is a candidate), `?2` = after this archive id, `?3` = the
 /// batch, `?4` = first seen at or after (with `since`). `None`: no row can match.
 fn candidates_sql(q: &Query, since: bool) -> Option<(String, Option<String>)> {
-    let (join, tsq) = match ts_query(q) {
-        TsPlan::Nothing => return None,
-        TsPlan::ScanAll => ("", None),
-        TsPlan::Query(t) => (
-            " JOIN archive_fts x ON x.id = a.id AND x.doc @@ CAST(CAST(?1 AS TEXT) AS tsquery)",
-            Some(t),
-        ),
-    };
-    // Without the join there is no ?1 in the statement, and PostgreSQL would not know its type.
-    let after = if tsq.is_some() {
-        "a.id > ?2"
-    } else {
-        "?1::text IS NULL AND a.id > ?2"
-    };
     let since = if since {
         " AND a.first_seen_at >= ?4"
     } else {
         ""
     };
-    Some((
-        format!("{ROW_SELECT}{join} WHERE {after}{since} ORDER BY a.id LIMIT ?3"),
-        tsq,
-    ))
+    match ts_query(q) {
+        TsPlan::Nothing => None,
+        // Without a tsquery there is no ?1 in the statement, and PostgreSQL would not know
+        // its type.
+        TsPlan::ScanAll => Some((
+            format!(
+                "{ROW_SELECT} WHERE ?1::text IS NULL AND a.id > ?2{since} ORDER BY a.id LIMIT ?3"
+            ),
+            None,
+        )),
+        // The documents that match and the rows not indexed yet.
+        TsPlan::Query(t) => Some((
+            format!(
+                "{ROW_SELECT} JOIN {} ON c.id = a.id WHERE true{since} ORDER BY a.id LIMIT ?3",
+                super::index::candidates("> ?2")
+            ),
+            Some(t),
+        )),
+    }
 }
 
 /// Whether stored item `item` (the archived entry's, if any) already has `rule`.

@@ -21,6 +21,7 @@ use postgres::{Client, Config};
 use super::StoreError;
 
 mod backfill;
+pub mod index;
 pub mod poll;
 
 /// The schema, as ordered migrations. Append only; `MIGRATIONS[n]` and SQLite's `n`th
@@ -35,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0007_effective_time_index.sql"),
     include_str!("../../../migrations/postgres/0008_alerts.sql"),
     include_str!("../../../migrations/postgres/0009_leases.sql"),
+    include_str!("../../../migrations/postgres/0010_archive_pending.sql"),
 ];
 
 /// The schema version this newswatch writes (the same number on both backends).

@@ -28,7 +28,6 @@ use postgres::{GenericClient, Statement, Transaction};
 
 use super::{PgDb, one_line};
 use crate::pipeline::fetch::Validators;
-use crate::pipeline::matcher::item_body;
 use crate::pipeline::stories::{DocFreq, Features, StoryIndex, StorySettings};
 use crate::store::alerts::{AlertPlan, enqueue_for_items};
 use crate::store::stories::{ITEM_TEXT, ItemText, Placed, StoryState};
@@ -1191,10 +1190,11 @@ fn join_copy(
 }
 
 /// The archived copies of a feed's new and changed entries (as `store::archive::put` for each,
-/// in one statement per step), with their full-text documents: PostgreSQL indexes each row as
-/// it is written (a tsvector of the matcher's folded tokens, as `newswatch migrate` writes
-/// them), where SQLite's FTS5 index trails the poll. An edited entry's old row goes (its index
-/// row with it) and the new row keeps its first-seen time.
+/// in one statement per step). Their full-text documents trail the poll, as SQLite's FTS5
+/// index does: each new row's id is queued in `archive_pending` by the same statement, and
+/// [`super::index::index_pending`] builds the documents after the wave (search and backfill
+/// read the queued rows directly meanwhile). An edited entry's old row goes (its document or
+/// queue entry with it) and the new row keeps its first-seen time.
 fn archive_put(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
@@ -1229,7 +1229,6 @@ fn archive_put(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let mut docs: HashMap<&[u8], TsVector> = HashMap::with_capacity(n);
     for (key, item, text) in rows {
         items.push(*item);
         guids.push(text.guid.as_deref());
@@ -1244,75 +1243,28 @@ fn archive_put(
                 .get(&key[..])
                 .map_or(now.to_string(), Clone::clone),
         );
-        docs.insert(
-            &key[..],
-            TsVector(crate::store::copy::tsvector_binary(
-                &text.title,
-                &item_body(&text.summary, &text.content),
-            )),
-        );
     }
     let q = st
         .get(
             tx,
-            "INSERT INTO archive (feed_id, entry_key, item_id, guid, link, title, summary, content,
-               authors, published_at, first_seen_at)
-             SELECT $1, u.* FROM unnest($2::bytea[], $3::bigint[], $4::text[], $5::text[],
-               $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) AS u
-             RETURNING id, entry_key",
+            "WITH new AS (
+               INSERT INTO archive (feed_id, entry_key, item_id, guid, link, title, summary,
+                 content, authors, published_at, first_seen_at)
+               SELECT $1, u.* FROM unnest($2::bytea[], $3::bigint[], $4::text[], $5::text[],
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) AS u
+               RETURNING id)
+             INSERT INTO archive_pending (id) SELECT id FROM new",
         )
         .at(t)?;
-    let inserted = tx
-        .query(
-            &q,
-            &[
-                &feed_id, &keys, &items, &guids, &links, &titles, &summaries, &contents, &authors,
-                &published, &seen,
-            ],
-        )
-        .at(t)?;
-    let mut ids: Vec<i64> = Vec::with_capacity(n);
-    let mut fts: Vec<&TsVector> = Vec::with_capacity(n);
-    for r in &inserted {
-        let id: i64 = r.try_get(0).at(t)?;
-        let key: &[u8] = r.try_get(1).at(t)?;
-        if let Some(doc) = docs.get(key) {
-            ids.push(id);
-            fts.push(doc);
-        }
-    }
-    let q = st
-        .get(
-            tx,
-            "INSERT INTO archive_fts (id, doc)
-             SELECT u.id, u.doc FROM unnest($1::bigint[], $2::tsvector[]) AS u(id, doc)",
-        )
-        .at(t)?;
-    tx.execute(&q, &[&ids, &fts]).at(t)?;
+    tx.execute(
+        &q,
+        &[
+            &feed_id, &keys, &items, &guids, &links, &titles, &summaries, &contents, &authors,
+            &published, &seen,
+        ],
+    )
+    .at(t)?;
     Ok(())
-}
-
-/// An archive document already in PostgreSQL's binary `tsvector` format
-/// ([`crate::store::copy::tsvector_binary`]), sent as it is.
-#[derive(Debug)]
-struct TsVector(Vec<u8>);
-
-impl postgres::types::ToSql for TsVector {
-    fn to_sql(
-        &self,
-        _: &postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
-    {
-        out.extend_from_slice(&self.0);
-        Ok(postgres::types::IsNull::No)
-    }
-
-    fn accepts(ty: &postgres::types::Type) -> bool {
-        ty.name() == "tsvector"
-    }
-
-    postgres::types::to_sql_checked!();
 }
 
 /// A row of [`ITEM_TEXT`] (the same query as SQLite's: its SQL is portable).

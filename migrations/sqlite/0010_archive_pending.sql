@@ -1,0 +1,3 @@
+-- Nothing to change on SQLite (as migrations/postgres/0010, which queues PostgreSQL's archive
+-- documents for after the poll): FTS5's index already trails the poll, behind the watermark
+-- archive_index.indexed_upto. The migration keeps both backends at the same version.
