@@ -71,6 +71,12 @@ impl Schedule {
 
     /// The first run strictly after `after`, with the cron line read in `tz`.
     pub fn next_after(&self, after: DateTime<Utc>, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+        // Runs are whole seconds. croner keeps the fraction of `after` (the next run after
+        // 57.967 would be 00.967), so two workers asking a few milliseconds apart got
+        // different times for one run, and the later one took the other's digest for an
+        // earlier run's (both wrote it): the fraction goes first.
+        use chrono::Timelike;
+        let after = after.with_nanosecond(0).unwrap_or(after);
         let local = after.with_timezone(&tz);
         self.cron
             .find_next_occurrence(&local, false)
@@ -173,6 +179,22 @@ mod tests {
             .with_timezone(&Utc);
         let prev = s.prev_at_or_before(at, chrono_tz::UTC).unwrap();
         assert_eq!(prev.to_rfc3339(), "2026-12-02T18:26:57+00:00");
+    }
+
+    #[test]
+    fn the_next_run_is_a_whole_second_whatever_the_fraction_asked_from() {
+        let s = Schedule::parse("*/3 * * * * *").unwrap();
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        // Two workers asking 100 ms apart get the same run, on the second.
+        for asked in ["2026-12-03T15:57:57.867Z", "2026-12-03T15:57:57.967Z"] {
+            let next = s.next_after(at(asked), chrono_tz::UTC).unwrap();
+            assert_eq!(next.to_rfc3339(), "2026-12-03T15:58:00+00:00", "{asked}");
+        }
+        // Strictly after: within a matching second, the next one.
+        let next = s
+            .next_after(at("2026-12-03T15:58:00.500Z"), chrono_tz::UTC)
+            .unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-12-03T15:58:03+00:00");
     }
     use chrono::{Datelike, TimeZone, Weekday};
 

@@ -722,8 +722,11 @@ fn pg_two_workers_write_each_scheduled_digest_once() {
         let (end0, end1) = (t(pair[0].get(1)), t(pair[1].get(1)));
         assert!(
             (end1 - end0).num_milliseconds() >= 2_000,
-            "two digests {} ms apart\n{log}",
-            (end1 - end0).num_milliseconds()
+            "two digests {} ms apart: {:?}\n{log}",
+            (end1 - end0).num_milliseconds(),
+            rows.iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect::<Vec<_>>()
         );
         assert_eq!(t(pair[1].get(0)), end0, "no gap between periods");
         assert_eq!(
