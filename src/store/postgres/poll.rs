@@ -605,39 +605,46 @@ impl PollStore for PgStore {
             worker: &worker,
         };
         let (client, stmts) = self.parts()?;
+        // The group in one transaction without a savepoint per feed (two round trips each);
+        // a feed whose write fails aborts it, and then every feed is written again in a
+        // transaction of its own, so that only the failing one is lost.
         let mut tx = client.transaction().at(&target)?;
         let mut out = Vec::with_capacity(batch.len());
+        let mut failed = false;
         for write in batch {
-            let mut sp = tx.transaction().at(&target)?;
-            let done = match hold_lease(&mut sp, stmts, &w, write) {
-                Err(e) => Err(e),
-                Ok(()) => match write {
-                    FeedWrite::Fetched {
-                        feed_id,
-                        facts,
-                        entries,
-                        now,
-                    } => commit_one(&mut sp, stmts, &w, *feed_id, facts, entries, *now),
-                    FeedWrite::Unchanged {
-                        feed_id,
-                        facts,
-                        now,
-                    } => fetched_feed(&mut sp, stmts, &w, *feed_id, facts, *now, "unchanged")
-                        .map(|()| CommitCounts::default()),
-                },
-            };
-            match done {
-                Ok(counts) => {
-                    sp.commit().at(&target)?;
+            match write_one(&mut tx, stmts, &w, write) {
+                // A lost lease is found before anything of the feed is written.
+                Ok(None) => out.push(Err(lease_lost(&target, feed_of(write)))),
+                Ok(Some(counts)) => out.push(Ok(counts)),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if !failed {
+            tx.commit().at(&target)?;
+            return Ok(out);
+        }
+        tx.rollback().at(&target)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for write in batch {
+            let mut tx = client.transaction().at(&target)?;
+            match write_one(&mut tx, stmts, &w, write) {
+                Ok(Some(counts)) => {
+                    tx.commit().at(&target)?;
                     out.push(Ok(counts));
                 }
+                Ok(None) => {
+                    tx.rollback().at(&target)?;
+                    out.push(Err(lease_lost(&target, feed_of(write))));
+                }
                 Err(e) => {
-                    sp.rollback().at(&target)?;
+                    tx.rollback().at(&target)?;
                     out.push(Err(e));
                 }
             }
         }
-        tx.commit().at(&target)?;
         Ok(out)
     }
 
@@ -709,28 +716,60 @@ impl PollStore for PgStore {
     }
 }
 
-/// With leases: lock the feed's row for the rest of the transaction if its lease is still
-/// this worker's (else the feed's write fails with [`lease_lost`] before writing anything). No
-/// other worker can claim the feed while the lock is held, even if the lease runs out.
-fn hold_lease(
+/// One feed's write in `tx`: its rows and counts, or `None` (nothing written) when it needs
+/// this worker's lease and the lease is another's now.
+fn write_one(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     w: &Writer<'_>,
     write: &FeedWrite,
-) -> Result<()> {
+) -> Result<Option<CommitCounts>> {
+    if !hold_lease(tx, st, w, feed_of(write))? {
+        return Ok(None);
+    }
+    match write {
+        FeedWrite::Fetched {
+            feed_id,
+            facts,
+            entries,
+            now,
+        } => commit_one(tx, st, w, *feed_id, facts, entries, *now).map(Some),
+        FeedWrite::Unchanged {
+            feed_id,
+            facts,
+            now,
+        } => fetched_feed(tx, st, w, *feed_id, facts, *now, "unchanged")
+            .map(|()| Some(CommitCounts::default())),
+    }
+}
+
+/// With leases: lock the feed's row for the rest of the transaction if its lease is still
+/// this worker's (false, before anything is written, when it is not). No other worker can
+/// claim the feed while the lock is held, even if the lease runs out.
+fn hold_lease(
+    tx: &mut Transaction<'_>,
+    st: &mut Statements,
+    w: &Writer<'_>,
+    feed_id: i64,
+) -> Result<bool> {
     let Some(owner) = w.lease else {
-        return Ok(());
+        return Ok(true);
     };
-    let (FeedWrite::Fetched { feed_id, .. } | FeedWrite::Unchanged { feed_id, .. }) = write;
     let q = st
         .get(
             tx,
             "SELECT 1 FROM feeds WHERE id = $1 AND lease_owner = $2 FOR UPDATE",
         )
         .at(w.target)?;
-    match tx.query_opt(&q, &[feed_id, &owner]).at(w.target)? {
-        Some(_) => Ok(()),
-        None => Err(lease_lost(w.target, *feed_id)),
+    Ok(tx
+        .query_opt(&q, &[&feed_id, &owner])
+        .at(w.target)?
+        .is_some())
+}
+
+fn feed_of(write: &FeedWrite) -> i64 {
+    match write {
+        FeedWrite::Fetched { feed_id, .. } | FeedWrite::Unchanged { feed_id, .. } => *feed_id,
     }
 }
 
@@ -779,6 +818,10 @@ fn commit_one(
             seen.insert(key, (r.try_get(1).at(t)?, r.try_get(2).at(t)?));
         }
     }
+    // An archive row is only ever written with its entry's sighting (and sightings stay when
+    // the archive is pruned): a feed with none has nothing archived to replace (its first
+    // poll, so the whole cold poll, skips that statement).
+    let had_sightings = !seen.is_empty();
     // Keys in the order first written, and the archived text per key (the last one).
     let mut written: Vec<[u8; 16]> = Vec::new();
     let mut once: std::collections::HashSet<[u8; 16]> = std::collections::HashSet::new();
@@ -877,7 +920,7 @@ fn commit_one(
             .iter()
             .filter_map(|k| archived.get(k).map(|(item, text)| (*k, *item, *text)))
             .collect();
-        archive_put(tx, st, t, feed_id, &rows, &now_s)?;
+        archive_put(tx, st, t, feed_id, &rows, had_sightings, &now_s)?;
     }
     fetched_feed(tx, st, w, feed_id, facts, now, "ok")?;
     Ok(counts)
@@ -1194,26 +1237,30 @@ fn join_copy(
 /// index does: each new row's id is queued in `archive_pending` by the same statement, and
 /// [`super::index::index_pending`] builds the documents after the wave (search and backfill
 /// read the queued rows directly meanwhile). An edited entry's old row goes (its document or
-/// queue entry with it) and the new row keeps its first-seen time.
+/// queue entry with it) and the new row keeps its first-seen time; `replaces` is false when
+/// the feed has no archived row yet (nothing to look for).
 fn archive_put(
     tx: &mut Transaction<'_>,
     st: &mut Statements,
     t: &str,
     feed_id: i64,
     rows: &[([u8; 16], Option<i64>, &EntryText)],
+    replaces: bool,
     now: &str,
 ) -> Result<()> {
     let keys: Vec<&[u8]> = rows.iter().map(|(k, _, _)| &k[..]).collect();
-    let q = st
-        .get(
-            tx,
-            "DELETE FROM archive WHERE feed_id = $1 AND entry_key = ANY($2::bytea[])
-             RETURNING entry_key, first_seen_at",
-        )
-        .at(t)?;
     let mut first_seen: HashMap<Vec<u8>, String> = HashMap::new();
-    for r in tx.query(&q, &[&feed_id, &keys]).at(t)? {
-        first_seen.insert(r.try_get(0).at(t)?, r.try_get(1).at(t)?);
+    if replaces {
+        let q = st
+            .get(
+                tx,
+                "DELETE FROM archive WHERE feed_id = $1 AND entry_key = ANY($2::bytea[])
+                 RETURNING entry_key, first_seen_at",
+            )
+            .at(t)?;
+        for r in tx.query(&q, &[&feed_id, &keys]).at(t)? {
+            first_seen.insert(r.try_get(0).at(t)?, r.try_get(1).at(t)?);
+        }
     }
     let n = rows.len();
     let (mut items, mut guids, mut links, mut titles) = (
