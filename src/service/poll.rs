@@ -771,6 +771,10 @@ async fn write_grouped<S: PollStore>(
     })
 }
 
+/// How long the writer task waits for more writes once it has written all that were queued,
+/// before it stops ([`write_queued`]).
+const WRITER_LINGER: Duration = Duration::from_micros(500);
+
 /// The writer task: write the queued writes, group by group, until none is left.
 fn write_queued<S: PollStore>(rt: &Runtime, store: &Shared<S>) {
     // Should a write panic, the next write must find no writer at work (and start one), and
@@ -786,15 +790,29 @@ fn write_queued<S: PollStore>(rt: &Runtime, store: &Shared<S>) {
         }
     }
     let _guard = Unwinding(&rt.writes);
+    let mut lingered = false;
     loop {
         let group = {
             let mut q = rt.writes.lock().unwrap_or_else(|p| p.into_inner());
             if q.pending.is_empty() {
-                q.writer = false;
-                return;
+                if lingered {
+                    q.writer = false;
+                    return;
+                }
+                None
+            } else {
+                Some(std::mem::take(&mut q.pending))
             }
-            std::mem::take(&mut q.pending)
         };
+        let Some(group) = group else {
+            // Nothing queued: look once more after a moment before stopping. Writes that
+            // arrive a few at a time (a warm poll's 304s, one every ~0.1 ms) then share a
+            // commit and this task, instead of a commit and a blocking-pool hand-off each.
+            lingered = true;
+            std::thread::sleep(WRITER_LINGER);
+            continue;
+        };
+        lingered = false;
         let (writes, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
         let results = lock(store).write_feeds(&writes);
         match results {

@@ -302,6 +302,8 @@ pub struct DocFreq {
     /// one cache miss per token and one more for a per-bucket stamp).
     scratch: Vec<u32>,
     docs: u32,
+    /// Changes since this table was made or read ([`DocFreq::revision`]); not saved.
+    revision: u64,
 }
 
 impl std::fmt::Debug for DocFreq {
@@ -336,7 +338,14 @@ impl DocFreq {
             counts: vec![0; 1 << DF_BITS],
             scratch: Vec::new(),
             docs: 0,
+            revision: 0,
         }
+    }
+
+    /// How many times the counts changed (a document counted, another copy folded in) since
+    /// this table was made or read back: a store saves it only when this moved.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     fn bucket(hash: u64) -> usize {
@@ -416,6 +425,7 @@ impl DocFreq {
             }
         }
         self.docs = self.docs.saturating_add(1);
+        self.revision += 1;
         if self.docs >= Self::HALF_LIFE_DOCS {
             self.docs /= 2;
             for c in &mut self.counts {
@@ -431,6 +441,7 @@ impl DocFreq {
     /// elsewhere (`stored` is `base`), `self` is unchanged. Should `self` have halved since
     /// `base`, its own counts are the best estimate left: the larger of each.
     pub fn merge_since(&mut self, base: &DocFreq, stored: &DocFreq) {
+        self.revision += 1;
         if self.docs < base.docs {
             for (c, s) in self.counts.iter_mut().zip(&stored.counts) {
                 *c = (*c).max(*s);
