@@ -7,9 +7,9 @@
 //! `SELECT … FOR UPDATE SKIP LOCKED`, setting `lease_owner` to its worker id and `lease_until`
 //! to now + `[cluster] lease`. A feed is due when `next_due_at` has passed (or was never set)
 //! and it has no lease or its lease ran out. Writing the feed's result (in the feed's
-//! savepoint of the grouped write) clears the lease, sets `last_worker` and the next due time,
+//! part of the grouped write) clears the lease, sets `last_worker` and the next due time,
 //! and only happens while the lease is still this worker's: a worker that stalled past its
-//! lease writes nothing (its savepoint is rolled back), so one poll per due time is stored.
+//! lease writes nothing (its feed's part of the group is skipped), so one poll per due time is stored.
 //! A worker killed with kill -9 holds its leases until they run out; then the others claim
 //! those feeds. `newswatch poll` takes no leases (like the SQLite `poll`, it polls what it is
 //! told to) and leaves other workers' leases alone.
