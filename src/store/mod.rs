@@ -858,6 +858,15 @@ pub enum FeedWrite {
     },
 }
 
+impl FeedWrite {
+    /// The feed written.
+    pub fn feed_id(&self) -> i64 {
+        match self {
+            FeedWrite::Fetched { feed_id, .. } | FeedWrite::Unchanged { feed_id, .. } => *feed_id,
+        }
+    }
+}
+
 /// One [`FeedWrite`]'s rows, inside the caller's transaction.
 fn write_one(tx: &Connection, archive: bool, write: &FeedWrite) -> Result<CommitCounts> {
     match write {

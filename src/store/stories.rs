@@ -239,13 +239,7 @@ impl Store {
     /// The document frequencies over every polled entry, shared with the poller (which
     /// observes each new or changed entry) and saved by [`Store::place_stories`].
     pub fn doc_freq(&mut self) -> Result<Arc<Mutex<DocFreq>>> {
-        if let Some(df) = &self.stories.doc_freq {
-            return Ok(df.clone());
-        }
-        let df = Arc::new(Mutex::new(read_doc_freq(&self.conn)?));
-        self.stories.doc_freq = Some(df.clone());
-        self.stories.saved_revision = 0;
-        Ok(df)
+        shared_doc_freq(&mut self.stories, &self.conn)
     }
 
     /// Place every pending item (stored or changed since the last pass) into its story, and
@@ -281,15 +275,7 @@ impl Store {
             state.saved_revision = revision;
             return Ok(placed);
         }
-        let df = match &state.doc_freq {
-            Some(df) => df.clone(),
-            None => {
-                let df = Arc::new(Mutex::new(read_doc_freq(&tx)?));
-                state.doc_freq = Some(df.clone());
-                state.saved_revision = 0;
-                df
-            }
-        };
+        let df = shared_doc_freq(state, &tx)?;
         let df = df.lock().unwrap_or_else(|p| p.into_inner());
         // The stories a pending report may join lie within the window around its own time,
         // which for a new feed's backlog can be long before now.
@@ -623,7 +609,20 @@ fn bump(tx: &mut dyn Db) -> Result<()> {
     Ok(())
 }
 
-/// Save the document frequencies (and, with `placed`, count a new generation).
+/// `state`'s document frequencies, read from the database the first time.
+fn shared_doc_freq(
+    state: &mut StoryState,
+    conn: &rusqlite::Connection,
+) -> Result<Arc<Mutex<DocFreq>>> {
+    if let Some(df) = &state.doc_freq {
+        return Ok(df.clone());
+    }
+    let df = Arc::new(Mutex::new(read_doc_freq(conn)?));
+    state.doc_freq = Some(df.clone());
+    state.saved_revision = 0;
+    Ok(df)
+}
+
 /// The stored document frequencies (a fresh table when none are stored, or when the stored
 /// blob cannot be read).
 fn read_doc_freq(conn: &rusqlite::Connection) -> Result<DocFreq> {
@@ -642,6 +641,7 @@ fn read_doc_freq(conn: &rusqlite::Connection) -> Result<DocFreq> {
     })
 }
 
+/// Save the document frequencies (and, with `placed`, count a new generation).
 fn save_doc_freq(tx: &Transaction<'_>, df: &DocFreq, placed: bool) -> Result<()> {
     tx.prepare_cached(
         "UPDATE story_state SET doc_freq = ?1, generation = generation + ?2 WHERE id = 1",

@@ -95,27 +95,14 @@ pub fn index_pending(db: &mut PgDb, max_rows: u64) -> Result<u64> {
 /// many were indexed.
 pub fn rebuild(db: &mut PgDb) -> Result<u64> {
     let target = db.target().to_string();
-    db.client()
-        .batch_execute(
-            "BEGIN;
-             DELETE FROM archive_fts;
-             INSERT INTO archive_pending (id) SELECT id FROM archive ON CONFLICT DO NOTHING;
-             COMMIT;",
-        )
-        .at(&target)?;
+    let mut tx = db.client().transaction().at(&target)?;
+    tx.batch_execute(
+        "DELETE FROM archive_fts;
+         INSERT INTO archive_pending (id) SELECT id FROM archive ON CONFLICT DO NOTHING;",
+    )
+    .at(&target)?;
+    tx.commit().at(&target)?;
     index_pending(db, u64::MAX)
-}
-
-/// Archived rows whose document is not built yet.
-pub fn pending(db: &mut PgDb) -> Result<u64> {
-    let target = db.target().to_string();
-    let n: i64 = db
-        .client()
-        .query_one("SELECT count(*) FROM archive_pending", &[])
-        .at(&target)?
-        .try_get(0)
-        .at(&target)?;
-    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// An archive document already in PostgreSQL's binary `tsvector` format

@@ -614,7 +614,7 @@ impl PollStore for PgStore {
         for write in batch {
             match write_one(&mut tx, stmts, &w, write) {
                 // A lost lease is found before anything of the feed is written.
-                Ok(None) => out.push(Err(lease_lost(&target, feed_of(write)))),
+                Ok(None) => out.push(Err(lease_lost(&target, write.feed_id()))),
                 Ok(Some(counts)) => out.push(Ok(counts)),
                 Err(_) => {
                     failed = true;
@@ -637,7 +637,7 @@ impl PollStore for PgStore {
                 }
                 Ok(None) => {
                     tx.rollback().at(&target)?;
-                    out.push(Err(lease_lost(&target, feed_of(write))));
+                    out.push(Err(lease_lost(&target, write.feed_id())));
                 }
                 Err(e) => {
                     tx.rollback().at(&target)?;
@@ -724,7 +724,7 @@ fn write_one(
     w: &Writer<'_>,
     write: &FeedWrite,
 ) -> Result<Option<CommitCounts>> {
-    if !hold_lease(tx, st, w, feed_of(write))? {
+    if !hold_lease(tx, st, w, write.feed_id())? {
         return Ok(None);
     }
     match write {
@@ -765,12 +765,6 @@ fn hold_lease(
         .query_opt(&q, &[&feed_id, &owner])
         .at(w.target)?
         .is_some())
-}
-
-fn feed_of(write: &FeedWrite) -> i64 {
-    match write {
-        FeedWrite::Fetched { feed_id, .. } | FeedWrite::Unchanged { feed_id, .. } => *feed_id,
-    }
 }
 
 fn lease_lost(target: &str, feed_id: i64) -> StoreError {
